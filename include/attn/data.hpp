@@ -1,0 +1,41 @@
+// Data set loaders: MNIST IDX (raw or gzip), Keras' mnist.npz, and a directory finder.
+// Every loader checks the header against the file size before allocating and throws
+// attn::DataError naming the file and what is wrong. Pixels stay 0..255 as Keras loads them.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "attn/tensor.hpp"
+
+namespace attn::data {
+
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Split {
+  Tensor x;  // [n, rows, cols], values 0..255 as float
+  Tensor y;  // [n], class ids as float
+};
+
+struct Mnist {
+  Split train;
+  Split test;
+};
+
+// IDX image file (magic 2051), raw or gzip (detected from the content, not the name).
+Tensor load_idx_images(const std::string& path);
+// IDX label file (magic 2049), raw or gzip.
+Tensor load_idx_labels(const std::string& path);
+// Keras mnist.npz (x_train, y_train, x_test, y_test), zip stored or deflated.
+Mnist load_npz(const std::string& path);
+// A directory holding train-images-idx3-ubyte[.gz] etc. (or mnist.npz); throws naming
+// the directory and the missing file.
+Mnist load_mnist(const std::string& dir);
+
+// $ATTN_DATA_DIR if set, else $XDG_CACHE_HOME/attn/mnist, else ~/.cache/attn/mnist.
+std::string default_mnist_dir();
+
+}  // namespace attn::data

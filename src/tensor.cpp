@@ -1,0 +1,84 @@
+// Tensor storage and views.
+#include "attn/tensor.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace attn {
+
+int64_t shape_size(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw std::invalid_argument("shape_size: unknown dimension in " + shape_to_string(shape));
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += shape[i] < 0 ? "None" : std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+std::shared_ptr<float[]> allocate_floats(int64_t count) {
+  size_t bytes = static_cast<size_t>(count > 0 ? count : 1) * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return std::shared_ptr<float[]>(static_cast<float*>(p), [](float* q) { std::free(q); });
+}
+
+Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
+  storage_ = allocate_floats(shape_size(shape_));
+  data_ = storage_.get();
+}
+
+Tensor::Tensor(Shape shape, const std::vector<float>& values) : Tensor(std::move(shape)) {
+  if (static_cast<int64_t>(values.size()) != size())
+    throw std::invalid_argument("Tensor: " + std::to_string(values.size()) + " values for shape " +
+                                shape_to_string(shape_));
+  std::memcpy(data_, values.data(), values.size() * sizeof(float));
+}
+
+Tensor Tensor::view(float* data, Shape shape) {
+  Tensor t;
+  t.data_ = data;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  if (shape_size(shape) != size())
+    throw std::invalid_argument("Tensor::reshaped: cannot reshape " + shape_to_string(shape_) + " to " +
+                                shape_to_string(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  if (shape_.empty() || begin < 0 || end < begin || end > shape_[0])
+    throw std::out_of_range("Tensor::rows: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                            ") outside " + shape_to_string(shape_));
+  Tensor t = *this;
+  int64_t row = shape_[0] ? size() / shape_[0] : 0;
+  t.data_ = data_ + begin * row;
+  t.shape_[0] = end - begin;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t(shape_);
+  if (size()) std::memcpy(t.data_, data_, size() * sizeof(float));
+  return t;
+}
+
+}  // namespace attn
