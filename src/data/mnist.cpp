@@ -1,0 +1,91 @@
+// Finds and loads an MNIST-shaped data set in a directory: the four IDX files (each raw or
+// .gz, as Debian's dataset-fashion-mnist ships them) or else Keras' mnist.npz, and checks
+// that images and labels agree. Also where that directory lives by default.
+// Deliberately does not download anything: scripts/setup.sh fetches and verifies the data.
+#include <pwd.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "attn/data.hpp"
+
+namespace attn::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The IDX file `name` in dir, raw preferred over .gz when both exist.
+std::optional<std::string> find_idx(const fs::path& dir, const std::string& name) {
+  std::error_code ec;
+  for (const std::string& candidate : {name, name + ".gz"}) {
+    fs::path p = dir / candidate;
+    if (fs::is_regular_file(p, ec)) return p.string();
+  }
+  return std::nullopt;
+}
+
+Split load_idx_split(const std::string& images_path, const std::string& labels_path) {
+  Split s{load_idx_images(images_path), load_idx_labels(labels_path)};
+  if (s.x.dim(0) != s.y.dim(0))
+    throw DataError(labels_path + ": " + std::to_string(s.y.dim(0)) + " labels but " + images_path + " has " +
+                    std::to_string(s.x.dim(0)) + " images");
+  return s;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace
+
+Mnist load_mnist(const std::string& dir) {
+  std::error_code ec;
+  const fs::path d(dir);
+  if (!fs::exists(d, ec)) throw DataError("MNIST directory " + dir + " does not exist");
+  if (!fs::is_directory(d, ec)) throw DataError("MNIST directory " + dir + " is not a directory");
+
+  const char* names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                          "t10k-labels-idx1-ubyte"};
+  std::optional<std::string> found[4];
+  int missing = -1;
+  for (int i = 0; i < 4; ++i) {
+    found[i] = find_idx(d, names[i]);
+    if (!found[i] && missing < 0) missing = i;
+  }
+
+  Mnist m;
+  if (missing < 0) {
+    m.train = load_idx_split(*found[0], *found[1]);
+    m.test = load_idx_split(*found[2], *found[3]);
+  } else {
+    // A half-present IDX set falls back to mnist.npz, and the error names the first gap.
+    const fs::path npz = d / "mnist.npz";
+    if (!fs::is_regular_file(npz, ec))
+      throw DataError(dir + ": no " + names[missing] + "[.gz] or mnist.npz");
+    m = load_npz(npz.string());
+  }
+  if (m.train.x.dim(1) != m.test.x.dim(1) || m.train.x.dim(2) != m.test.x.dim(2))
+    throw DataError(dir + ": training images are " + std::to_string(m.train.x.dim(1)) + "x" +
+                    std::to_string(m.train.x.dim(2)) + " but test images are " + std::to_string(m.test.x.dim(1)) +
+                    "x" + std::to_string(m.test.x.dim(2)));
+  return m;
+}
+
+std::string default_mnist_dir() {
+  // Empty variables count as unset, as the XDG base-directory spec asks.
+  if (std::string v = env("ATTN_DATA_DIR"); !v.empty()) return v;
+  if (std::string v = env("XDG_CACHE_HOME"); !v.empty()) return (fs::path(v) / "attn" / "mnist").string();
+  std::string home = env("HOME");
+  if (home.empty()) {
+    // No $HOME (some service managers): ask the password database, as a shell would.
+    if (const passwd* pw = getpwuid(getuid()); pw && pw->pw_dir) home = pw->pw_dir;
+  }
+  const fs::path base = home.empty() ? fs::current_path() : fs::path(home);
+  return (base / ".cache" / "attn" / "mnist").string();
+}
+
+}  // namespace attn::data
