@@ -1,0 +1,92 @@
+// Buffer layout shared by the fast attention kernel's targets (attention.cpp is compiled once
+// per SIMD target by Highway, so target-independent pieces live here): block sizes, which
+// configurations take the grouped d = 1 path, and where each piece of saved/scratch lives.
+// Holds no code that depends on the SIMD width beyond the widest x86 vector (16 floats).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/attention.hpp"
+
+namespace attn::kernels::layout {
+
+inline constexpr int64_t kBlockRows = 32;  // query rows per block (BR)
+inline constexpr int64_t kBlockCols = 64;  // key columns per block (BC), a multiple of 2 x 16 lanes
+inline constexpr int64_t kPad = 64;        // slack so every vector load of a group array stays in bounds
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// d = dv = 1 dot attention without masks or dropout: keys (and queries) with equal values give
+// equal terms, so they are grouped by value and each row needs one term per distinct key value.
+inline bool grouped_eligible(const AttentionConfig& cfg) {
+  return cfg.mode == ScoreMode::kDot && cfg.d == 1 && cfg.dv == 1 && !cfg.causal &&
+         cfg.query_mask == nullptr && cfg.value_mask == nullptr && cfg.dropout <= 0.0f;
+}
+
+// Per-sample saved: m [tq] row max, l [tq] softmax denominator (before dropout), and for the
+// grouped path c [tq] with dL/dscale = sum_i dout_i c_i.
+inline int64_t saved_floats(const AttentionConfig& cfg) {
+  return (grouped_eligible(cfg) ? 3 : 2) * cfg.tq;
+}
+
+inline int64_t hash_size(const AttentionConfig& cfg) {
+  int64_t h = 16;
+  const int64_t n = cfg.tq > cfg.tv ? cfg.tq : cfg.tv;
+  while (h < 2 * n) h *= 2;
+  return h;
+}
+
+// Scratch, in floats, all offsets multiples of 16 floats.
+struct ScratchLayout {
+  int64_t tvp = 0;                          // tv rounded up to kBlockCols
+  int64_t kt = 0;                           // [d, tvp] keys transposed, zero padded
+  int64_t vt = 0;                           // [dv, tvp] values transposed, zero padded
+  int64_t raw = 0, s = 0, dp = 0, tr = 0;   // [kBlockRows, kBlockCols] blocks; tr [kBlockCols, kBlockRows]
+  int64_t gather = 0;                       // [kBlockCols + kPad] one column gathered contiguously
+  int64_t drow = 0;                         // [tq] D_i = dout_i . out_i (backward)
+  // grouped path
+  int64_t hkey = 0, hidx = 0;               // [hash_size] open-addressing table: key value, group + 1
+  int64_t gval = 0, gcnt = 0, gsum = 0;     // [tv + kPad] per key group: value, count, sum of v
+  int64_t qval = 0, qpos = 0;               // [tq + kPad] query group values; [tq] group of each query
+  int64_t kpos = 0;                         // [tv] group of each key
+  int64_t rm = 0, rl = 0, ro = 0, rc = 0;   // [tq + kPad] per query group: m, l, out, c
+  int64_t total = 0;
+};
+
+inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
+  ScratchLayout s;
+  int64_t at = 0;
+  auto take = [&at](int64_t n) {
+    const int64_t o = at;
+    at += round_up(n, 16);
+    return o;
+  };
+  s.tvp = round_up(cfg.tv, kBlockCols);
+  s.kt = take(cfg.d * s.tvp);
+  s.vt = take(cfg.dv * s.tvp);
+  s.raw = take(kBlockRows * kBlockCols);
+  s.s = take(kBlockRows * kBlockCols);
+  s.dp = take(kBlockRows * kBlockCols);
+  s.tr = take(kBlockRows * kBlockCols);
+  s.gather = take(kBlockCols + kPad);
+  s.drow = take(cfg.tq);
+  if (grouped_eligible(cfg)) {
+    const int64_t h = hash_size(cfg);
+    s.hkey = take(h);
+    s.hidx = take(h);
+    s.gval = take(cfg.tv + kPad);
+    s.gcnt = take(cfg.tv + kPad);
+    s.gsum = take(cfg.tv + kPad);
+    s.qval = take(cfg.tq + kPad);
+    s.qpos = take(cfg.tq);
+    s.kpos = take(cfg.tv);
+    s.rm = take(cfg.tq + kPad);
+    s.rl = take(cfg.tq + kPad);
+    s.ro = take(cfg.tq + kPad);
+    s.rc = take(cfg.tq + kPad);
+  }
+  s.total = at + 16;
+  return s;
+}
+
+}  // namespace attn::kernels::layout
