@@ -114,8 +114,13 @@ class ByteSource {
  private:
   [[noreturn]] void gz_fail() {
     int code = 0;
-    const char* msg = gzerror(gz_, &code);
-    fail(path_, std::string("corrupt gzip stream: ") + (msg && *msg ? msg : "unknown error"));
+    fail(path_, "corrupt gzip stream: " + gz_message(gzerror(gz_, &code)));
+  }
+  // zlib prefixes its messages with the path, which our own prefix already gives.
+  std::string gz_message(const char* msg) const {
+    std::string m = msg && *msg ? msg : "unknown error";
+    if (m.rfind(path_ + ": ", 0) == 0) m.erase(0, path_.size() + 2);
+    return m;
   }
   // zlib reports a stream cut short only through gzerror after the final read.
   void gz_check() {
@@ -123,7 +128,7 @@ class ByteSource {
     const char* msg = gzerror(gz_, &code);
     if (code == Z_BUF_ERROR) fail(path_, "truncated gzip stream (unexpected end of file)");
     if (code != Z_OK && code != Z_STREAM_END)
-      fail(path_, std::string("corrupt gzip stream: ") + (msg ? msg : "unknown error"));
+      fail(path_, "corrupt gzip stream: " + gz_message(msg));
   }
 
   std::string path_;
