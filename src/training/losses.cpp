@@ -6,6 +6,7 @@
 #include "attn/losses.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -31,6 +32,15 @@ inline double clip_value(float x, bool* inside) {
   }
   *inside = true;
   return x;
+}
+
+// The decimal a float option was written as (0.1f -> 0.1), as Keras' Python config holds it.
+double as_python_float(float f) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), f);
+  double d = f;
+  if (ec == std::errc()) std::from_chars(buf, end, d);
+  return d;
 }
 
 std::string format_float(double v) {
@@ -155,7 +165,7 @@ class CategoricalCrossentropyLoss final : public LossBase {
   nlohmann::json get_config() const override {
     nlohmann::json c = base_config();
     c["from_logits"] = from_logits_;
-    c["label_smoothing"] = static_cast<double>(label_smoothing_);
+    c["label_smoothing"] = as_python_float(label_smoothing_);
     c["axis"] = -1;
     return c;
   }
@@ -232,7 +242,7 @@ class BinaryCrossentropyLoss final : public LossBase {
   nlohmann::json get_config() const override {
     nlohmann::json c = base_config();
     c["from_logits"] = from_logits_;
-    c["label_smoothing"] = static_cast<double>(label_smoothing_);
+    c["label_smoothing"] = as_python_float(label_smoothing_);
     c["axis"] = -1;
     return c;
   }
