@@ -281,8 +281,36 @@ def run_epoch(args, base):
     })
 
 
+def attention_peak_estimate_gib(b, t, d, grads):
+    """Rough peak of forward+backward: the (B,T,T) tensors alive at once.
+
+    Forward keeps x x^T (for the scale's gradient), the scaled scores (freed after
+    softmax unless needed) and the softmax output; backward adds dW, dS and a
+    product temporary for the scale's gradient (and dS*scale for full grads).
+    """
+    tensors = 6 if grads == "full" else 5
+    return tensors * b * t * t * 4 / 2**30
+
+
 def run_attention(args, base):
     torch.manual_seed(0)
+    b, t, d = args.batch, args.t, args.d
+    est = attention_peak_estimate_gib(b, t, d, args.grads)
+    base.update({"what": "attention", "d": d, "t": t, "batch": b, "grads": args.grads,
+                 "score_tensor_mib": b * t * t * 4 / 2**20, "est_peak_gib": est})
+    if args.max_gib and est > args.max_gib:
+        base.update({"status": "skipped", "reason": "estimated peak %.1f GiB > --max-gib %g"
+                     % (est, args.max_gib), "peak_rss_mib": peak_rss_mib()})
+        return
+    try:
+        _run_attention(args, base)
+        base["status"] = "ok"
+    except (RuntimeError, MemoryError) as e:  # torch reports allocation failure as RuntimeError
+        base.update({"status": "failed", "error": str(e).splitlines()[0][:300],
+                     "peak_rss_mib": peak_rss_mib()})
+
+
+def _run_attention(args, base):
     b, t, d = args.batch, args.t, args.d
     x = torch.randn(b, t, d)  # dense: no zeros
     x.requires_grad_(args.grads == "full")
@@ -310,13 +338,10 @@ def run_attention(args, base):
     bwd = (3 if args.grads == "full" else 1) * 2.0 * b * t * t * d
     ms = 1000.0 * total / max(1, args.steps)
     base.update({
-        "what": "attention",
-        "d": d, "t": t, "batch": b, "grads": args.grads,
         "steps": args.steps, "warmup": args.warmup,
         "ms_per_batch": ms,
         "ms_per_batch_min": 1000.0 * min(times) if times else None,
         "gemm_gflops": (fwd + bwd) / (ms * 1e6) if ms > 0 else None,
-        "score_tensor_mib": b * t * t * 4 / 2**20,
         "peak_rss_mib": peak_rss_mib(),
     })
 
@@ -358,6 +383,10 @@ def main():
     p.add_argument("--data-dir", default=None)
     p.add_argument("--flush-denormal", action="store_true",
                    help="torch.set_flush_denormal(True) (an option, off by default)")
+    p.add_argument("--max-gib", type=float, default=16.0,
+                   help="attention: skip when the estimated peak exceeds this (0 = never skip)")
+    p.add_argument("--mem-limit-gib", type=float, default=0.0,
+                   help="cap the address space (RLIMIT_AS) at this many GiB; 0 = no cap")
     p.add_argument("--label", default=None, help="free-form tag copied into the JSON")
     args = p.parse_args()
 
@@ -373,6 +402,9 @@ def main():
             setattr(args, k, v)
 
     torch.set_num_threads(args.threads)
+    if args.mem_limit_gib > 0:
+        cap = int(args.mem_limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     base = {"framework": "torch"}
     if args.label:
         base["label"] = args.label
