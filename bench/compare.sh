@@ -19,6 +19,8 @@
 #                         next to it with the other extension
 #   --build DIR           attn build directory (default build)
 #   --python PATH         python with Debian's torch (default /usr/bin/python3)
+#   --best-extra-env "K=V ..."  more environment for torch-best, e.g. OMP_WAIT_POLICY=passive
+#                         (helps a lot when other processes compete for the cores)
 # Environment: ATTN_DATA_DIR (MNIST IDX files; else ~/.cache/attn/mnist; else random data).
 set -euo pipefail
 
@@ -37,6 +39,7 @@ do_attention=1
 out=
 build="$root/build"
 py=/usr/bin/python3
+best_extra=()
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -52,7 +55,8 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --python) py=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --best-extra-env) read -r -a best_extra <<< "$2"; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#'; exit 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,6 +69,7 @@ best_env=()
 [[ -e "$tcmalloc" ]] && best_env+=("LD_PRELOAD=$tcmalloc") || echo "warning: $tcmalloc missing (apt-get install libtcmalloc-minimal4)" >&2
 [[ -d "$openblas_omp" ]] && best_env+=("LD_LIBRARY_PATH=$openblas_omp") || echo "warning: $openblas_omp missing (apt-get install libopenblas0-openmp)" >&2
 
+best_env+=("${best_extra[@]}")
 peer="$here/peer_torch.py"
 work=$(mktemp -d /tmp/attn-compare.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -200,6 +205,8 @@ print(json.dumps(out))
 start=$(date +%s)
 IFS=, read -r -a tlist <<< "$threads_list"
 echo "compare.sh: threads=$threads_list best-steps=$best_steps shipped-steps=$shipped_steps repeat=$repeat" >&2
+echo "torch-best environment: ${best_env[*]}" >&2
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for ((r = 1; r <= repeat; r++)); do
   for t in "${tlist[@]}"; do
     echo "[repeat $r, threads $t]" >&2
