@@ -73,6 +73,9 @@ def env_report(threads):
         "blas_libs": blas,
         "allocator": allocator,
         "flush_denormal": None,
+        "vars": {k: v for k, v in sorted(os.environ.items())
+                 if k.startswith(("OMP_", "GOMP_", "OPENBLAS_", "MKL_", "LD_PRELOAD", "LD_LIBRARY_PATH"))},
+        "loadavg": open("/proc/loadavg").read().split()[:3],
     }
 
 
