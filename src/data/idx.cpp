@@ -13,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "attn/data.hpp"
@@ -43,28 +44,25 @@ std::string hex32(uint32_t v) {
 class ByteSource {
  public:
   explicit ByteSource(const std::string& path) : path_(path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    file_.reset(std::fopen(path.c_str(), "rb"));
+    if (!file_) fail(path, std::string("cannot open: ") + std::strerror(errno));
     unsigned char magic[2] = {0, 0};
-    size_t got = std::fread(magic, 1, 2, f);
+    size_t got = std::fread(magic, 1, 2, file_.get());
+    if (got < 2 && std::ferror(file_.get())) fail(path, "cannot read: " + std::string(std::strerror(errno)));
     gzip_ = got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if (gzip_) {
-      std::fclose(f);
-      gz_ = gzopen(path.c_str(), "rb");
+      file_.reset();
+      gz_.reset(gzopen(path.c_str(), "rb"));
       if (!gz_) fail(path, std::string("cannot open: ") + std::strerror(errno));
-      gzbuffer(gz_, 1 << 16);
+      gzbuffer(gz_.get(), 1 << 16);
     } else {
-      file_ = f;
+      std::FILE* f = file_.get();
       if (std::fseek(f, 0, SEEK_END) != 0) fail(path, "cannot seek: " + std::string(std::strerror(errno)));
       long size = std::ftell(f);
       if (size < 0) fail(path, "cannot tell size: " + std::string(std::strerror(errno)));
       raw_size_ = static_cast<uint64_t>(size);
       std::rewind(f);
     }
-  }
-  ~ByteSource() {
-    if (file_) std::fclose(file_);
-    if (gz_) gzclose(gz_);
   }
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
@@ -76,15 +74,15 @@ class ByteSource {
   // Reads up to n bytes into out; returns the count, which is short only at end of data.
   size_t read(unsigned char* out, size_t n) {
     if (!gzip_) {
-      size_t got = std::fread(out, 1, n, file_);
-      if (got < n && std::ferror(file_)) fail(path_, "read error: " + std::string(std::strerror(errno)));
+      size_t got = std::fread(out, 1, n, file_.get());
+      if (got < n && std::ferror(file_.get())) fail(path_, "read error: " + std::string(std::strerror(errno)));
       return got;
     }
     size_t total = 0;
     while (total < n) {
       // gzread takes an unsigned count; stay well below its int-sized return.
       unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - total, 1u << 30));
-      int got = gzread(gz_, out + total, chunk);
+      int got = gzread(gz_.get(), out + total, chunk);
       if (got < 0) gz_fail();
       if (got == 0) {
         gz_check();
@@ -114,7 +112,7 @@ class ByteSource {
  private:
   [[noreturn]] void gz_fail() {
     int code = 0;
-    fail(path_, "corrupt gzip stream: " + gz_message(gzerror(gz_, &code)));
+    fail(path_, "corrupt gzip stream: " + gz_message(gzerror(gz_.get(), &code)));
   }
   // zlib prefixes its messages with the path, which our own prefix already gives.
   std::string gz_message(const char* msg) const {
@@ -125,15 +123,22 @@ class ByteSource {
   // zlib reports a stream cut short only through gzerror after the final read.
   void gz_check() {
     int code = Z_OK;
-    const char* msg = gzerror(gz_, &code);
+    const char* msg = gzerror(gz_.get(), &code);
     if (code == Z_BUF_ERROR) fail(path_, "truncated gzip stream (unexpected end of file)");
     if (code != Z_OK && code != Z_STREAM_END)
       fail(path_, "corrupt gzip stream: " + gz_message(msg));
   }
 
+  struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  struct GzCloser {
+    void operator()(gzFile g) const { gzclose(g); }
+  };
   std::string path_;
-  std::FILE* file_ = nullptr;
-  gzFile gz_ = nullptr;
+  // Owned through unique_ptr so a throw from the constructor still closes them.
+  std::unique_ptr<std::FILE, FileCloser> file_;
+  std::unique_ptr<std::remove_pointer_t<gzFile>, GzCloser> gz_;
   bool gzip_ = false;
   uint64_t raw_size_ = 0;
 };
