@@ -3,6 +3,7 @@
 // central finite differences of a double-precision copy of the formula, and hand-derived
 // values (fully masked rows, zero queries, a two-key softmax). Speed is bench/'s job.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <cmath>
@@ -282,6 +283,36 @@ TEST(AttentionKernel, LongSequenceBuffersAreLinear) {
     }
     for (int64_t f = 0; f < 4; ++f) EXPECT_NEAR(out[i * 4 + f], o[f] / l, 1e-5);
   }
+}
+
+// Every SIMD target this binary dispatches to (SSE4 / AVX2 / AVX-512 where the CPU has them)
+// gets a few mixed cases: tails and tile remainders differ with the vector width.
+TEST(AttentionKernel, EverySupportedSimdTarget) {
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    SCOPED_TRACE(hwy::TargetName(target));
+    hwy::SetSupportedTargetsForTest(target);
+    Case c;
+    c.cfg.batch = 2;
+    c.cfg.tq = 17;
+    c.cfg.tv = 70;
+    c.cfg.d = 5;
+    c.cfg.dv = 11;
+    c.cfg.scale = 0.8f;
+    c.cfg.value_mask = &kWantMask;
+    c.cfg.query_mask = &kWantMask;
+    c.cfg.causal = true;
+    c.name = "masked causal";
+    run_case(c, 31);
+    c.cfg.value_mask = c.cfg.query_mask = nullptr;
+    c.cfg.causal = false;
+    c.cfg.d = c.cfg.dv = 1;
+    c.zero_frac = 0.8;
+    c.pixels = true;
+    c.grads = 8;
+    c.name = "grouped";
+    run_case(c, 32);
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 // ---------------------------------------------------------------- hand-derived values
