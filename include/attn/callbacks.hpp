@@ -1,0 +1,106 @@
+// Callbacks with Keras' hooks and semantics (keras/src/callbacks): EarlyStopping,
+// CSVLogger, TerminateOnNaN, and the Callback interface users implement.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attn/tensor.hpp"
+
+namespace attn {
+class Model;
+}
+
+namespace attn::callbacks {
+
+// Epoch logs: "loss", "accuracy", "val_loss", "val_accuracy"... (sorted, as Keras 3).
+using Logs = std::map<std::string, double>;
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(const Logs&) {}
+  virtual void on_train_end(const Logs&) {}
+  virtual void on_epoch_begin(int /*epoch*/, const Logs&) {}
+  virtual void on_epoch_end(int /*epoch*/, const Logs&) {}
+  virtual void on_train_batch_end(int /*batch*/, const Logs&) {}
+  void set_model(Model* model) { model_ = model; }
+
+ protected:
+  Model* model_ = nullptr;
+};
+
+struct EarlyStoppingOptions {
+  std::string monitor = "val_loss";
+  double min_delta = 0.0;
+  int patience = 0;
+  int verbose = 0;
+  std::string mode = "auto";  // "min", "max" or "auto"
+  std::optional<double> baseline = std::nullopt;
+  bool restore_best_weights = false;
+  int start_from_epoch = 0;
+};
+
+// keras/src/callbacks/early_stopping.py, epoch by epoch as keras-semantics.md section 8.
+class EarlyStoppingCallback : public Callback {
+ public:
+  explicit EarlyStoppingCallback(EarlyStoppingOptions options);
+  void on_train_begin(const Logs&) override;
+  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_train_end(const Logs&) override;
+  int stopped_epoch() const { return stopped_epoch_; }
+  int best_epoch() const { return best_epoch_; }
+  std::optional<double> best() const { return best_; }
+  int wait() const { return wait_; }
+
+ private:
+  bool improved(double current, double reference) const;
+  EarlyStoppingOptions options_;
+  bool maximize_ = false;
+  int wait_ = 0;
+  int stopped_epoch_ = 0;
+  int best_epoch_ = 0;
+  std::optional<double> best_;
+  std::vector<float> best_weights_;
+};
+
+struct CSVLoggerOptions {
+  std::string separator = ",";
+  bool append = false;
+};
+
+// keras/src/callbacks/csv_logger.py: header epoch + sorted keys, 0-based epochs, \r\n rows.
+class CSVLoggerCallback : public Callback {
+ public:
+  CSVLoggerCallback(std::string filename, CSVLoggerOptions options = {});
+  void on_train_begin(const Logs&) override;
+  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_train_end(const Logs&) override;
+
+ private:
+  std::string filename_;
+  CSVLoggerOptions options_;
+  std::vector<std::string> keys_;
+  std::ofstream file_;
+  bool header_written_ = false;
+};
+
+// Stops training when a batch loss is NaN or infinite.
+class TerminateOnNaNCallback : public Callback {
+ public:
+  void on_train_batch_end(int batch, const Logs& logs) override;
+};
+
+std::shared_ptr<Callback> EarlyStopping(EarlyStoppingOptions options = {});
+std::shared_ptr<Callback> CSVLogger(std::string filename, CSVLoggerOptions options = {});
+std::shared_ptr<Callback> TerminateOnNaN();
+
+// Python-style repr of a double (shortest text that reads back the same), as CSVLogger writes.
+std::string float_repr(double v);
+
+}  // namespace attn::callbacks

@@ -1,0 +1,182 @@
+// The layer contract and the symbolic graph it is called on.
+//
+// A layer owns its weights, infers output shapes when first called (build), runs
+// forward over a batch slice, and runs backward from what it saved in forward.
+// Backward ADDS into input gradients and parameter gradients (callers zero them).
+// A layer never allocates inside forward/backward: the model hands it `saved`
+// (kept from forward to backward, per sample) and `scratch` (temporary) memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+class Layer;
+struct CallSite;
+
+// A symbolic tensor: one output of one call of a layer (Keras' KerasTensor).
+struct SymbolicTensor {
+  std::shared_ptr<CallSite> site;
+  int index = 0;
+  Shape shape;  // without the batch axis
+};
+using Node = std::shared_ptr<SymbolicTensor>;
+
+// Keyword arguments of one call, as Keras' call signature has them.
+struct CallOptions {
+  std::optional<bool> training = std::nullopt;         // an explicit training=... pins the mode for this call
+  bool use_causal_mask = false;         // Attention
+  bool return_attention_scores = false;  // Attention: a second output (batch, Tq, Tv)
+  Node query_mask = nullptr;                      // Attention: (batch, Tq) of 0/1, optional
+  Node value_mask = nullptr;                      // Attention: (batch, Tv) of 0/1, optional
+};
+
+// One call of a layer on symbolic inputs (Keras' Node).
+struct CallSite {
+  std::shared_ptr<Layer> layer;
+  std::vector<Node> inputs;
+  CallOptions options;
+  std::vector<std::weak_ptr<SymbolicTensor>> outputs;
+  int index_in_layer = 0;  // Keras node index, for "connected to" and inbound_nodes
+};
+
+struct Weight {
+  std::string name;      // Keras variable name: "kernel", "bias", "scale"
+  Shape shape;
+  std::string initializer;  // "glorot_uniform", "zeros", "ones"
+  bool trainable = true;
+  Tensor value;          // a view into the model's parameter buffer once a model owns it
+  int64_t offset = -1;   // position in the model's parameter (and gradient) buffer
+};
+
+struct ForwardContext {
+  int64_t batch = 0;           // samples in this slice
+  int64_t sample_offset = 0;   // index of this slice's first sample within the batch
+  bool training = false;
+  uint64_t seed = 0;           // per step and layer: dropout draws hash(seed, sample, element)
+  const CallOptions* call = nullptr;
+  std::vector<const float*> inputs;   // each [batch, input shape]
+  std::vector<float*> outputs;        // each [batch, output shape]
+  const float* query_mask = nullptr;  // [batch, Tq] when the call has one
+  const float* value_mask = nullptr;  // [batch, Tv]
+  float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
+  float* saved = nullptr;             // [batch * saved_floats_per_sample()]
+  float* scratch = nullptr;           // [scratch_floats(batch)]
+};
+
+struct BackwardContext {
+  int64_t batch = 0;
+  int64_t sample_offset = 0;
+  bool training = false;
+  uint64_t seed = 0;
+  const CallOptions* call = nullptr;
+  std::vector<const float*> inputs;
+  std::vector<const float*> outputs;
+  std::vector<const float*> output_grads;  // null for an output nothing depends on
+  std::vector<float*> input_grads;         // ADD into; null where no gradient is needed
+  const float* query_mask = nullptr;
+  const float* value_mask = nullptr;
+  bool output_grad_is_logits = false;  // output_grads[0] is d/d(pre-activation)
+  float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
+  float* saved = nullptr;
+  float* scratch = nullptr;
+};
+
+class Layer : public std::enable_shared_from_this<Layer> {
+ public:
+  explicit Layer(std::string name_prefix, std::string name = "");
+  virtual ~Layer() = default;
+
+  virtual std::string class_name() const = 0;  // Keras class name: "Dense"
+  const std::string& name() const { return name_; }
+  bool built() const { return built_; }
+  bool trainable() const { return trainable_; }
+  void set_trainable(bool t) { trainable_ = t; }
+
+  // Output shapes (batch axis excluded) for these input shapes; creates the weights
+  // the first time. Throws std::invalid_argument naming the layer on a bad shape.
+  std::vector<Shape> build(const std::vector<Shape>& input_shapes, const CallOptions& options);
+  const std::vector<Shape>& built_input_shapes() const { return input_shapes_; }
+
+  std::vector<Weight>& weights() { return weights_; }
+  const std::vector<Weight>& weights() const { return weights_; }
+  int64_t count_params() const;
+
+  virtual int64_t saved_floats_per_sample(const CallOptions&) const { return 0; }
+  virtual int64_t scratch_floats(int64_t /*batch*/, const CallOptions&) const { return 0; }
+  // True when the output is an activation whose pre-activation Keras' TensorFlow
+  // backend hands to a cross-entropy ("hidden logits", keras-semantics.md section 5).
+  virtual bool has_keras_logits() const { return false; }
+  virtual std::string keras_logits_activation() const { return ""; }
+
+  virtual void forward(ForwardContext& ctx) = 0;
+  virtual void backward(BackwardContext& ctx) = 0;
+
+  // Keras get_config() (name, trainable, dtype and the layer's own arguments).
+  virtual nlohmann::json get_config() const;
+
+  // Calls the layer on symbolic inputs, building it on first use.
+  std::vector<Node> call(const std::vector<Node>& inputs, const CallOptions& options = {});
+  int call_count() const { return call_count_; }
+
+ protected:
+  // Infers output shapes; may add weights (add_weight) when first built.
+  virtual std::vector<Shape> compute_build(const std::vector<Shape>& input_shapes,
+                                           const CallOptions& options) = 0;
+  Weight& add_weight(std::string name, Shape shape, std::string initializer, bool trainable = true);
+  [[noreturn]] void fail(const std::string& what) const;  // throws naming the layer
+
+  std::string name_;
+  bool trainable_ = true;
+  bool built_ = false;
+  std::vector<Shape> input_shapes_;
+  std::vector<Weight> weights_;
+  int call_count_ = 0;
+};
+
+// Keras' unique names: "dense", "dense_1", ... per prefix, reset by clear_session().
+std::string unique_layer_name(const std::string& prefix);
+void clear_session();
+
+// Fills a weight from its initializer with the global generator (attn/random.hpp).
+void initialize_weight(Weight& w);
+
+// Value handle for a layer, so that `Dense(10)(x)` reads like Keras and a copied
+// handle shares the same layer (same weights), as a Keras layer object does.
+template <class Impl>
+class LayerHandle {
+ public:
+  explicit LayerHandle(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  Node operator()(const Node& input, const CallOptions& options = {}) const {
+    return single(impl_->call({input}, options));
+  }
+  Node operator()(const std::vector<Node>& inputs, const CallOptions& options = {}) const {
+    return single(impl_->call(inputs, options));
+  }
+  // Every output of a multi-output call (Attention with return_attention_scores).
+  std::vector<Node> call(const std::vector<Node>& inputs, const CallOptions& options = {}) const {
+    return impl_->call(inputs, options);
+  }
+  Impl* operator->() const { return impl_.get(); }
+  std::shared_ptr<Impl> ptr() const { return impl_; }
+  operator std::shared_ptr<Layer>() const { return impl_; }
+
+ private:
+  static Node single(const std::vector<Node>& outs) {
+    if (outs.size() != 1)
+      throw std::invalid_argument("layer returned " + std::to_string(outs.size()) +
+                                  " outputs; use .call(...) to get all of them");
+    return outs[0];
+  }
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace attn

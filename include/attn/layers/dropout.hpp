@@ -1,0 +1,39 @@
+// Dropout (keras/src/layers/regularization/dropout.py): in training keep each value
+// with probability 1 - rate and scale it by 1 / (1 - rate); identity in inference.
+// The mask is a hash of (step seed, sample, element), so backward recomputes it
+// and the result does not depend on how the batch is split across threads.
+#pragma once
+
+#include "attn/layer.hpp"
+
+namespace attn::layers {
+
+struct DropoutOptions {
+  std::string name = "";
+};
+
+class DropoutLayer : public Layer {
+ public:
+  DropoutLayer(float rate, DropoutOptions options);
+  std::string class_name() const override { return "Dropout"; }
+  float rate() const { return rate_; }
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  float keep_factor(uint64_t seed, int64_t sample, int64_t i) const;
+  float rate_;
+  int64_t sample_size_ = 0;
+};
+
+class Dropout : public LayerHandle<DropoutLayer> {
+ public:
+  explicit Dropout(float rate, DropoutOptions options = {})
+      : LayerHandle(std::make_shared<DropoutLayer>(rate, std::move(options))) {}
+};
+
+}  // namespace attn::layers

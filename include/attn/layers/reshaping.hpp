@@ -1,0 +1,55 @@
+// Flatten and Reshape: row-major reshapes with no weights (keras/src/layers/reshaping).
+#pragma once
+
+#include "attn/layer.hpp"
+
+namespace attn::layers {
+
+// Copies its input to an output of another shape; gradients flow back unchanged.
+class ReshapeLayerBase : public Layer {
+ public:
+  using Layer::Layer;
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+
+ protected:
+  int64_t sample_size_ = 0;
+};
+
+class FlattenLayer : public ReshapeLayerBase {
+ public:
+  explicit FlattenLayer(std::string name = "") : ReshapeLayerBase("flatten", std::move(name)) {}
+  std::string class_name() const override { return "Flatten"; }
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+};
+
+class ReshapeLayer : public ReshapeLayerBase {
+ public:
+  // target_shape excludes the batch axis; one entry may be -1 (inferred).
+  explicit ReshapeLayer(Shape target_shape, std::string name = "")
+      : ReshapeLayerBase("reshape", std::move(name)), target_(std::move(target_shape)) {}
+  std::string class_name() const override { return "Reshape"; }
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  Shape target_;
+};
+
+class Flatten : public LayerHandle<FlattenLayer> {
+ public:
+  explicit Flatten(std::string name = "") : LayerHandle(std::make_shared<FlattenLayer>(std::move(name))) {}
+};
+
+class Reshape : public LayerHandle<ReshapeLayer> {
+ public:
+  explicit Reshape(Shape target_shape, std::string name = "")
+      : LayerHandle(std::make_shared<ReshapeLayer>(std::move(target_shape), std::move(name))) {}
+};
+
+}  // namespace attn::layers

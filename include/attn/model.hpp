@@ -1,0 +1,170 @@
+// Model: the functional graph (Input -> layer calls -> outputs) and Keras' training API:
+// compile, fit, evaluate, predict, summary. Sequential builds the same graph from a list.
+//
+// Parameters live in one contiguous buffer (layers hold views); a training step splits
+// the batch across threads for the whole forward+backward, then reduces gradients once.
+// Buffers are planned once per batch size: nothing is allocated inside a training step.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "attn/callbacks.hpp"
+#include "attn/layer.hpp"
+#include "attn/losses.hpp"
+#include "attn/metrics.hpp"
+#include "attn/optimizers.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+// How a cross-entropy treats a sigmoid/softmax output layer (keras-semantics.md section 5).
+enum class LogitsSemantics {
+  kTensorFlow,  // Keras on TensorFlow: the loss takes the layer's pre-activation logits
+  kOutputs,     // Keras on JAX/PyTorch: the loss takes the layer's outputs as they are
+};
+
+struct CompileOptions {
+  LogitsSemantics logits_semantics = LogitsSemantics::kTensorFlow;
+  bool warn = true;  // print the one-line warning about a sigmoid/softmax head with from_logits
+};
+
+struct Dataset {
+  Tensor x;
+  Tensor y;
+};
+
+struct FitOptions {
+  int epochs = 1;
+  int batch_size = 32;
+  int verbose = 1;  // 0 silent, 1 progress bar, 2 one line per epoch
+  std::optional<Dataset> validation_data = std::nullopt;
+  double validation_split = 0.0;
+  bool shuffle = true;
+  std::optional<int> validation_batch_size = std::nullopt;
+  int validation_freq = 1;
+  int initial_epoch = 0;
+  std::vector<std::shared_ptr<callbacks::Callback>> callbacks = {};
+};
+
+struct EvaluateOptions {
+  int batch_size = 32;
+  int verbose = 0;
+};
+
+struct PredictOptions {
+  int batch_size = 32;
+};
+
+struct History {
+  std::map<std::string, std::vector<double>> history;  // "loss" -> per-epoch values
+  std::vector<int> epoch;                              // 0-based epoch numbers run
+  std::vector<double> seconds;                         // wall time of each epoch (with validation)
+  bool stopped_early = false;
+};
+
+class Executor;
+
+class Model {
+ public:
+  Model(Node input, Node output, std::string name = "");
+  Model(std::vector<Node> inputs, std::vector<Node> outputs, std::string name = "");
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  virtual ~Model();
+  // Keras' class name for config files: "Functional" or "Sequential".
+  virtual std::string class_name() const { return "Functional"; }
+
+  const std::string& name() const { return name_; }
+  // Layers in Keras' model.layers order (topological, inputs first).
+  const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
+  std::shared_ptr<Layer> get_layer(const std::string& name) const;
+  const std::vector<Node>& inputs() const { return inputs_; }
+  const std::vector<Node>& outputs() const { return outputs_; }
+  int64_t count_params() const;
+  int64_t count_trainable_params() const;
+
+  void compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::shared_ptr<losses::Loss> loss,
+               std::vector<std::string> metrics = {}, CompileOptions options = {});
+  bool compiled() const { return loss_ != nullptr; }
+  optimizers::Optimizer* optimizer() const { return optimizer_.get(); }
+  losses::Loss* loss() const { return loss_.get(); }
+  const std::vector<std::string>& metric_names() const { return metric_names_; }
+  // True when the loss will read the output layer's pre-activation logits.
+  bool uses_hidden_logits() const { return hidden_logits_; }
+
+  History fit(const Tensor& x, const Tensor& y, FitOptions options = {});
+  History fit(const std::vector<Tensor>& xs, const Tensor& y, FitOptions options = {});
+  std::map<std::string, double> evaluate(const Tensor& x, const Tensor& y, EvaluateOptions options = {});
+  std::map<std::string, double> evaluate(const std::vector<Tensor>& xs, const Tensor& y, EvaluateOptions options = {});
+  Tensor predict(const Tensor& x, PredictOptions options = {});
+  std::vector<Tensor> predict(const std::vector<Tensor>& xs, PredictOptions options = {});
+  // One optimizer step on one batch; returns {"loss", metrics...} for that batch.
+  std::map<std::string, double> train_on_batch(const std::vector<Tensor>& xs, const Tensor& y);
+
+  // Keras' summary table; line_length defaults to Keras' 98... wide table.
+  std::string summary() const;
+  void summary(std::ostream& out) const;
+
+  // All weights, in model.layers order then each layer's creation order.
+  std::vector<Weight*> weights();
+  std::vector<float> get_weights_flat() const;
+  void set_weights_flat(const std::vector<float>& values);
+  float* parameter_buffer();
+  int64_t parameter_count() const { return param_count_; }
+  // Trainable variables as the optimizer sees them (offset/size into the buffer).
+  const std::vector<optimizers::VariableSlice>& trainable_variables() const { return trainable_slices_; }
+
+  bool stop_training = false;
+  int threads() const { return threads_; }
+  // Worker threads for training and inference (default: hardware concurrency).
+  void set_threads(int threads);
+  void set_seed(uint64_t seed) { seed_ = seed; }
+  uint64_t seed() const { return seed_; }
+
+  // The call sites in execution order (for summary, saving and the executor).
+  const std::vector<std::shared_ptr<CallSite>>& call_sites() const { return sites_; }
+
+ private:
+  friend class Executor;
+  void build_graph();
+  void gather_parameters();
+  Executor& executor();
+  std::map<std::string, double> run_epoch_eval(const std::vector<Tensor>& xs, const Tensor& y, int batch_size,
+                                               int verbose);
+
+  std::string name_;
+  std::vector<Node> inputs_;
+  std::vector<Node> outputs_;
+  std::vector<std::shared_ptr<Layer>> layers_;
+  std::vector<std::shared_ptr<CallSite>> sites_;
+  std::shared_ptr<float[]> params_;
+  int64_t param_count_ = 0;
+  std::vector<optimizers::VariableSlice> trainable_slices_;
+  std::shared_ptr<optimizers::Optimizer> optimizer_;
+  std::shared_ptr<losses::Loss> loss_;
+  std::vector<std::string> metric_names_;
+  CompileOptions compile_options_;
+  bool hidden_logits_ = false;
+  bool optimizer_built_ = false;
+  int threads_ = 0;
+  uint64_t seed_ = 0;
+  std::unique_ptr<Executor> executor_;
+};
+
+// Keras' Sequential: a list of single-input layers applied in order.
+class Sequential : public Model {
+ public:
+  Sequential(Shape input_shape, std::vector<std::shared_ptr<Layer>> layers, std::string name = "");
+  std::string class_name() const override { return "Sequential"; }
+
+ private:
+  Sequential(std::pair<Node, Node> input_output, std::string name);
+};
+
+}  // namespace attn

@@ -1,0 +1,58 @@
+// Dropout with a counter-based mask.
+#include "attn/layers/dropout.hpp"
+
+#include <cstring>
+
+#include "attn/random.hpp"
+
+namespace attn::layers {
+
+DropoutLayer::DropoutLayer(float rate, DropoutOptions options) : Layer("dropout", options.name), rate_(rate) {
+  if (!(rate_ >= 0.0f && rate_ <= 1.0f)) fail("rate must be in [0, 1], got " + std::to_string(rate_));
+}
+
+std::vector<Shape> DropoutLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+  if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
+  sample_size_ = shape_size(in[0]);
+  return {in[0]};
+}
+
+float DropoutLayer::keep_factor(uint64_t seed, int64_t sample, int64_t i) const {
+  if (rate_ >= 1.0f) return 0.0f;
+  float u = hash_uniform(hash_combine(seed, static_cast<uint64_t>(sample), static_cast<uint64_t>(i)));
+  return u < rate_ ? 0.0f : 1.0f / (1.0f - rate_);
+}
+
+void DropoutLayer::forward(ForwardContext& ctx) {
+  const float* x = ctx.inputs[0];
+  float* y = ctx.outputs[0];
+  if (!ctx.training || rate_ == 0.0f) {
+    std::memcpy(y, x, ctx.batch * sample_size_ * sizeof(float));
+    return;
+  }
+  for (int64_t b = 0; b < ctx.batch; ++b)
+    for (int64_t i = 0; i < sample_size_; ++i)
+      y[b * sample_size_ + i] = x[b * sample_size_ + i] * keep_factor(ctx.seed, ctx.sample_offset + b, i);
+}
+
+void DropoutLayer::backward(BackwardContext& ctx) {
+  if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
+  float* dx = ctx.input_grads[0];
+  const float* dy = ctx.output_grads[0];
+  const bool identity = !ctx.training || rate_ == 0.0f;
+  for (int64_t b = 0; b < ctx.batch; ++b)
+    for (int64_t i = 0; i < sample_size_; ++i) {
+      int64_t k = b * sample_size_ + i;
+      dx[k] += identity ? dy[k] : dy[k] * keep_factor(ctx.seed, ctx.sample_offset + b, i);
+    }
+}
+
+nlohmann::json DropoutLayer::get_config() const {
+  nlohmann::json c = Layer::get_config();
+  c["rate"] = rate_;
+  c["seed"] = nullptr;
+  c["noise_shape"] = nullptr;
+  return c;
+}
+
+}  // namespace attn::layers

@@ -1,0 +1,232 @@
+// Executor: buffer planning, per-thread forward/backward, gradient reduction.
+#include "model/executor.hpp"
+
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+#include "attn/random.hpp"
+
+namespace attn {
+
+struct Executor::ThreadState {
+  std::vector<std::shared_ptr<float[]>> act;   // per tensor [slice, size]
+  std::vector<std::shared_ptr<float[]>> grad;  // per tensor, null when no gradient
+  std::vector<std::shared_ptr<float[]>> saved; // per call site
+  std::shared_ptr<float[]> scratch;
+  std::shared_ptr<float[]> logits, logits_grad;
+  std::shared_ptr<float[]> labels;
+  std::shared_ptr<float[]> param_grads;
+  std::vector<ForwardContext> fwd;
+  std::vector<BackwardContext> bwd;
+  int64_t begin = 0, count = 0;  // this run's slice of the batch
+  BatchResult result;
+};
+
+Executor::Executor(Model& model, int threads) : model_(model), pool_(threads) {
+  // Number the symbolic tensors: every output of every call site (inputs included).
+  std::map<const SymbolicTensor*, int> id;
+  const auto& sites = model_.sites_;
+  for (const auto& site : sites)
+    for (const auto& weak : site->outputs) {
+      auto t = weak.lock();
+      if (!t) throw std::logic_error("executor: a layer output was released");
+      id[t.get()] = static_cast<int>(tensor_size_.size());
+      tensor_size_.push_back(shape_size(t->shape));
+    }
+  auto lookup = [&](const Node& n) {
+    auto it = id.find(n.get());
+    if (it == id.end()) throw std::invalid_argument("model: a layer input is not reachable from the model inputs");
+    return it->second;
+  };
+  for (const Node& n : model_.inputs_) input_tensor_.push_back(lookup(n));
+  output_tensor_ = lookup(model_.outputs_.at(0));
+
+  needs_grad_.assign(tensor_size_.size(), false);
+  for (const auto& site : sites) {
+    std::vector<int> ins, outs;
+    for (const Node& n : site->inputs) ins.push_back(lookup(n));
+    for (const auto& weak : site->outputs) outs.push_back(id[weak.lock().get()]);
+    site_qmask_.push_back(site->options.query_mask ? lookup(site->options.query_mask) : -1);
+    site_vmask_.push_back(site->options.value_mask ? lookup(site->options.value_mask) : -1);
+    bool has_params = false;
+    for (const Weight& w : site->layer->weights()) has_params |= w.trainable && site->layer->trainable();
+    bool any_input_grad = false;
+    for (int i : ins) any_input_grad |= needs_grad_[i];
+    bool back = has_params || any_input_grad;
+    for (int o : outs) needs_grad_[o] = back;
+    site_backward_.push_back(back);
+    site_inputs_.push_back(ins);
+    site_outputs_.push_back(outs);
+  }
+  for (int i = 0; i < pool_.size(); ++i) states_.push_back(std::make_unique<ThreadState>());
+}
+
+Executor::~Executor() = default;
+
+int64_t Executor::output_size() const { return tensor_size_[output_tensor_]; }
+
+void Executor::plan(int64_t max_batch) {
+  if (max_batch <= planned_) return;
+  const int n_threads = pool_.size();
+  const int64_t slice = (max_batch + n_threads - 1) / n_threads;
+  const auto& sites = model_.sites_;
+  const int64_t label_size = 64;  // generous per-sample label room (class ids or one-hot rows)
+  for (auto& st : states_) {
+    ThreadState& s = *st;
+    s.act.assign(tensor_size_.size(), nullptr);
+    s.grad.assign(tensor_size_.size(), nullptr);
+    for (size_t t = 0; t < tensor_size_.size(); ++t) {
+      s.act[t] = allocate_floats(slice * tensor_size_[t]);
+      if (needs_grad_[t]) s.grad[t] = allocate_floats(slice * tensor_size_[t]);
+    }
+    int64_t scratch = 0;
+    s.saved.clear();
+    for (const auto& site : sites) {
+      s.saved.push_back(allocate_floats(slice * site->layer->saved_floats_per_sample(site->options)));
+      scratch = std::max(scratch, site->layer->scratch_floats(slice, site->options));
+    }
+    s.scratch = allocate_floats(scratch);
+    s.logits = allocate_floats(slice * output_size());
+    s.logits_grad = allocate_floats(slice * output_size());
+    s.labels = allocate_floats(slice * std::max<int64_t>(label_size, output_size()));
+    s.param_grads = allocate_floats(model_.param_count_);
+    // Contexts are built once; a run only updates batch, offsets, mode and seed.
+    s.fwd.assign(sites.size(), {});
+    s.bwd.assign(sites.size(), {});
+    for (size_t i = 0; i < sites.size(); ++i) {
+      ForwardContext& f = s.fwd[i];
+      BackwardContext& b = s.bwd[i];
+      f.call = b.call = &sites[i]->options;
+      for (int t : site_inputs_[i]) {
+        f.inputs.push_back(s.act[t].get());
+        b.inputs.push_back(s.act[t].get());
+        b.input_grads.push_back(needs_grad_[t] ? s.grad[t].get() : nullptr);
+      }
+      for (int t : site_outputs_[i]) {
+        f.outputs.push_back(s.act[t].get());
+        b.outputs.push_back(s.act[t].get());
+        b.output_grads.push_back(needs_grad_[t] ? s.grad[t].get() : nullptr);
+      }
+      if (site_qmask_[i] >= 0) f.query_mask = b.query_mask = s.act[site_qmask_[i]].get();
+      if (site_vmask_[i] >= 0) f.value_mask = b.value_mask = s.act[site_vmask_[i]].get();
+      f.saved = b.saved = s.saved[i].get();
+      f.scratch = b.scratch = s.scratch.get();
+      b.param_grads = s.param_grads.get();
+      if (site_outputs_[i][0] == output_tensor_ && model_.hidden_logits_) {
+        f.logits = s.logits.get();
+        b.output_grads[0] = s.logits_grad.get();
+        b.output_grad_is_logits = true;
+      }
+    }
+  }
+  planned_ = slice * n_threads;
+}
+
+Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices,
+                                    int64_t batch, bool train, bool training_mode, uint64_t seed, float* out) {
+  if (xs.size() != input_tensor_.size())
+    throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
+                                std::to_string(xs.size()));
+  plan(batch);
+  xs_ = &xs;
+  y_ = y;
+  indices_ = indices;
+  batch_ = batch;
+  train_ = train;
+  training_mode_ = training_mode;
+  seed_ = seed;
+  out_ = out;
+  grad_scale_ = model_.loss_ ? static_cast<float>(1.0 / model_.loss_->reduction_divisor(batch)) : 0.0f;
+  const int n = pool_.size();
+  for (int t = 0; t < n; ++t) {
+    states_[t]->begin = batch * t / n;
+    states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
+  }
+  auto slice_fn = [this](int t) { run_slice(t); };
+  pool_.run(slice_fn);
+  BatchResult total;
+  for (auto& s : states_) {
+    total.loss_sum += s->result.loss_sum;
+    total.correct += s->result.correct;
+  }
+  if (train) {
+    if (n > 1) {
+      auto reduce_fn = [this](int t) { reduce_gradients(t); };
+      pool_.run(reduce_fn);
+    }
+    model_.optimizer_->apply(model_.params_.get(), states_[0]->param_grads.get());
+  }
+  return total;
+}
+
+void Executor::reduce_gradients(int t) {
+  const int n = pool_.size();
+  const int64_t p = model_.param_count_;
+  const int64_t begin = p * t / n, end = p * (t + 1) / n;
+  float* dst = states_[0]->param_grads.get();
+  for (int s = 1; s < n; ++s) {
+    const float* src = states_[s]->param_grads.get();
+    for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
+  }
+}
+
+void Executor::run_slice(int t) {
+  ThreadState& s = *states_[t];
+  s.result = {};
+  const int64_t count = s.count;
+  if (count == 0) {
+    if (train_) std::memset(s.param_grads.get(), 0, model_.param_count_ * sizeof(float));
+    return;
+  }
+  const int64_t* idx = indices_ + s.begin;
+  for (size_t i = 0; i < input_tensor_.size(); ++i) {
+    const int64_t size = tensor_size_[input_tensor_[i]];
+    const float* src = (*xs_)[i].data();
+    float* dst = s.act[input_tensor_[i]].get();
+    for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * size, src + idx[r] * size, size * sizeof(float));
+  }
+  const auto& sites = model_.sites_;
+  for (size_t i = 0; i < sites.size(); ++i) {
+    ForwardContext& f = s.fwd[i];
+    f.batch = count;
+    f.sample_offset = s.begin;
+    f.training = sites[i]->options.training.value_or(training_mode_);
+    f.seed = hash_combine(seed_, i);
+    sites[i]->layer->forward(f);
+  }
+  const int64_t out_size = output_size();
+  const float* pred = s.act[output_tensor_].get();
+  if (out_) std::memcpy(out_ + s.begin * out_size, pred, count * out_size * sizeof(float));
+  if (y_ && model_.loss_) {
+    const int64_t label_size = y_->size() / y_->dim(0);
+    float* labels = s.labels.get();
+    for (int64_t r = 0; r < count; ++r)
+      std::memcpy(labels + r * label_size, y_->data() + idx[r] * label_size, label_size * sizeof(float));
+    losses::LossBatch lb;
+    lb.y_pred = model_.hidden_logits_ ? s.logits.get() : pred;
+    lb.y_true = labels;
+    lb.batch = count;
+    lb.width = out_size;
+    float* grad = nullptr;
+    if (train_) grad = model_.hidden_logits_ ? s.logits_grad.get() : s.grad[output_tensor_].get();
+    s.result.loss_sum = model_.loss_->sum_and_gradient(lb, model_.hidden_logits_, grad, grad_scale_);
+    if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count, out_size);
+  }
+  if (!train_) return;
+  std::memset(s.param_grads.get(), 0, model_.param_count_ * sizeof(float));
+  for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
+    if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_)
+      std::memset(s.grad[t2].get(), 0, count * tensor_size_[t2] * sizeof(float));
+  for (size_t i = sites.size(); i-- > 0;) {
+    if (!site_backward_[i]) continue;
+    BackwardContext& b = s.bwd[i];
+    b.batch = count;
+    b.sample_offset = s.begin;
+    b.training = s.fwd[i].training;
+    b.seed = s.fwd[i].seed;
+    sites[i]->layer->backward(b);
+  }
+}
+
+}  // namespace attn

@@ -1,0 +1,71 @@
+// Executor: runs a model's call sites over batches with buffers planned once.
+// Each thread owns a slice of the batch and a full set of activation, gradient,
+// saved and scratch buffers, plus its own parameter-gradient buffer; gradients are
+// reduced across threads in a fixed order, so a given thread count is bit-reproducible.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "attn/model.hpp"
+#include "model/thread_pool.hpp"
+
+namespace attn {
+
+class Executor {
+ public:
+  Executor(Model& model, int threads);
+  ~Executor();
+
+  // Buffers for batches of up to max_batch samples; no-op when already large enough.
+  void plan(int64_t max_batch);
+
+  struct BatchResult {
+    double loss_sum = 0.0;  // sum of per-sample losses (divide by the loss's divisor)
+    double correct = 0.0;   // samples counted correct by the accuracy metric
+  };
+  // Forward (and, when train, backward + optimizer step) over the samples
+  // indices[0..batch) of xs / y. y may be null (predict). When out is not null the
+  // model output rows are written to out[row_offset + r].
+  BatchResult run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t batch, bool train,
+                  bool training_mode, uint64_t seed, float* out);
+
+  int threads() const { return pool_.size(); }
+  int64_t output_size() const;  // floats per sample of the model output
+
+  // Set by the model before a run: the metric (if any) and its kind.
+  bool compute_accuracy = false;
+  metrics::AccuracyKind accuracy_kind = metrics::AccuracyKind::kSparseCategorical;
+
+ private:
+  struct ThreadState;
+  void run_slice(int t);
+  void reduce_gradients(int t);
+
+  Model& model_;
+  ThreadPool pool_;
+  std::vector<std::vector<int64_t>> sizes_;  // per tensor: floats per sample
+  std::vector<int64_t> tensor_size_;
+  std::vector<bool> needs_grad_;
+  std::vector<bool> site_backward_;
+  std::vector<int> input_tensor_;        // model input i -> tensor id
+  int output_tensor_ = -1;
+  std::vector<std::vector<int>> site_inputs_, site_outputs_;
+  std::vector<int> site_qmask_, site_vmask_;
+  int64_t planned_ = 0;
+  std::vector<std::unique_ptr<ThreadState>> states_;
+
+  // The current run's arguments, read by every thread.
+  const std::vector<Tensor>* xs_ = nullptr;
+  const Tensor* y_ = nullptr;
+  const int64_t* indices_ = nullptr;
+  int64_t batch_ = 0;
+  bool train_ = false;
+  bool training_mode_ = false;
+  uint64_t seed_ = 0;
+  float* out_ = nullptr;
+  float grad_scale_ = 0.0f;
+};
+
+}  // namespace attn

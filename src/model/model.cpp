@@ -1,0 +1,154 @@
+// Model construction: orders the call sites reachable from the outputs, collects
+// layers, and moves every weight into one contiguous parameter buffer.
+#include "attn/model.hpp"
+
+#include <cstring>
+#include <functional>
+#include <set>
+#include <stdexcept>
+
+#include <cblas.h>
+
+#include "attn/layers/input.hpp"
+#include "model/executor.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace attn {
+
+namespace {
+std::string default_model_name() { return unique_layer_name("functional"); }
+}  // namespace
+
+Model::Model(Node input, Node output, std::string name)
+    : Model(std::vector<Node>{std::move(input)}, std::vector<Node>{std::move(output)}, std::move(name)) {}
+
+Model::Model(std::vector<Node> inputs, std::vector<Node> outputs, std::string name)
+    : name_(name.empty() ? default_model_name() : std::move(name)), inputs_(std::move(inputs)),
+      outputs_(std::move(outputs)) {
+  if (inputs_.empty()) throw std::invalid_argument("Model: no inputs");
+  if (outputs_.size() != 1) throw std::invalid_argument("Model: exactly one output is supported, got " +
+                                                        std::to_string(outputs_.size()));
+  for (const Node& n : inputs_)
+    if (!n || !std::dynamic_pointer_cast<InputLayer>(n->site->layer))
+      throw std::invalid_argument("Model: every input must come from attn::Input()");
+  // BLAS runs inside our own per-thread slices; its own threads would oversubscribe.
+  openblas_set_num_threads(1);
+  build_graph();
+  gather_parameters();
+}
+
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+void Model::build_graph() {
+  std::set<const CallSite*> done;
+  std::vector<std::shared_ptr<CallSite>> order;
+  std::function<void(const std::shared_ptr<CallSite>&)> visit = [&](const std::shared_ptr<CallSite>& site) {
+    if (done.count(site.get())) return;
+    done.insert(site.get());
+    for (const Node& n : site->inputs) visit(n->site);
+    for (const Node* m : {&site->options.query_mask, &site->options.value_mask})
+      if (*m) visit((*m)->site);
+    order.push_back(site);
+  };
+  for (const Node& n : inputs_) visit(n->site);
+  for (const Node& n : outputs_) visit(n->site);
+  // Inputs the outputs reach must be model inputs.
+  std::set<const CallSite*> declared;
+  for (const Node& n : inputs_) declared.insert(n->site.get());
+  for (const auto& site : order)
+    if (std::dynamic_pointer_cast<InputLayer>(site->layer) && !declared.count(site.get()))
+      throw std::invalid_argument("Model: the outputs depend on input '" + site->layer->name() +
+                                  "', which is not among the model inputs");
+  sites_ = order;
+  std::set<const Layer*> seen;
+  for (const auto& site : sites_)
+    if (seen.insert(site->layer.get()).second) layers_.push_back(site->layer);
+}
+
+void Model::gather_parameters() {
+  param_count_ = 0;
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights()) {
+      w.offset = param_count_;
+      param_count_ += shape_size(w.shape);
+    }
+  params_ = allocate_floats(param_count_);
+  trainable_slices_.clear();
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights()) {
+      int64_t n = shape_size(w.shape);
+      if (n) std::memcpy(params_.get() + w.offset, w.value.data(), n * sizeof(float));
+      w.value = Tensor::view(params_.get() + w.offset, w.shape);
+      if (w.trainable && layer->trainable()) trainable_slices_.push_back({w.offset, n, w.name});
+    }
+}
+
+std::shared_ptr<Layer> Model::get_layer(const std::string& name) const {
+  for (const auto& l : layers_)
+    if (l->name() == name) return l;
+  throw std::invalid_argument("model '" + name_ + "' has no layer named '" + name + "'");
+}
+
+int64_t Model::count_params() const { return param_count_; }
+
+int64_t Model::count_trainable_params() const {
+  int64_t n = 0;
+  for (const auto& s : trainable_slices_) n += s.size;
+  return n;
+}
+
+std::vector<Weight*> Model::weights() {
+  std::vector<Weight*> out;
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights()) out.push_back(&w);
+  return out;
+}
+
+float* Model::parameter_buffer() { return params_.get(); }
+
+std::vector<float> Model::get_weights_flat() const { return {params_.get(), params_.get() + param_count_}; }
+
+void Model::set_weights_flat(const std::vector<float>& values) {
+  if (static_cast<int64_t>(values.size()) != param_count_)
+    throw std::invalid_argument("set_weights: expected " + std::to_string(param_count_) + " values, got " +
+                                std::to_string(values.size()));
+  if (param_count_) std::memcpy(params_.get(), values.data(), param_count_ * sizeof(float));
+}
+
+void Model::set_threads(int threads) {
+  if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (threads != threads_) executor_.reset();
+  threads_ = threads;
+}
+
+Executor& Model::executor() {
+  if (!executor_) {
+    int n = threads_ > 0 ? threads_ : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    executor_ = std::make_unique<Executor>(*this, n);
+  }
+  return *executor_;
+}
+
+namespace {
+std::pair<Node, Node> chain(Shape input_shape, const std::vector<std::shared_ptr<Layer>>& layers) {
+  Node input = Input(std::move(input_shape));
+  Node x = input;
+  for (const auto& layer : layers) {
+    auto outs = layer->call({x});
+    if (outs.size() != 1) throw std::invalid_argument("Sequential: layer '" + layer->name() + "' has several outputs");
+    x = outs[0];
+  }
+  return {input, x};
+}
+}  // namespace
+
+Sequential::Sequential(Shape input_shape, std::vector<std::shared_ptr<Layer>> layers, std::string name)
+    : Sequential(chain(std::move(input_shape), layers),
+                 name.empty() ? unique_layer_name("sequential") : std::move(name)) {}
+
+Sequential::Sequential(std::pair<Node, Node> io, std::string name) : Model(io.first, io.second, std::move(name)) {}
+
+}  // namespace attn

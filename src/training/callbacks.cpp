@@ -1,0 +1,156 @@
+// EarlyStopping, CSVLogger and TerminateOnNaN, step for step as Keras 3
+// (keras/src/callbacks/{early_stopping,csv_logger,terminate_on_nan}.py).
+#include "attn/callbacks.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include "attn/model.hpp"
+
+namespace attn::callbacks {
+
+std::string float_repr(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  for (int p = 1; p <= 17; ++p) {
+    std::snprintf(buf, sizeof buf, "%.*g", p, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  // Python writes 1.0 for integral floats and 1e-05 style exponents.
+  if (s.find_first_of(".eni") == std::string::npos) s += ".0";
+  return s;
+}
+
+EarlyStoppingCallback::EarlyStoppingCallback(EarlyStoppingOptions options) : options_(std::move(options)) {
+  if (options_.patience < 0) throw std::invalid_argument("EarlyStopping: patience must be >= 0");
+  std::string mode = options_.mode;
+  if (mode != "auto" && mode != "min" && mode != "max") {
+    std::fprintf(stderr, "attn: warning: EarlyStopping mode '%s' is unknown, falling back to 'auto'\n", mode.c_str());
+    mode = "auto";
+  }
+  if (mode == "auto") {
+    std::string m = options_.monitor;
+    if (m.rfind("val_", 0) == 0) m = m.substr(4);
+    if (m == "loss" || (m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0))
+      maximize_ = false;
+    else if (m.find("acc") != std::string::npos || m.find("auc") != std::string::npos)
+      maximize_ = true;
+    else
+      throw std::invalid_argument("EarlyStopping: cannot tell whether '" + options_.monitor +
+                                  "' should go up or down; pass mode \"min\" or \"max\"");
+  } else {
+    maximize_ = mode == "max";
+  }
+}
+
+bool EarlyStoppingCallback::improved(double current, double reference) const {
+  // Keras negates min_delta when minimising, then tests op(current - min_delta, reference).
+  double delta = std::fabs(options_.min_delta);
+  return maximize_ ? current - delta > reference : current + delta < reference;
+}
+
+void EarlyStoppingCallback::on_train_begin(const Logs&) {
+  wait_ = 0;
+  stopped_epoch_ = 0;
+  best_epoch_ = 0;
+  best_.reset();
+  best_weights_.clear();
+}
+
+void EarlyStoppingCallback::on_epoch_end(int epoch, const Logs& logs) {
+  auto it = logs.find(options_.monitor);
+  if (it == logs.end()) {
+    std::string available;
+    for (const auto& [k, v] : logs) available += (available.empty() ? "" : ",") + k;
+    std::fprintf(stderr,
+                 "attn: warning: EarlyStopping is conditioned on metric '%s' which is not available. Available "
+                 "metrics are: %s\n",
+                 options_.monitor.c_str(), available.c_str());
+    return;
+  }
+  if (epoch < options_.start_from_epoch) return;
+  const double current = it->second;
+  if (options_.restore_best_weights && best_weights_.empty() && model_) best_weights_ = model_->get_weights_flat();
+  ++wait_;
+  if (!best_ || improved(current, *best_)) {
+    best_ = current;
+    best_epoch_ = epoch;
+    if (options_.restore_best_weights && model_) best_weights_ = model_->get_weights_flat();
+    if (!options_.baseline || improved(current, *options_.baseline)) wait_ = 0;
+    return;
+  }
+  if (wait_ >= options_.patience && epoch > 0) {
+    stopped_epoch_ = epoch;
+    if (model_) model_->stop_training = true;
+  }
+}
+
+void EarlyStoppingCallback::on_train_end(const Logs&) {
+  if (stopped_epoch_ > 0 && options_.verbose > 0) std::printf("Epoch %d: early stopping\n", stopped_epoch_ + 1);
+  if (options_.restore_best_weights && !best_weights_.empty() && model_) {
+    if (options_.verbose > 0)
+      std::printf("Restoring model weights from the end of the best epoch: %d.\n", best_epoch_ + 1);
+    model_->set_weights_flat(best_weights_);
+  }
+}
+
+CSVLoggerCallback::CSVLoggerCallback(std::string filename, CSVLoggerOptions options)
+    : filename_(std::move(filename)), options_(std::move(options)) {}
+
+void CSVLoggerCallback::on_train_begin(const Logs&) {
+  bool has_content = options_.append && std::filesystem::exists(filename_) && std::filesystem::file_size(filename_) > 0;
+  file_.open(filename_, options_.append ? std::ios::app | std::ios::binary : std::ios::trunc | std::ios::binary);
+  if (!file_) throw std::runtime_error("CSVLogger: cannot open '" + filename_ + "' for writing");
+  header_written_ = has_content;
+  keys_.clear();
+}
+
+void CSVLoggerCallback::on_epoch_end(int epoch, const Logs& logs) {
+  if (keys_.empty()) {
+    for (const auto& [k, v] : logs) keys_.push_back(k);
+    bool has_val = false;
+    for (const auto& k : keys_) has_val |= k.rfind("val_", 0) == 0;
+    if (!has_val) {
+      size_t n = keys_.size();
+      for (size_t i = 0; i < n; ++i) keys_.push_back("val_" + keys_[i]);
+    }
+  }
+  const std::string& sep = options_.separator;
+  if (!header_written_) {
+    file_ << "epoch";
+    for (const auto& k : keys_) file_ << sep << k;
+    file_ << "\r\n";
+    header_written_ = true;
+  }
+  file_ << epoch;
+  for (const auto& k : keys_) {
+    auto it = logs.find(k);
+    file_ << sep << (it == logs.end() ? std::string("NA") : float_repr(it->second));
+  }
+  file_ << "\r\n";
+  file_.flush();
+}
+
+void CSVLoggerCallback::on_train_end(const Logs&) { file_.close(); }
+
+void TerminateOnNaNCallback::on_train_batch_end(int batch, const Logs& logs) {
+  auto it = logs.find("loss");
+  if (it != logs.end() && !std::isfinite(it->second)) {
+    std::printf("Batch %d: Invalid loss, terminating training\n", batch);
+    if (model_) model_->stop_training = true;
+  }
+}
+
+std::shared_ptr<Callback> EarlyStopping(EarlyStoppingOptions options) {
+  return std::make_shared<EarlyStoppingCallback>(std::move(options));
+}
+std::shared_ptr<Callback> CSVLogger(std::string filename, CSVLoggerOptions options) {
+  return std::make_shared<CSVLoggerCallback>(std::move(filename), std::move(options));
+}
+std::shared_ptr<Callback> TerminateOnNaN() { return std::make_shared<TerminateOnNaNCallback>(); }
+
+}  // namespace attn::callbacks

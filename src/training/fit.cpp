@@ -1,0 +1,298 @@
+// compile, fit, evaluate, predict and train_on_batch with Keras' semantics
+// (keras-semantics.md sections 5-7): a new permutation each epoch, the last
+// partial batch kept, batch-size-weighted running means, validation on the
+// end-of-epoch weights, callbacks and History.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <stdexcept>
+
+#include "attn/model.hpp"
+#include "attn/random.hpp"
+#include "model/executor.hpp"
+#include "training/progress.hpp"
+
+namespace attn {
+
+namespace {
+
+bool is_accuracy_name(const std::string& m) {
+  return m == "accuracy" || m == "acc" || m == "sparse_categorical_accuracy" || m == "categorical_accuracy" ||
+         m == "binary_accuracy";
+}
+
+// Checks a data array against the model's expected per-sample shape and for NaN/inf.
+void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs, const char* what) {
+  if (xs.size() != inputs.size())
+    throw std::invalid_argument(std::string(what) + ": the model has " + std::to_string(inputs.size()) +
+                                " inputs but " + std::to_string(xs.size()) + " arrays were given");
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& x = xs[i];
+    if (x.rank() < 1) throw std::invalid_argument(std::string(what) + ": input array has no batch axis");
+    Shape per_sample(x.shape().begin() + 1, x.shape().end());
+    if (shape_size(per_sample) != shape_size(inputs[i]->shape))
+      throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
+                                  shape_to_string(x.shape()) + " but the model expects (None, " +
+                                  shape_to_string(inputs[i]->shape).substr(1));
+    for (int64_t k = 0; k < x.size(); ++k)
+      if (!std::isfinite(x[k]))
+        throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has a non-finite value (" +
+                                    std::to_string(x[k]) + ") in sample " + std::to_string(k / (x.size() / x.dim(0))));
+  }
+}
+
+void check_labels(const Tensor& y, int64_t n, const losses::Loss& loss, int64_t width, const char* what) {
+  if (y.rank() < 1 || y.dim(0) != n)
+    throw std::invalid_argument(std::string(what) + ": " + std::to_string(n) + " samples but y has shape " +
+                                shape_to_string(y.shape()));
+  const int64_t per = y.size() / std::max<int64_t>(1, n);
+  if (loss.sparse_labels()) {
+    if (per != 1)
+      throw std::invalid_argument(std::string(what) + ": " + loss.class_name() +
+                                  " expects one class id per sample, y has shape " + shape_to_string(y.shape()));
+    for (int64_t i = 0; i < n; ++i) {
+      float v = y[i];
+      if (!(v >= 0 && v < static_cast<float>(width)) || v != std::floor(v))
+        throw std::invalid_argument(std::string(what) + ": label " + std::to_string(v) + " of sample " +
+                                    std::to_string(i) + " is not a class id in [0, " + std::to_string(width) + ")");
+    }
+  } else {
+    if (per != width)
+      throw std::invalid_argument(std::string(what) + ": y has " + std::to_string(per) +
+                                  " values per sample but the model outputs " + std::to_string(width));
+    for (int64_t i = 0; i < y.size(); ++i)
+      if (!std::isfinite(y[i])) throw std::invalid_argument(std::string(what) + ": y has a non-finite value");
+  }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::shared_ptr<losses::Loss> loss,
+                    std::vector<std::string> metrics, CompileOptions options) {
+  if (!optimizer) throw std::invalid_argument("compile: no optimizer");
+  if (!loss) throw std::invalid_argument("compile: no loss");
+  for (const auto& m : metrics)
+    if (!is_accuracy_name(m))
+      throw std::invalid_argument("compile: unsupported metric '" + m +
+                                  "' (supported: accuracy, acc, sparse_categorical_accuracy, "
+                                  "categorical_accuracy, binary_accuracy)");
+  optimizer_ = std::move(optimizer);
+  loss_ = std::move(loss);
+  metric_names_ = std::move(metrics);
+  compile_options_ = options;
+  optimizer_built_ = false;
+  if (seed_ == 0) seed_ = random_seed();
+  const Layer& head = *outputs_[0]->site->layer;
+  hidden_logits_ = loss_->is_crossentropy() && head.has_keras_logits() &&
+                   options.logits_semantics == LogitsSemantics::kTensorFlow;
+  if (options.warn && loss_->is_crossentropy() && head.has_keras_logits() && loss_->from_logits()) {
+    const std::string act = head.keras_logits_activation();
+    if (hidden_logits_)
+      std::fprintf(stderr,
+                   "attn: warning: output layer '%s' has activation '%s' but the loss has from_logits=True; as Keras "
+                   "on TensorFlow does, the loss uses that layer's pre-%s logits. You most likely meant activation "
+                   "\"linear\" with from_logits=True (same result), or from_logits=False. Set "
+                   "LogitsSemantics::kOutputs (CLI: --logits outputs) to feed the %s outputs to the loss as logits, "
+                   "as Keras on JAX/PyTorch does.\n",
+                   head.name().c_str(), act.c_str(), act.c_str(), act.c_str());
+    else
+      std::fprintf(stderr,
+                   "attn: warning: output layer '%s' has activation '%s' and the loss has from_logits=True; its "
+                   "outputs in (0, 1) are used as logits (Keras' JAX/PyTorch behaviour), which trains poorly.\n",
+                   head.name().c_str(), act.c_str());
+  }
+  executor_.reset();  // the plan depends on hidden_logits_
+}
+
+namespace {
+// Keras' running means for one epoch (float32 totals, keras/src/metrics/reduction_metrics.py).
+struct EpochMeans {
+  metrics::Mean loss, accuracy;
+  void add(const Executor::BatchResult& r, double divisor, int64_t n) {
+    loss.update(static_cast<float>(r.loss_sum / divisor), static_cast<float>(n));
+    accuracy.update_sum(static_cast<float>(r.correct), static_cast<float>(n));
+  }
+  callbacks::Logs logs(bool with_accuracy, const std::string& prefix = "") const {
+    callbacks::Logs l;
+    l[prefix + "loss"] = loss.result();
+    if (with_accuracy) l[prefix + "accuracy"] = accuracy.result();
+    return l;
+  }
+};
+}  // namespace
+
+std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& xs, const Tensor& y, int batch_size,
+                                                    int verbose) {
+  const int64_t n = xs[0].dim(0);
+  Executor& ex = executor();
+  ex.compute_accuracy = !metric_names_.empty();
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  EpochMeans means;
+  const int64_t steps = (n + batch_size - 1) / batch_size;
+  Progbar bar(steps, verbose);
+  for (int64_t s = 0; s < steps; ++s) {
+    int64_t begin = s * batch_size, count = std::min<int64_t>(batch_size, n - begin);
+    auto r = ex.run(xs, &y, order.data() + begin, count, false, false, 0, nullptr);
+    means.add(r, loss_->reduction_divisor(count), count);
+    bar.update(s + 1, means.logs(ex.compute_accuracy), s + 1 == steps);
+  }
+  return means.logs(ex.compute_accuracy);
+}
+
+std::map<std::string, double> Model::evaluate(const Tensor& x, const Tensor& y, EvaluateOptions options) {
+  return evaluate(std::vector<Tensor>{x}, y, options);
+}
+
+std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, const Tensor& y,
+                                              EvaluateOptions options) {
+  if (!compiled()) throw std::logic_error("evaluate: compile the model first");
+  if (options.batch_size <= 0) throw std::invalid_argument("evaluate: batch_size must be positive");
+  check_inputs(xs, inputs_, "evaluate");
+  check_labels(y, xs[0].dim(0), *loss_, executor().output_size(), "evaluate");
+  if (metric_names_.size())
+    executor().accuracy_kind = metrics::resolve_accuracy(y.shape(), {xs[0].dim(0), executor().output_size()});
+  return run_epoch_eval(xs, y, options.batch_size, options.verbose);
+}
+
+Tensor Model::predict(const Tensor& x, PredictOptions options) { return predict(std::vector<Tensor>{x}, options)[0]; }
+
+std::vector<Tensor> Model::predict(const std::vector<Tensor>& xs, PredictOptions options) {
+  if (options.batch_size <= 0) throw std::invalid_argument("predict: batch_size must be positive");
+  check_inputs(xs, inputs_, "predict");
+  const int64_t n = xs[0].dim(0);
+  Executor& ex = executor();
+  Shape out_shape = outputs_[0]->shape;
+  out_shape.insert(out_shape.begin(), n);
+  Tensor out(out_shape);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  ex.compute_accuracy = false;
+  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
+    int64_t count = std::min<int64_t>(options.batch_size, n - begin);
+    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0, out.data() + begin * ex.output_size());
+  }
+  return {out};
+}
+
+std::map<std::string, double> Model::train_on_batch(const std::vector<Tensor>& xs, const Tensor& y) {
+  if (!compiled()) throw std::logic_error("train_on_batch: compile the model first");
+  Executor& ex = executor();
+  if (!optimizer_built_) {
+    optimizer_->build(trainable_slices_);
+    optimizer_built_ = true;
+  }
+  const int64_t n = xs.at(0).dim(0);
+  // A fixed identity order for small batches; kept static so steady-state calls allocate nothing.
+  static thread_local std::vector<int64_t> order;
+  if (static_cast<int64_t>(order.size()) < n) {
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0);
+  }
+  ex.compute_accuracy = !metric_names_.empty();
+  auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
+  std::map<std::string, double> logs;
+  logs["loss"] = r.loss_sum / loss_->reduction_divisor(n);
+  if (ex.compute_accuracy) logs["accuracy"] = r.correct / double(n);
+  return logs;
+}
+
+History Model::fit(const Tensor& x, const Tensor& y, FitOptions options) {
+  return fit(std::vector<Tensor>{x}, y, std::move(options));
+}
+
+History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOptions options) {
+  if (!compiled()) throw std::logic_error("fit: compile the model first");
+  if (options.batch_size <= 0) throw std::invalid_argument("fit: batch_size must be positive, got " +
+                                                           std::to_string(options.batch_size));
+  if (options.epochs < 0) throw std::invalid_argument("fit: epochs must be >= 0");
+  if (!(options.validation_split >= 0.0 && options.validation_split < 1.0))
+    throw std::invalid_argument("fit: validation_split must be in [0, 1)");
+  if (options.validation_freq <= 0) throw std::invalid_argument("fit: validation_freq must be positive");
+  check_inputs(xs_all, inputs_, "fit");
+  Executor& ex = executor();
+  const int64_t out_size = ex.output_size();
+  const int64_t n_all = xs_all[0].dim(0);
+  check_labels(y_all, n_all, *loss_, out_size, "fit");
+
+  // validation_split takes the last samples, before any shuffling (Keras' array_data_adapter).
+  std::vector<Tensor> xs = xs_all;
+  Tensor y = y_all;
+  std::optional<Dataset> validation = options.validation_data;
+  if (options.validation_split > 0.0) {
+    const int64_t split = static_cast<int64_t>(std::floor(double(n_all) * (1.0 - options.validation_split)));
+    validation = Dataset{xs_all[0].rows(split, n_all), y_all.rows(split, n_all)};
+    for (auto& x : xs) x = x.rows(0, split);
+    y = y_all.rows(0, split);
+  }
+  if (validation) {
+    check_inputs({validation->x}, inputs_, "fit (validation data)");
+    check_labels(validation->y, validation->x.dim(0), *loss_, out_size, "fit (validation data)");
+  }
+  const int64_t n = xs[0].dim(0);
+  if (n == 0) throw std::invalid_argument("fit: no training samples");
+  const bool with_accuracy = !metric_names_.empty();
+  if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(y.shape(), {n, out_size});
+  if (!optimizer_built_) {
+    optimizer_->build(trainable_slices_);
+    optimizer_built_ = true;
+  }
+  ex.plan(options.batch_size);
+
+  History history;
+  stop_training = false;
+  for (auto& cb : options.callbacks) cb->set_model(this);
+  for (auto& cb : options.callbacks) cb->on_train_begin({});
+  const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
+  std::vector<int64_t> order(n);
+  for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
+    auto epoch_start = std::chrono::steady_clock::now();
+    if (options.verbose && options.epochs > 1) std::printf("Epoch %d/%d\n", epoch + 1, options.epochs);
+    for (auto& cb : options.callbacks) cb->on_epoch_begin(epoch, {});
+    std::iota(order.begin(), order.end(), 0);
+    if (options.shuffle) {
+      // Fisher-Yates with our own generator: the same seed shuffles alike on every platform.
+      std::mt19937_64 gen(hash_combine(seed_, 0x5f1e, static_cast<uint64_t>(epoch)));
+      for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen() % static_cast<uint64_t>(i + 1)]);
+    }
+    ex.compute_accuracy = with_accuracy;
+    if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(y.shape(), {n, out_size});
+    EpochMeans means;
+    Progbar bar(steps, options.verbose);
+    for (int64_t s = 0; s < steps && !stop_training; ++s) {
+      const int64_t begin = s * options.batch_size, count = std::min<int64_t>(options.batch_size, n - begin);
+      auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
+                      hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
+      means.add(r, loss_->reduction_divisor(count), count);
+      callbacks::Logs batch_logs = means.logs(with_accuracy);
+      for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
+      if (s + 1 < steps) bar.update(s + 1, batch_logs);
+    }
+    callbacks::Logs logs = means.logs(with_accuracy);
+    if (validation && (epoch + 1) % options.validation_freq == 0) {
+      if (with_accuracy)
+        ex.accuracy_kind = metrics::resolve_accuracy(validation->y.shape(), {validation->x.dim(0), out_size});
+      auto val = run_epoch_eval({validation->x}, validation->y,
+                                options.validation_batch_size.value_or(options.batch_size), 0);
+      for (auto& [k, v] : val) logs["val_" + k] = v;
+    }
+    bar.update(steps, logs, true);
+    history.seconds.push_back(seconds_since(epoch_start));
+    history.epoch.push_back(epoch);
+    for (auto& [k, v] : logs) history.history[k].push_back(v);
+    for (auto& cb : options.callbacks) cb->on_epoch_end(epoch, logs);
+    if (stop_training) {
+      history.stopped_early = epoch + 1 < options.epochs;
+      break;
+    }
+  }
+  for (auto& cb : options.callbacks) cb->on_train_end({});
+  return history;
+}
+
+}  // namespace attn
