@@ -1,0 +1,39 @@
+// Model files: Keras 3 `.keras` archives (zip of metadata.json, config.json and
+// model.weights.h5), legacy Keras `.h5` files (read), and `.weights.h5` weight files.
+// Files are written to a temporary name and renamed, so an interrupted save never
+// leaves a damaged file under the final name. Errors throw attn::io::FileError
+// naming the file and what is wrong (unsupported layer, missing dataset, shape...).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "attn/model.hpp"
+
+namespace attn::io {
+
+class FileError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Saves architecture, weights, compile config and optimizer state (Keras 3 layout).
+void save_model(Model& model, const std::string& path);
+// Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config.
+Model load_model(const std::string& path);
+// Builds an uncompiled model from a Keras model config (the "config.json" of a .keras
+// file, or a legacy model_config): {"class_name": "Functional"|"Sequential", "config": ...}.
+Model model_from_config(const nlohmann::json& config);
+// Keras config JSON of a model (what config.json holds).
+nlohmann::json model_to_config(const Model& model);
+
+void save_weights(Model& model, const std::string& path);  // path must end in .weights.h5
+void load_weights(Model& model, const std::string& path);  // .weights.h5 or legacy .h5
+
+}  // namespace attn::io
+
+namespace attn {
+using io::load_model;
+}
