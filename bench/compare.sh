@@ -207,6 +207,14 @@ IFS=, read -r -a tlist <<< "$threads_list"
 echo "compare.sh: threads=$threads_list best-steps=$best_steps shipped-steps=$shipped_steps repeat=$repeat" >&2
 echo "torch-best environment: ${best_env[*]}" >&2
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+"$py" - <<'EOF2' >&2
+import os
+load = float(open("/proc/loadavg").read().split()[0])
+if load > 0.5 * os.cpu_count():
+    print("warning: load average %.1f on %d cores: timings will be noisy; OpenMP spin-waiting "
+          "makes torch-best collapse under contention (try --best-extra-env OMP_WAIT_POLICY=passive "
+          "or --threads 1, and compare ratios from this one run only)" % (load, os.cpu_count()))
+EOF2
 for ((r = 1; r <= repeat; r++)); do
   for t in "${tlist[@]}"; do
     echo "[repeat $r, threads $t]" >&2
