@@ -106,6 +106,13 @@ class Model {
   std::vector<Tensor> predict(const std::vector<Tensor>& xs, PredictOptions options = {});
   // One optimizer step on one batch; returns {"loss", metrics...} for that batch.
   std::map<std::string, double> train_on_batch(const std::vector<Tensor>& xs, const Tensor& y);
+  // The same step without building a map: once buffers are planned for this batch size
+  // it allocates nothing (accuracy is NaN when no metric was compiled).
+  struct StepResult {
+    double loss = 0.0;
+    double accuracy = 0.0;
+  };
+  StepResult train_step(const std::vector<Tensor>& xs, const Tensor& y);
 
   // Keras' summary table; line_length defaults to Keras' 98... wide table.
   std::string summary() const;

@@ -180,7 +180,7 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& xs, PredictOptions
   return {out};
 }
 
-std::map<std::string, double> Model::train_on_batch(const std::vector<Tensor>& xs, const Tensor& y) {
+Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor& y) {
   if (!compiled()) throw std::logic_error("train_on_batch: compile the model first");
   Executor& ex = executor();
   if (!optimizer_built_) {
@@ -196,9 +196,17 @@ std::map<std::string, double> Model::train_on_batch(const std::vector<Tensor>& x
   }
   ex.compute_accuracy = !metric_names_.empty();
   auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
+  StepResult result;
+  result.loss = r.loss_sum / loss_->reduction_divisor(n);
+  result.accuracy = ex.compute_accuracy ? r.correct / double(n) : std::nan("");
+  return result;
+}
+
+std::map<std::string, double> Model::train_on_batch(const std::vector<Tensor>& xs, const Tensor& y) {
+  StepResult r = train_step(xs, y);
   std::map<std::string, double> logs;
-  logs["loss"] = r.loss_sum / loss_->reduction_divisor(n);
-  if (ex.compute_accuracy) logs["accuracy"] = r.correct / double(n);
+  logs["loss"] = r.loss;
+  if (!metric_names_.empty()) logs["accuracy"] = r.accuracy;
   return logs;
 }
 
