@@ -9,6 +9,7 @@
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/input.hpp"
+#include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "attn/losses.hpp"
 #include "attn/metrics.hpp"

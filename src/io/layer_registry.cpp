@@ -1,0 +1,265 @@
+// Layer registry: Keras class name -> a function building the layer from its Keras
+// config (Keras 3 and tf.keras 2 spellings). Anything the layers do not implement
+// (regularizers, constraints, other dtypes, unknown activations) is refused with a
+// FileError naming the file, the layer and the option rather than silently ignored.
+#include <functional>
+#include <map>
+#include <regex>
+#include <stdexcept>
+
+#include "attn/layers/activation.hpp"
+#include "attn/layers/attention.hpp"
+#include "attn/layers/dense.hpp"
+#include "attn/layers/dropout.hpp"
+#include "attn/layers/input.hpp"
+#include "attn/layers/reshaping.hpp"
+#include "io/io_internal.hpp"
+
+namespace attn::io::detail {
+
+void fail(const std::string& file, const std::string& what) { throw FileError(file + ": " + what); }
+
+std::string LayerConfig::layer_name() const {
+  if (config.is_object() && config.contains("name") && config.at("name").is_string())
+    return config.at("name").get<std::string>();
+  return "?";
+}
+
+void LayerConfig::fail(const std::string& option, const std::string& what) const {
+  detail::fail(file, "layer '" + layer_name() + "' (" + class_name + "): option '" + option + "': " + what);
+}
+
+double LayerConfig::number(const std::string& key, double def) const {
+  if (!has(key)) return def;
+  const auto& v = config.at(key);
+  if (!v.is_number()) fail(key, "expected a number, got " + v.dump());
+  return v.get<double>();
+}
+
+int64_t LayerConfig::integer(const std::string& key) const {
+  if (!has(key)) fail(key, "missing");
+  const auto& v = config.at(key);
+  if (!v.is_number_integer() && !(v.is_number() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>()))))
+    fail(key, "expected an integer, got " + v.dump());
+  return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+}
+
+bool LayerConfig::boolean(const std::string& key, bool def) const {
+  if (!has(key)) return def;
+  const auto& v = config.at(key);
+  if (!v.is_boolean()) fail(key, "expected true/false, got " + v.dump());
+  return v.get<bool>();
+}
+
+std::string LayerConfig::string(const std::string& key, const std::string& def) const {
+  if (!has(key)) return def;
+  const auto& v = config.at(key);
+  if (!v.is_string()) fail(key, "expected a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+void LayerConfig::require_null(const std::string& key) const {
+  if (has(key)) fail(key, "not supported (got " + config.at(key).dump() + "; only null is)");
+}
+
+void LayerConfig::require_float32() const {
+  if (!has("dtype")) return;
+  const auto& d = config.at("dtype");
+  std::string name;
+  if (d.is_string()) {
+    name = d.get<std::string>();
+  } else if (d.is_object() && d.contains("config") && d.at("config").is_object() &&
+             d.at("config").contains("name") && d.at("config").at("name").is_string()) {
+    name = d.at("config").at("name").get<std::string>();
+  } else {
+    fail("dtype", "unrecognised dtype " + d.dump());
+  }
+  if (name != "float32") fail("dtype", "only float32 is supported, got '" + name + "'");
+}
+
+std::string LayerConfig::initializer(const std::string& key, const std::string& def) const {
+  if (!has(key)) return def;
+  const auto& v = config.at(key);
+  std::string cls;
+  nlohmann::json cfg = nlohmann::json::object();
+  if (v.is_string()) {
+    cls = v.get<std::string>();
+  } else if (v.is_object() && v.contains("class_name") && v.at("class_name").is_string()) {
+    cls = v.at("class_name").get<std::string>();
+    if (v.contains("config") && v.at("config").is_object()) cfg = v.at("config");
+  } else {
+    fail(key, "unrecognised initializer " + v.dump());
+  }
+  if (cls == "GlorotUniform" || cls == "glorot_uniform") return "glorot_uniform";
+  if (cls == "Zeros" || cls == "zeros") return "zeros";
+  if (cls == "Ones" || cls == "ones") return "ones";
+  // tf.keras 2.3 writes glorot_uniform as VarianceScaling(1.0, fan_avg, uniform).
+  if (cls == "VarianceScaling" && cfg.value("scale", 1.0) == 1.0 && cfg.value("mode", std::string()) == "fan_avg" &&
+      cfg.value("distribution", std::string()) == "uniform")
+    return "glorot_uniform";
+  fail(key, "unsupported initializer " + v.dump() + " (supported: GlorotUniform, Zeros, Ones)");
+}
+
+std::string LayerConfig::activation(const std::string& key, const std::string& def) const {
+  if (!has(key)) return def;
+  const auto& v = config.at(key);
+  if (v.is_string()) return v.get<std::string>();
+  // Keras 3 may serialize a built-in activation as {"class_name": "function", "config": "relu"}.
+  if (v.is_object() && v.value("class_name", std::string()) == "function" && v.contains("config") &&
+      v.at("config").is_string())
+    return v.at("config").get<std::string>();
+  fail(key, "unsupported activation " + v.dump());
+}
+
+std::optional<Shape> LayerConfig::batch_shape() const {
+  for (const char* key : {"batch_shape", "batch_input_shape"}) {
+    if (!has(key)) continue;
+    const auto& v = config.at(key);
+    if (!v.is_array() || v.empty()) fail(key, "expected a list, got " + v.dump());
+    Shape s;
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (!v[i].is_number_integer() || v[i].get<int64_t>() <= 0)
+        fail(key, "every dimension but the batch must be a positive integer, got " + v.dump());
+      s.push_back(v[i].get<int64_t>());
+    }
+    return s;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+using Factory = std::function<std::shared_ptr<Layer>(const LayerConfig&)>;
+
+// Options every layer accepts: name, trainable, dtype (float32 only), and the tf.keras
+// input-shape keys that the model reader consumes.
+void common_checks(const LayerConfig& c) {
+  c.require_float32();
+  if (c.has("activity_regularizer")) c.require_null("activity_regularizer");
+}
+
+std::shared_ptr<Layer> dense(const LayerConfig& c) {
+  for (const char* k : {"kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"})
+    c.require_null(k);
+  if (c.has("lora_rank")) c.require_null("lora_rank");
+  if (c.has("quantization_config")) c.require_null("quantization_config");
+  layers::DenseOptions o;
+  o.name = c.layer_name();
+  o.activation = c.activation("activation", "linear");
+  o.use_bias = c.boolean("use_bias", true);
+  o.kernel_initializer = c.initializer("kernel_initializer", "glorot_uniform");
+  o.bias_initializer = c.initializer("bias_initializer", "zeros");
+  const int64_t units = c.integer("units");
+  try {
+    return std::make_shared<layers::DenseLayer>(units, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(units <= 0 ? "units" : "activation", e.what());
+  }
+}
+
+std::shared_ptr<Layer> flatten(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
+  return std::make_shared<layers::FlattenLayer>(c.layer_name());
+}
+
+std::shared_ptr<Layer> reshape(const LayerConfig& c) {
+  if (!c.has("target_shape") || !c.config.at("target_shape").is_array()) c.fail("target_shape", "missing or not a list");
+  Shape target;
+  for (const auto& d : c.config.at("target_shape")) {
+    if (!d.is_number_integer()) c.fail("target_shape", "expected integers, got " + c.config.at("target_shape").dump());
+    target.push_back(d.get<int64_t>());
+  }
+  return std::make_shared<layers::ReshapeLayer>(target, c.layer_name());
+}
+
+std::shared_ptr<Layer> dropout(const LayerConfig& c) {
+  const double rate = c.number("rate", 0.0);
+  // A noise_shape only matters when something is dropped (Keras 3.5 wrote a stray
+  // noise_shape with rate 0 in one of the fixtures).
+  if (c.has("noise_shape") && rate != 0.0) c.fail("noise_shape", "not supported (got " + c.config.at("noise_shape").dump() + ")");
+  try {
+    return std::make_shared<layers::DropoutLayer>(static_cast<float>(rate), layers::DropoutOptions{c.layer_name()});
+  } catch (const std::invalid_argument& e) {
+    c.fail("rate", e.what());
+  }
+}
+
+std::shared_ptr<Layer> activation(const LayerConfig& c) {
+  const std::string act = c.activation("activation", "linear");
+  try {
+    return std::make_shared<layers::ActivationLayer>(act, c.layer_name());
+  } catch (const std::invalid_argument& e) {
+    c.fail("activation", e.what());
+  }
+}
+
+std::shared_ptr<Layer> attention(const LayerConfig& c) {
+  if (c.boolean("causal", false)) c.fail("causal", "the tf.keras causal option is not supported (use use_causal_mask in the call)");
+  layers::AttentionOptions o;
+  o.name = c.layer_name();
+  o.use_scale = c.boolean("use_scale", false);
+  o.score_mode = c.string("score_mode", "dot");
+  o.dropout = static_cast<float>(c.number("dropout", 0.0));
+  if (c.has("seed")) o.seed = c.integer("seed");
+  try {
+    return std::make_shared<layers::AttentionLayer>(o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(o.score_mode != "dot" && o.score_mode != "concat" ? "score_mode" : "dropout", e.what());
+  }
+}
+
+const std::map<std::string, Factory>& registry() {
+  static const std::map<std::string, Factory> r = {
+      {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
+      {"Dropout", dropout}, {"Activation", activation}, {"Attention", attention},
+  };
+  return r;
+}
+
+}  // namespace
+
+bool layer_class_supported(const std::string& class_name) {
+  return class_name == "InputLayer" || registry().count(class_name) > 0;
+}
+
+std::shared_ptr<Layer> layer_from_config(const LayerConfig& cfg) {
+  auto it = registry().find(cfg.class_name);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& [k, v] : registry()) known += (known.empty() ? "" : ", ") + k;
+    detail::fail(cfg.file, "unsupported layer " + cfg.class_name + " (layer '" + cfg.layer_name() +
+                               "'; supported: InputLayer, " + known + ")");
+  }
+  if (!cfg.config.is_object()) detail::fail(cfg.file, "layer '" + cfg.layer_name() + "': config is not an object");
+  common_checks(cfg);
+  std::shared_ptr<Layer> layer = it->second(cfg);
+  if (!cfg.boolean("trainable", true)) layer->set_trainable(false);
+  return layer;
+}
+
+std::string snake_case(const std::string& name) {
+  std::string s = std::regex_replace(name, std::regex("[^A-Za-z0-9_]+"), "");
+  s = std::regex_replace(s, std::regex("(.)([A-Z][a-z]+)"), "$1_$2");
+  s = std::regex_replace(s, std::regex("([a-z])([A-Z])"), "$1_$2");
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+std::vector<WeightLocation> weight_locations(const Layer& layer) {
+  std::vector<WeightLocation> out;
+  const auto& ws = layer.weights();
+  if (layer.class_name() == "MultiHeadAttention" && !ws.empty() && ws.size() % 4 == 0) {
+    // Keras 3 saves MultiHeadAttention's EinsumDense sublayers by attribute name; each
+    // holds kernel then bias.
+    static const char* subs[] = {"_query_dense", "_key_dense", "_value_dense", "_output_dense"};
+    const size_t per = ws.size() / 4;
+    for (size_t i = 0; i < ws.size(); ++i)
+      out.push_back({std::string(subs[i / per]) + "/vars", std::to_string(i % per)});
+    return out;
+  }
+  for (size_t i = 0; i < ws.size(); ++i) out.push_back({"vars", std::to_string(i)});
+  return out;
+}
+
+}  // namespace attn::io::detail
