@@ -35,6 +35,17 @@ Mnist load_npz(const std::string& path);
 // the directory and the missing file.
 Mnist load_mnist(const std::string& dir);
 
+// One grey image of a digit as a [rows, cols] tensor of 0..255 values, MNIST-style
+// (a light digit on a dark background): PNG (any colour type; colour is averaged to grey,
+// transparency composited on white) or PGM (P2/P5). A mostly light picture (dark ink on
+// paper) is inverted; anything not rows x cols is area-resampled to it.
+struct ImageOptions {
+  int64_t rows = 28;
+  int64_t cols = 28;
+  bool auto_invert = true;
+};
+Tensor load_grey_image(const std::string& path, ImageOptions options = {});
+
 // $ATTN_DATA_DIR if set, else $XDG_CACHE_HOME/attn/mnist, else ~/.cache/attn/mnist.
 std::string default_mnist_dir();
 
