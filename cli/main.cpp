@@ -1,3 +1,293 @@
-// The attn command-line tool (being written).
+// The attn command-line tool: train, evaluate, predict and summarise models.
+// Thin on purpose: it parses flags (CLI11) and calls the library; anything worth
+// testing lives in the library. Errors print one line naming the file or flag and
+// exit non-zero; output files are written to a temporary name and renamed.
+#include <CLI/CLI.hpp>
+
+#include <cmath>
 #include <cstdio>
-int main() { std::puts("attn " ATTN_VERSION); return 0; }
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "attn/attn.hpp"
+#include "attn/io.hpp"
+#include "attn/reference_model.hpp"
+#include "attn/system.hpp"
+
+namespace {
+
+using namespace attn;
+
+struct DataFlags {
+  std::string dir;
+  int64_t limit_train = 0;
+  int64_t limit_test = 0;
+};
+
+// Pixels / 255, reshaped to the model's input shape (784x1 sequences for the reference model).
+Tensor prepare_images(const Tensor& images, int64_t limit, const Shape& input_shape, const std::string& what) {
+  int64_t n = images.dim(0);
+  if (limit > 0) n = std::min(n, limit);
+  if (shape_size(input_shape) != images.size() / images.dim(0))
+    throw std::invalid_argument(what + ": images have " + std::to_string(images.size() / images.dim(0)) +
+                                " pixels but the model input " + shape_to_string(input_shape) + " needs " +
+                                std::to_string(shape_size(input_shape)));
+  Shape shape = input_shape;
+  shape.insert(shape.begin(), n);
+  Tensor x(shape);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = images[i] / 255.0f;
+  return x;
+}
+
+Tensor limit_rows(const Tensor& t, int64_t limit) {
+  return limit > 0 && limit < t.dim(0) ? t.rows(0, limit) : t;
+}
+
+// Writes text to path through a temporary file and an atomic rename.
+void write_file_atomically(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(path + ": cannot open for writing");
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error(path + ": write failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+std::string history_json(const History& h) {
+  nlohmann::json epochs = nlohmann::json::array();
+  for (size_t i = 0; i < h.epoch.size(); ++i) {
+    nlohmann::json e = {{"epoch", h.epoch[i] + 1}, {"seconds", h.seconds[i]}};
+    for (const auto& [k, v] : h.history) e[k] = v[i];
+    epochs.push_back(e);
+  }
+  return nlohmann::json{{"epochs", epochs}, {"stopped_early", h.stopped_early}}.dump(2) + "\n";
+}
+
+void print_banner(int threads, uint64_t seed) {
+  std::printf("attn %s | threads %d | SIMD %s | seed %llu\n", attn::version().c_str(), threads,
+              attn::simd_target().c_str(), static_cast<unsigned long long>(seed));
+  std::fflush(stdout);
+}
+
+// Fails before any work when an output file could not be written at the end (a missing
+// directory), so a long training run is not lost to a typo.
+void check_writable(const std::string& path, const char* flag) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  fs::path parent = fs::path(path).parent_path();
+  if (parent.empty()) parent = ".";
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    throw std::runtime_error(std::string(flag) + " " + path + ": directory " + parent.string() + " does not exist");
+  if (fs::is_directory(path, ec)) throw std::runtime_error(std::string(flag) + " " + path + ": is a directory");
+}
+
+std::string class_scores_csv(const Tensor& out, int64_t first_index) {
+  const int64_t width = out.size() / out.dim(0);
+  std::string csv;
+  char buf[32];
+  for (int64_t i = 0; i < out.dim(0); ++i) {
+    const float* row = out.data() + i * width;
+    int64_t best = 0;
+    for (int64_t j = 1; j < width; ++j)
+      if (row[j] > row[best]) best = j;
+    csv += std::to_string(first_index + i) + "," + std::to_string(best);
+    for (int64_t j = 0; j < width; ++j) {
+      std::snprintf(buf, sizeof buf, ",%.6g", row[j]);
+      csv += buf;
+    }
+    csv += "\n";
+  }
+  return csv;
+}
+
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+Model load_or_reference(const std::string& path) {
+  if (path.empty()) return reference_model();
+  if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(path + ": cannot open");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(path + ": not valid JSON: " + e.what());
+    }
+    return io::model_from_config(j);
+  }
+  return io::load_model(path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"attn: build, train, run and inspect Keras-style attention networks"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", attn::version());
+
+  // train
+  auto* train = app.add_subcommand("train", "Train a model on MNIST (default: the reference model, as the tutorial)");
+  DataFlags tdata;
+  std::string model_path, resume_path, save_path, history_path, csv_path, monitor = "loss", logits = "tensorflow";
+  int epochs = 5, batch_size = 20, patience = 3, threads = 0, verbose = -1;
+  double learning_rate = 0.001;
+  uint64_t seed = 1337;
+  bool no_validation = false;
+  train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)");
+  train->add_option("--model", model_path, "Keras model config (.json) or model file to train instead of the reference model")
+      ->check(CLI::ExistingFile);
+  train->add_option("--resume", resume_path, "continue training a saved model (weights and optimizer state)")
+      ->check(CLI::ExistingFile);
+  train->add_option("--epochs", epochs, "epochs")->check(CLI::PositiveNumber);
+  train->add_option("--batch-size", batch_size, "batch size")->check(CLI::PositiveNumber);
+  train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(CLI::PositiveNumber);
+  train->add_option("--monitor", monitor, "EarlyStopping monitor (loss, accuracy, val_loss, val_accuracy)")
+      ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
+  train->add_option("--patience", patience, "EarlyStopping patience")->check(CLI::NonNegativeNumber);
+  train->add_option("--seed", seed, "seed for weights, shuffling and dropout");
+  train->add_option("--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  train->add_option("--limit-train", tdata.limit_train, "use the first N training samples")->check(CLI::PositiveNumber);
+  train->add_option("--limit-test", tdata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
+  train->add_flag("--no-validation", no_validation, "skip validation on the test set");
+  train->add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")
+      ->check(CLI::IsMember({0, 1, 2}));
+  train->add_option("--save", save_path, "save the trained model (.keras)");
+  train->add_option("--history", history_path, "write the per-epoch history as JSON");
+  train->add_option("--csv", csv_path, "CSVLogger file");
+  train->add_option("--logits", logits,
+                    "how a cross-entropy reads a sigmoid/softmax output: tensorflow (pre-activation logits, "
+                    "Keras on TensorFlow) or outputs (outputs as logits, Keras on JAX/PyTorch)")
+      ->check(CLI::IsMember({"tensorflow", "outputs"}));
+
+  // evaluate
+  auto* evaluate = app.add_subcommand("evaluate", "Loss and accuracy of a saved model on the MNIST test set");
+  DataFlags edata;
+  std::string eval_model;
+  int eval_threads = 0;
+  evaluate->add_option("--model", eval_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
+  evaluate->add_option("--data", edata.dir, "MNIST directory");
+  evaluate->add_option("--limit-test", edata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
+  evaluate->add_option("--threads", eval_threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+
+  // predict
+  auto* predict = app.add_subcommand("predict", "Class and scores per sample of the MNIST test set");
+  DataFlags pdata;
+  std::string pred_model, pred_out;
+  std::string pred_image;
+  predict->add_option("--model", pred_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
+  predict->add_option("--data", pdata.dir, "MNIST directory");
+  predict->add_option("--image", pred_image, "one PNG or PGM image of a digit instead of the test set (resized to 28x28; "
+                                             "dark ink on light paper is inverted)")
+      ->check(CLI::ExistingFile);
+  predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
+  predict->add_option("--out", pred_out, "write index,class,score_0..score_9 as CSV (default: stdout)");
+
+  // summary
+  auto* summary = app.add_subcommand("summary", "Print a model's Keras summary table");
+  std::string summary_model;
+  summary->add_option("--model", summary_model, "model file or config (.keras, .h5, .json); default: the reference model")
+      ->check(CLI::ExistingFile);
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (*train) {
+      const int n_threads = resolve_threads(threads);
+      check_writable(save_path, "--save");
+      check_writable(history_path, "--history");
+      check_writable(csv_path, "--csv");
+      print_banner(n_threads, seed);
+      attn::set_random_seed(seed);
+      if (verbose < 0) verbose = 1;
+      auto mnist = data::load_mnist(tdata.dir.empty() ? data::default_mnist_dir() : tdata.dir);
+      Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
+      model.set_threads(n_threads);
+      model.set_seed(seed);
+      if (resume_path.empty() || !model.compiled()) {
+        CompileOptions copts;
+        copts.logits_semantics = logits == "outputs" ? LogitsSemantics::kOutputs : LogitsSemantics::kTensorFlow;
+        model.compile(optimizers::Adam({.learning_rate = static_cast<float>(learning_rate)}),
+                      losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"}, copts);
+      }
+      const Shape& input_shape = model.inputs().at(0)->shape;
+      Tensor x_train = prepare_images(mnist.train.x, tdata.limit_train, input_shape, "training images");
+      Tensor y_train = limit_rows(mnist.train.y, tdata.limit_train);
+      FitOptions fit;
+      if (!resume_path.empty()) {
+        // --epochs counts from the start of the first run, as Keras' initial_epoch does; the
+        // saved optimizer step count says how many epochs of this size were done.
+        const int64_t steps = (x_train.dim(0) + batch_size - 1) / batch_size;
+        const int64_t done = model.optimizer() ? model.optimizer()->iterations() / steps : 0;
+        if (done >= epochs)
+          throw std::runtime_error("--resume " + resume_path + ": already trained " + std::to_string(done) +
+                                   " epochs of " + std::to_string(steps) + " steps; pass --epochs above " +
+                                   std::to_string(done));
+        fit.initial_epoch = static_cast<int>(done);
+        if (verbose) std::printf("resuming %s after epoch %lld\n", resume_path.c_str(), static_cast<long long>(done));
+      }
+      fit.epochs = epochs;
+      fit.batch_size = batch_size;
+      fit.verbose = verbose;
+      if (!no_validation)
+        fit.validation_data = Dataset{prepare_images(mnist.test.x, tdata.limit_test, input_shape, "test images"),
+                                      limit_rows(mnist.test.y, tdata.limit_test)};
+      if (!no_validation || monitor.rfind("val_", 0) != 0)
+        fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
+      if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
+      fit.callbacks.push_back(callbacks::TerminateOnNaN());
+      History history = model.fit(x_train, y_train, fit);
+      if (!history_path.empty()) write_file_atomically(history_path, history_json(history));
+      if (!save_path.empty()) {
+        io::save_model(model, save_path);
+        if (verbose) std::printf("saved %s\n", save_path.c_str());
+      }
+    } else if (*evaluate) {
+      Model model = io::load_model(eval_model);
+      model.set_threads(resolve_threads(eval_threads));
+      if (!model.compiled())
+        model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
+                      {.warn = false});
+      auto mnist = data::load_mnist(edata.dir.empty() ? data::default_mnist_dir() : edata.dir);
+      const Shape& input_shape = model.inputs().at(0)->shape;
+      Tensor x = prepare_images(mnist.test.x, edata.limit_test, input_shape, "test images");
+      Tensor y = limit_rows(mnist.test.y, edata.limit_test);
+      auto logs = model.evaluate(x, y);
+      std::printf("loss: %.4f - accuracy: %.4f\n", logs["loss"], logs.count("accuracy") ? logs["accuracy"] : NAN);
+    } else if (*predict) {
+      check_writable(pred_out, "--out");
+      Model model = io::load_model(pred_model);
+      Tensor x;
+      if (!pred_image.empty()) {
+        Tensor img = data::load_grey_image(pred_image);
+        x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
+      } else {
+        auto mnist = data::load_mnist(pdata.dir.empty() ? data::default_mnist_dir() : pdata.dir);
+        x = prepare_images(mnist.test.x, pdata.limit_test, model.inputs().at(0)->shape, "test images");
+      }
+      Tensor out = model.predict(x);
+      const int64_t width = out.size() / out.dim(0);
+      std::string csv = "index,class";
+      for (int64_t j = 0; j < width; ++j) csv += ",score_" + std::to_string(j);
+      csv += "\n" + class_scores_csv(out, 0);
+      if (pred_out.empty())
+        std::fputs(csv.c_str(), stdout);
+      else
+        write_file_atomically(pred_out, csv);
+    } else if (*summary) {
+      Model model = load_or_reference(summary_model);
+      model.summary(std::cout);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "attn: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
