@@ -1,0 +1,210 @@
+// The attn command line, run as a user would: bad input gets one line naming the file or
+// flag and a non-zero exit; the reference run on a real MNIST subset learns, and what it
+// saves evaluates, predicts and resumes. Tests needing MNIST skip when it is not installed.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "attn/data.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("attn_cli_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string file(const std::string& name) const { return (dir_ / name).string(); }
+
+  CliRun attn(const std::string& args) const {
+    CliRun r;
+    const std::string out = file("stdout.txt"), err = file("stderr.txt");
+    const std::string cmd = std::string("'") + ATTN_CLI_PATH + "' " + args + " >'" + out + "' 2>'" + err + "'";
+    const int raw = std::system(cmd.c_str());
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+  }
+
+  // A tiny MNIST-shaped IDX set (n_train / n_test images of 28x28), valid unless damaged later.
+  void write_idx_set(const fs::path& d, int n_train, int n_test) const {
+    fs::create_directories(d);
+    auto be32 = [](std::string& s, uint32_t v) {
+      for (int shift = 24; shift >= 0; shift -= 8) s.push_back(static_cast<char>((v >> shift) & 255));
+    };
+    auto images = [&](const std::string& name, int n) {
+      std::string s;
+      be32(s, 2051);
+      be32(s, n);
+      be32(s, 28);
+      be32(s, 28);
+      for (int i = 0; i < n * 784; ++i) s.push_back(static_cast<char>((i * 7) % 256));
+      std::ofstream(d / name, std::ios::binary) << s;
+    };
+    auto labels = [&](const std::string& name, int n) {
+      std::string s;
+      be32(s, 2049);
+      be32(s, n);
+      for (int i = 0; i < n; ++i) s.push_back(static_cast<char>(i % 10));
+      std::ofstream(d / name, std::ios::binary) << s;
+    };
+    images("train-images-idx3-ubyte", n_train);
+    labels("train-labels-idx1-ubyte", n_train);
+    images("t10k-images-idx3-ubyte", n_test);
+    labels("t10k-labels-idx1-ubyte", n_test);
+  }
+
+  // One line on stderr that starts "attn: error:" and names `what`; non-zero exit.
+  static void expect_one_line_error(const CliRun& r, const std::string& what) {
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(r.err.rfind("attn: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(Cli, MissingDataDirectoryIsNamed) {
+  const std::string missing = file("no-such-dir");
+  CliRun r = attn("train --data '" + missing + "' --epochs 1");
+  expect_one_line_error(r, missing);
+}
+
+TEST_F(Cli, TruncatedIdxFileIsNamed) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const fs::path images = dir_ / "data" / "train-images-idx3-ubyte";
+  fs::resize_file(images, fs::file_size(images) - 1000);
+  CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --epochs 1");
+  expect_one_line_error(r, images.string());
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, WrongMagicNumberIsNamed) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const fs::path labels = dir_ / "data" / "t10k-labels-idx1-ubyte";
+  std::string bytes = slurp(labels);
+  bytes[3] = 0x03;  // 2049 -> 2051, an image magic in a label file
+  std::ofstream(labels, std::ios::binary) << bytes;
+  CliRun r = attn("evaluate --model '" + std::string(ATTN_SOURCE_DIR) + "/CMakeLists.txt' --data '" +
+               (dir_ / "data").string() + "'");
+  EXPECT_NE(r.status, 0);  // CMakeLists.txt is no model: the model file is named first
+  r = attn("train --data '" + (dir_ / "data").string() + "' --epochs 1 --verbose 0");
+  expect_one_line_error(r, labels.string());
+  EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, NonsenseFlagsAreRefusedByName) {
+  for (const std::string args : {"train --epochs -3", "train --verbose 7", "train --bogus", "train --threads x",
+                                  "train --monitor val_los", "frobnicate", ""}) {
+    CliRun r = attn(args);
+    EXPECT_NE(r.status, 0) << args;
+    if (!args.empty() && args.find(' ') != std::string::npos) {
+      const std::string flag = args.substr(args.find(' ') + 1, args.find(' ', args.find(' ') + 1) - args.find(' ') - 1);
+      EXPECT_NE((r.err + r.out).find(flag), std::string::npos) << args << ": " << r.err;
+    }
+  }
+}
+
+TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const std::string target = file("nowhere/model.keras");
+  CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --save '" + target + "'");
+  expect_one_line_error(r, "--save");
+  EXPECT_EQ(r.out.find("Epoch"), std::string::npos) << "trained before failing: " << r.out;
+}
+
+TEST_F(Cli, SummaryOfTheReferenceModel) {
+  CliRun r = attn("summary");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("Total params: 79,511 (310.59 KB)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("attention (Attention)"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, TrainsOnTinySyntheticDataAndWritesHistoryAndCsv) {
+  write_idx_set(dir_ / "data", 60, 20);
+  CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --epochs 2 --batch-size 16 --verbose 2 --seed 3 " +
+               "--history '" + file("h.json") + "' --csv '" + file("log.csv") + "' --threads 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("attn ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("| threads 1 | SIMD "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| seed 3"), std::string::npos) << r.out;
+  auto h = nlohmann::json::parse(slurp(file("h.json")));
+  ASSERT_EQ(h["epochs"].size(), 2u);
+  for (const char* key : {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"})
+    EXPECT_TRUE(h["epochs"][1].contains(key)) << key;
+  EXPECT_EQ(h["epochs"][1]["epoch"], 2);
+  EXPECT_FALSE(h["stopped_early"].get<bool>());
+  std::string csv = slurp(file("log.csv"));
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "epoch,accuracy,loss,val_accuracy,val_loss");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
+}
+
+// The reference run on the first 6,000 training and 2,000 test images for 2 epochs. Measured
+// (seeds 1-6, this code): val_accuracy 0.75-0.80 after epoch 2 (0.56-0.69 after epoch 1); an
+// independent PyTorch twin reaches 0.83 on the full test set. The floor keeps a 0.05 margin.
+class SlowCli : public Cli {};
+
+TEST_F(SlowCli, ReferenceRunOnRealMnistSubset) {
+  const std::string mnist = attn::data::default_mnist_dir();
+  if (!fs::exists(fs::path(mnist) / "train-images-idx3-ubyte")) GTEST_SKIP() << "MNIST not installed at " << mnist;
+  CliRun r = attn("train --limit-train 6000 --limit-test 2000 --epochs 2 --verbose 2 --seed 5 --history '" +
+               file("h.json") + "' --save '" + file("m.keras") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("Epoch 2/2"), std::string::npos) << r.out;
+  auto h = nlohmann::json::parse(slurp(file("h.json")));
+  ASSERT_EQ(h["epochs"].size(), 2u);
+  const double val_accuracy = h["epochs"][1]["val_accuracy"];
+  EXPECT_GE(val_accuracy, 0.70) << r.out;
+  EXPECT_LT(h["epochs"][1]["loss"].get<double>(), h["epochs"][0]["loss"].get<double>());
+
+  // The saved model evaluates to the accuracy the last epoch reported on the same images.
+  CliRun e = attn("evaluate --model '" + file("m.keras") + "' --limit-test 2000");
+  ASSERT_EQ(e.status, 0) << e.err;
+  char expect[64];
+  std::snprintf(expect, sizeof expect, "accuracy: %.4f", val_accuracy);
+  EXPECT_NE(e.out.find(expect), std::string::npos) << e.out << " vs " << expect;
+
+  CliRun p = attn("predict --model '" + file("m.keras") + "' --limit-test 5 --out '" + file("p.csv") + "'");
+  ASSERT_EQ(p.status, 0) << p.err;
+  std::string csv = slurp(file("p.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6) << csv;
+  EXPECT_EQ(csv.rfind("index,class,score_0,", 0), 0u) << csv;
+
+  CliRun resumed = attn("train --limit-train 6000 --limit-test 2000 --epochs 3 --verbose 2 --seed 5 --resume '" +
+                     file("m.keras") + "' --history '" + file("h3.json") + "'");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  auto h3 = nlohmann::json::parse(slurp(file("h3.json")));
+  ASSERT_EQ(h3["epochs"].size(), 1u);
+  EXPECT_EQ(h3["epochs"][0]["epoch"], 3);
+}
+
+}  // namespace
