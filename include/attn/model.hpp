@@ -78,7 +78,8 @@ class Model {
   Model& operator=(Model&&) noexcept;
   virtual ~Model();
   // Keras' class name for config files: "Functional" or "Sequential".
-  virtual std::string class_name() const { return "Functional"; }
+  // (A Sequential moved into a Model keeps its class name, e.g. one returned by load_model.)
+  virtual std::string class_name() const { return sequential_ ? "Sequential" : "Functional"; }
 
   const std::string& name() const { return name_; }
   // Layers in Keras' model.layers order (topological, inputs first).
@@ -97,6 +98,12 @@ class Model {
   const std::vector<std::string>& metric_names() const { return metric_names_; }
   // True when the loss will read the output layer's pre-activation logits.
   bool uses_hidden_logits() const { return hidden_logits_; }
+  const CompileOptions& compile_options() const { return compile_options_; }
+  // Whether the optimizer has allocated its state (it does on the first training step).
+  bool optimizer_built() const { return optimizer_built_; }
+  // Allocates the optimizer's state now (zeros) if it is not yet, so that a loader can
+  // restore saved slots before training; the model must be compiled.
+  void build_optimizer();
 
   History fit(const Tensor& x, const Tensor& y, FitOptions options = {});
   History fit(const std::vector<Tensor>& xs, const Tensor& y, FitOptions options = {});
@@ -162,6 +169,9 @@ class Model {
   int threads_ = 0;
   uint64_t seed_ = 0;
   std::unique_ptr<Executor> executor_;
+
+ protected:
+  bool sequential_ = false;
 };
 
 // Keras' Sequential: a list of single-input layers applied in order.

@@ -94,6 +94,14 @@ std::shared_ptr<Layer> Model::get_layer(const std::string& name) const {
 
 int64_t Model::count_params() const { return param_count_; }
 
+void Model::build_optimizer() {
+  if (!optimizer_) throw std::logic_error("build_optimizer: compile the model first");
+  if (!optimizer_built_) {
+    optimizer_->build(trainable_slices_);
+    optimizer_built_ = true;
+  }
+}
+
 int64_t Model::count_trainable_params() const {
   int64_t n = 0;
   for (const auto& s : trainable_slices_) n += s.size;
@@ -149,6 +157,8 @@ Sequential::Sequential(Shape input_shape, std::vector<std::shared_ptr<Layer>> la
     : Sequential(chain(std::move(input_shape), layers),
                  name.empty() ? unique_layer_name("sequential") : std::move(name)) {}
 
-Sequential::Sequential(std::pair<Node, Node> io, std::string name) : Model(io.first, io.second, std::move(name)) {}
+Sequential::Sequential(std::pair<Node, Node> io, std::string name) : Model(io.first, io.second, std::move(name)) {
+  sequential_ = true;
+}
 
 }  // namespace attn
