@@ -37,6 +37,16 @@ class Optimizer {
   // One step: clip grads (in place) as configured, then update params. Increments iterations().
   virtual void apply(float* params, float* grads) = 0;
 
+  // The same step in three parts, so threads can each update a range of the buffers:
+  // begin_step(grads) clips (it needs all gradients) and computes the step's scalars;
+  // update_range() is elementwise, so any split of [0, total) gives the same bits as
+  // apply(); end_step() counts the iteration. apply() == begin + update_range(all) + end.
+  virtual void begin_step(float* grads) = 0;
+  virtual void update_range(float* params, const float* grads, int64_t begin, int64_t end) = 0;
+  virtual void end_step() { ++iterations_; }
+  // True when begin_step() reads the gradients (clipping); then they must be complete first.
+  bool clips() const { return clip_.clipnorm || clip_.clipvalue || clip_.global_clipnorm; }
+
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t it) { iterations_ = it; }
   float learning_rate() const { return learning_rate_; }

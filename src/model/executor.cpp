@@ -151,22 +151,47 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     total.correct += s->result.correct;
   }
   if (train) {
-    if (n > 1) {
-      auto reduce_fn = [this](int t) { reduce_gradients(t); };
-      pool_.run(reduce_fn);
+    // Each thread sums its range of the per-thread gradients (always in thread order, so a
+    // thread count is bit-reproducible) and updates that range of the parameters: one pass
+    // over memory, split across threads. Clipping needs the complete gradients first.
+    optimizers::Optimizer& opt = *model_.optimizer_;
+    float* params = model_.params_.get();
+    float* grads = states_[0]->param_grads.get();
+    if (opt.clips()) {
+      if (n > 1) {
+        auto reduce_fn = [this](int t) { reduce_gradients(t); };
+        pool_.run(reduce_fn);
+      }
+      opt.begin_step(grads);
+      auto update_fn = [&](int t) { opt.update_range(params, grads, range_begin(t), range_begin(t + 1)); };
+      pool_.run(update_fn);
+    } else {
+      opt.begin_step(grads);
+      auto step_fn = [&](int t) {
+        reduce_gradients(t);
+        opt.update_range(params, grads, range_begin(t), range_begin(t + 1));
+      };
+      pool_.run(step_fn);
     }
-    model_.optimizer_->apply(model_.params_.get(), states_[0]->param_grads.get());
+    opt.end_step();
   }
   return total;
 }
 
-void Executor::reduce_gradients(int t) {
+int64_t Executor::range_begin(int t) const {
+  // Split points rounded to 16 floats (64 bytes) so threads never share a cache line.
   const int n = pool_.size();
   const int64_t p = model_.param_count_;
-  const int64_t begin = p * t / n, end = p * (t + 1) / n;
-  float* dst = states_[0]->param_grads.get();
+  if (t >= n) return p;
+  return std::min(p, (p * t / n) & ~int64_t(15));
+}
+
+void Executor::reduce_gradients(int t) {
+  const int n = pool_.size();
+  const int64_t begin = range_begin(t), end = range_begin(t + 1);
+  float* __restrict dst = states_[0]->param_grads.get();
   for (int s = 1; s < n; ++s) {
-    const float* src = states_[s]->param_grads.get();
+    const float* __restrict src = states_[s]->param_grads.get();
     for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
   }
 }

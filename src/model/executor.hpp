@@ -42,6 +42,7 @@ class Executor {
   struct ThreadState;
   void run_slice(int t);
   void reduce_gradients(int t);
+  int64_t range_begin(int t) const;  // thread t's share of the parameter buffer
 
   Model& model_;
   ThreadPool pool_;

@@ -4,6 +4,7 @@
 // Deliberately not here: learning-rate schedules, EMA, loss scaling, gradient accumulation
 // (configs asking for them are rejected, not silently ignored).
 #include "attn/optimizers.hpp"
+#include "kernels/adam_update.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -65,20 +66,30 @@ class OptimizerBase : public Optimizer {
   }
 
   void apply(float* params, float* grads) override {
+    begin_step(grads);
+    update_range(params, grads, 0, total_);
+    end_step();
+  }
+
+  void begin_step(float* grads) override {
     if (!built_) throw std::logic_error(class_name() + ": apply() before build()");
     clip(grads);
-    if (weight_decay_) {
-      // _apply_weight_decay: variable - variable * wd * lr, in float32.
-      const float wd = *weight_decay_;
-      const float lr = learning_rate_;
-      for (const auto& v : variables_) {
-        float* w = params + v.offset;
-        for (int64_t i = 0; i < v.size; ++i) w[i] = w[i] - w[i] * wd * lr;
-      }
-    }
     prepare_step();
-    for (const auto& v : variables_) update(params + v.offset, grads + v.offset, v.offset, v.size);
-    ++iterations_;
+  }
+
+  void update_range(float* params, const float* grads, int64_t begin, int64_t end) override {
+    for (const auto& v : variables_) {
+      const int64_t lo = std::max(begin, v.offset), hi = std::min(end, v.offset + v.size);
+      if (lo >= hi) continue;
+      if (weight_decay_) {
+        // _apply_weight_decay, before the update: variable - variable * wd * lr, in float32.
+        const float wd = *weight_decay_;
+        const float lr = learning_rate_;
+        float* w = params + lo;
+        for (int64_t i = 0; i < hi - lo; ++i) w[i] = w[i] - w[i] * wd * lr;
+      }
+      update(params + lo, grads + lo, lo, hi - lo);
+    }
   }
 
   float* state(const std::string& slot) override {
@@ -162,31 +173,12 @@ class AdamOptimizer : public OptimizerBase {
     vh_ = slot_or_null("velocity_hat");
   }
   void update(float* w, const float* g, int64_t offset, int64_t size) override {
-    // __restrict and a branch-free loop per variant let the compiler vectorise:
-    // this loop runs over every parameter each step.
-    float* __restrict wr = w;
-    const float* __restrict gr = g;
-    float* __restrict m = m_ + offset;
-    float* __restrict v = v_ + offset;
-    const float alpha = alpha_, eps = epsilon_, c1 = one_minus_beta_1_, c2 = one_minus_beta_2_;
     // m and v stay uncorrected; epsilon is added outside the sqrt and is not
-    // bias-corrected (the paper's "epsilon hat" form).
-    if (!vh_) {
-      for (int64_t i = 0; i < size; ++i) {
-        m[i] += (gr[i] - m[i]) * c1;
-        v[i] += (gr[i] * gr[i] - v[i]) * c2;
-        wr[i] -= (m[i] * alpha) / (std::sqrt(v[i]) + eps);
-      }
-      return;
-    }
-    float* __restrict vh = vh_ + offset;
-    for (int64_t i = 0; i < size; ++i) {
-      m[i] += (gr[i] - m[i]) * c1;
-      v[i] += (gr[i] * gr[i] - v[i]) * c2;
-      vh[i] = std::max(vh[i], v[i]);
-      wr[i] -= (m[i] * alpha) / (std::sqrt(vh[i]) + eps);
-    }
+    // bias-corrected (the paper's "epsilon hat" form). SIMD kernel: same bits as scalar.
+    kernels::adam_update({alpha_, epsilon_, one_minus_beta_1_, one_minus_beta_2_}, w, g, m_ + offset, v_ + offset,
+                         vh_ ? vh_ + offset : nullptr, size);
   }
+
 
   float beta_1_, beta_2_, epsilon_;
   bool amsgrad_;
