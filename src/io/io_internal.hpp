@@ -53,14 +53,17 @@ std::string snake_case(const std::string& name);
 
 // model_from_config with the file named in errors.
 Model model_from_config(const nlohmann::json& config, const std::string& file);
+// Keras 3 config.json without compile_config, and the compile_config (null if uncompiled).
+nlohmann::json model_to_config_impl(const Model& model);
+nlohmann::json compile_config(const Model& model);
 
 // Where each weight of a layer lives in a Keras 3 weights tree, relative to the layer's
 // group: {"vars", "0"} for plain layers; MultiHeadAttention nests its EinsumDense
-// sublayers ({"_query_dense/vars", "0"}, ...).
+// sublayers ({"query_dense/vars", "0"}, ...; old_names: "_query_dense").
 struct WeightLocation {
   std::string group;  // relative path of the vars group
   std::string dataset;
 };
-std::vector<WeightLocation> weight_locations(const Layer& layer);
+std::vector<WeightLocation> weight_locations(const Layer& layer, bool old_names = false);
 
 }  // namespace attn::io::detail

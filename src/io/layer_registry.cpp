@@ -12,6 +12,7 @@
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/input.hpp"
+#include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "io/io_internal.hpp"
 
@@ -209,10 +210,52 @@ std::shared_ptr<Layer> attention(const LayerConfig& c) {
   }
 }
 
+std::shared_ptr<Layer> multi_head_attention(const LayerConfig& c) {
+  for (const char* k : {"kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"})
+    c.require_null(k);
+  if (c.boolean("use_gate", false)) c.fail("use_gate", "gated attention is not supported");
+  if (c.has("sliding_window")) c.require_null("sliding_window");
+  // flash_attention only picks a kernel; the result is the same attention.
+  if (c.has("attention_axes")) {
+    const auto& axes = c.config.at("attention_axes");
+    // Rank-3 inputs: None resolves to (1,), the only axis there is.
+    const bool ok = (axes.is_array() && axes.size() == 1 && axes[0].is_number_integer() &&
+                     (axes[0].get<int64_t>() == 1 || axes[0].get<int64_t>() == -2)) ||
+                    (axes.is_number_integer() && (axes.get<int64_t>() == 1 || axes.get<int64_t>() == -2));
+    if (!ok) c.fail("attention_axes", "only the default (attention over axis 1 of rank-3 inputs) is supported, got " + axes.dump());
+  }
+  layers::MultiHeadAttentionOptions o;
+  o.name = c.layer_name();
+  o.num_heads = c.integer("num_heads");
+  o.key_dim = c.integer("key_dim");
+  if (c.has("value_dim")) o.value_dim = c.integer("value_dim");
+  o.dropout = static_cast<float>(c.number("dropout", 0.0));
+  o.use_bias = c.boolean("use_bias", true);
+  if (c.has("output_shape")) {
+    const auto& v = c.config.at("output_shape");
+    if (v.is_number_integer()) {
+      o.output_shape = v.get<int64_t>();
+    } else if (v.is_array() && v.size() == 1 && v[0].is_number_integer()) {
+      o.output_shape = v[0].get<int64_t>();
+    } else {
+      c.fail("output_shape", "only a single feature count is supported, got " + v.dump());
+    }
+  }
+  o.kernel_initializer = c.initializer("kernel_initializer", "glorot_uniform");
+  o.bias_initializer = c.initializer("bias_initializer", "zeros");
+  if (c.has("seed")) o.seed = c.integer("seed");
+  try {
+    return std::make_shared<layers::MultiHeadAttentionLayer>(o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(o.num_heads <= 0 ? "num_heads" : o.key_dim <= 0 ? "key_dim" : "dropout", e.what());
+  }
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
       {"Dropout", dropout}, {"Activation", activation}, {"Attention", attention},
+      {"MultiHeadAttention", multi_head_attention},
   };
   return r;
 }
@@ -246,16 +289,22 @@ std::string snake_case(const std::string& name) {
   return s;
 }
 
-std::vector<WeightLocation> weight_locations(const Layer& layer) {
+std::vector<WeightLocation> weight_locations(const Layer& layer, bool old_names) {
   std::vector<WeightLocation> out;
   const auto& ws = layer.weights();
-  if (layer.class_name() == "MultiHeadAttention" && !ws.empty() && ws.size() % 4 == 0) {
-    // Keras 3 saves MultiHeadAttention's EinsumDense sublayers by attribute name; each
-    // holds kernel then bias.
-    static const char* subs[] = {"_query_dense", "_key_dense", "_value_dense", "_output_dense"};
-    const size_t per = ws.size() / 4;
-    for (size_t i = 0; i < ws.size(); ++i)
-      out.push_back({std::string(subs[i / per]) + "/vars", std::to_string(i % per)});
+  if (layer.class_name() == "MultiHeadAttention") {
+    // Keras 3 saves MultiHeadAttention's EinsumDense sublayers by attribute name, each
+    // holding kernel then bias: query_dense, key_dense, value_dense, output_dense (older
+    // Keras 3 releases used the private names _query_dense, ...). Our weights are named
+    // "query/kernel", ..., "attention_output/bias".
+    for (const Weight& w : ws) {
+      const auto slash = w.name.find('/');
+      const std::string sub = w.name.substr(0, slash);
+      const std::string var = slash == std::string::npos ? "" : w.name.substr(slash + 1);
+      std::string group = sub == "attention_output" ? "output_dense" : sub + "_dense";
+      if (old_names) group = "_" + group;
+      out.push_back({group + "/vars", var == "bias" ? "1" : "0"});
+    }
     return out;
   }
   for (size_t i = 0; i < ws.size(); ++i) out.push_back({"vars", std::to_string(i)});

@@ -1,0 +1,477 @@
+// save_model / load_model / save_weights / load_weights (see attn/io.hpp).
+//
+// Keras 3 weights tree (model.weights.h5 inside a .keras zip, or a .weights.h5 file):
+//   layers/<snake_case(class)>[_k]/vars/<i>   (k counts earlier layers of that class)
+//   optimizer/vars/0 = iterations (int64), 1 = learning_rate (float32), then the slots
+//   vars/                                      (the model's own variables: none)
+// Legacy .h5 (read only): root attrs model_config / training_config and
+// model_weights/<layer name>/<weight name> listed by the group's weight_names attr.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "attn/system.hpp"
+#include "io/hdf5_file.hpp"
+#include "io/io_internal.hpp"
+#include "io/zip_archive.hpp"
+
+namespace attn::io {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kKerasVersion = "3.10.0";  // the Keras 3 layout these files follow
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string shape_text(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  if (s.size() == 1) out += ",";
+  return out + ")";
+}
+
+void warn(const std::string& file, const std::string& what) {
+  std::fprintf(stderr, "attn: warning: %s: %s\n", file.c_str(), what.c_str());
+}
+
+std::vector<char> to_bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+// ---- the Keras 3 weights tree ----
+
+struct LayerGroup {
+  std::string path;  // "layers/dense_1"
+  Layer* layer;
+};
+
+// Keras 3 names layer groups from model.layers: snake_case(class name) plus a counter.
+// Sequential's model.layers leaves out the InputLayer; a Functional's includes it.
+std::vector<LayerGroup> layer_groups(const Model& model) {
+  std::vector<LayerGroup> out;
+  std::map<std::string, int> seen;
+  const bool sequential = model.class_name() == "Sequential";
+  for (const auto& l : model.layers()) {
+    if (sequential && l->class_name() == "InputLayer") continue;
+    const std::string base = detail::snake_case(l->class_name());
+    const int k = seen[base]++;
+    out.push_back({"layers/" + (k == 0 ? base : base + "_" + std::to_string(k)), l.get()});
+  }
+  return out;
+}
+
+struct SlotVar {
+  std::string slot;
+  const optimizers::VariableSlice* var;
+  Shape shape;
+};
+
+// Optimizer variables after iterations and learning_rate, in Keras 3's creation order.
+// Adam/AdamW create momentum and velocity together, interleaved per model variable
+// (add_optimizer_variables with two names); every other slot is one block per slot.
+std::vector<SlotVar> optimizer_layout(Model& model) {
+  std::vector<SlotVar> out;
+  optimizers::Optimizer* opt = model.optimizer();
+  if (!opt) return out;
+  std::map<int64_t, Shape> shapes;
+  for (Weight* w : model.weights()) shapes[w->offset] = w->shape;
+  const auto& vars = model.trainable_variables();
+  std::vector<std::vector<std::string>> blocks;
+  std::vector<std::string> slots = opt->state_slots();
+  const std::string cls = opt->class_name();
+  size_t first = 0;
+  if ((cls == "Adam" || cls == "AdamW") && slots.size() >= 2 && slots[0] == "momentum" && slots[1] == "velocity") {
+    blocks.push_back({slots[0], slots[1]});
+    first = 2;
+  }
+  for (size_t i = first; i < slots.size(); ++i) blocks.push_back({slots[i]});
+  for (const auto& block : blocks)
+    for (const auto& v : vars)
+      for (const auto& slot : block) out.push_back({slot, &v, shapes[v.offset]});
+  return out;
+}
+
+void write_tree(h5::File& f, Model& model, bool with_optimizer) {
+  f.ensure_group("layers");
+  for (const LayerGroup& g : layer_groups(model)) {
+    f.ensure_group(g.path + "/vars");
+    f.write_string_attr(g.path + "/vars", "name", g.layer->name());
+    const auto locs = detail::weight_locations(*g.layer);
+    const auto& ws = g.layer->weights();
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const std::string group = g.path + "/" + locs[i].group;
+      if (!f.exists(group)) {
+        f.ensure_group(group);
+        f.write_string_attr(group, "name", ws[i].name.substr(0, ws[i].name.find('/')));
+      }
+      f.write_floats(group + "/" + locs[i].dataset, ws[i].shape, ws[i].value.data());
+    }
+  }
+  if (with_optimizer && model.optimizer()) {
+    optimizers::Optimizer* opt = model.optimizer();
+    f.ensure_group("optimizer/vars");
+    f.write_string_attr("optimizer/vars", "name", opt->get_config().value("name", opt->class_name()));
+    f.write_int64("optimizer/vars/0", opt->iterations());
+    const float lr = opt->learning_rate();
+    f.write_floats("optimizer/vars/1", {}, &lr);
+    if (model.optimizer_built()) {
+      int i = 2;
+      for (const SlotVar& sv : optimizer_layout(model))
+        f.write_floats("optimizer/vars/" + std::to_string(i++), sv.shape, opt->state(sv.slot) + sv.var->offset);
+    }
+  }
+  f.ensure_group("vars");
+  f.write_string_attr("vars", "name", model.name());
+}
+
+size_t count_datasets(const h5::File& f, const std::string& group) {
+  if (!f.is_group(group)) return 0;
+  size_t n = 0;
+  for (const auto& c : f.children(group))
+    if (f.is_dataset(group + "/" + c)) ++n;
+  return n;
+}
+
+// Reads every layer's weights into a scratch copy first, so a failure leaves the model as it was.
+void read_layers(const h5::File& f, Model& model) {
+  std::vector<std::pair<Weight*, std::vector<float>>> staged;
+  for (const LayerGroup& g : layer_groups(model)) {
+    auto& ws = g.layer->weights();
+    const std::string who = "layer '" + g.layer->name() + "' (" + g.layer->class_name() + ", group " + g.path + ")";
+    if (ws.empty()) continue;
+    if (!f.is_group(g.path)) f.fail("missing group '" + g.path + "' for " + who);
+    bool old_names = false;
+    if (g.layer->class_name() == "MultiHeadAttention" && !f.exists(g.path + "/query_dense") &&
+        f.exists(g.path + "/_query_dense"))
+      old_names = true;
+    const auto locs = detail::weight_locations(*g.layer, old_names);
+    if (g.layer->class_name() != "MultiHeadAttention") {
+      const size_t n = count_datasets(f, g.path + "/vars");
+      if (n != ws.size())
+        f.fail(who + " has " + std::to_string(ws.size()) + " weights but the file has " + std::to_string(n));
+    }
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const std::string path = g.path + "/" + locs[i].group + "/" + locs[i].dataset;
+      if (!f.exists(path)) f.fail("missing dataset '" + path + "' (" + who + ", weight '" + ws[i].name + "')");
+      h5::Array a = f.read_floats(path);
+      if (a.shape != ws[i].shape)
+        f.fail("shape mismatch for " + who + " weight '" + ws[i].name + "' (" + path + "): the file has " +
+               shape_text(a.shape) + ", the model expects " + shape_text(ws[i].shape));
+      staged.emplace_back(&ws[i], std::move(a.values));
+    }
+  }
+  for (auto& [w, values] : staged)
+    if (!values.empty()) std::copy(values.begin(), values.end(), w->value.data());
+}
+
+// Restores iterations, learning rate and slots when the file's optimizer matches the
+// model's (as Keras 3 does, a mismatch is a warning and the optimizer starts fresh).
+void read_optimizer(const h5::File& f, Model& model) {
+  if (!model.optimizer() || !f.is_group("optimizer/vars")) return;
+  const size_t n = count_datasets(f, "optimizer/vars");
+  if (n == 0) return;
+  optimizers::Optimizer* opt = model.optimizer();
+  const std::vector<SlotVar> layout = optimizer_layout(model);
+  const size_t expected = 2 + layout.size();
+  if (n != 2 && n != expected) {
+    warn(f.name(), "skipping the saved optimizer state: the file has " + std::to_string(n) +
+                       " optimizer variables, the model's " + opt->class_name() + " has " + std::to_string(expected));
+    return;
+  }
+  const int64_t iterations = f.read_int64("optimizer/vars/0");
+  if (iterations < 0) f.fail("optimizer/vars/0: negative iteration count");
+  const h5::Array lr = f.read_floats("optimizer/vars/1");
+  if (lr.values.size() != 1) f.fail("optimizer/vars/1: the learning rate should be one number");
+  std::vector<std::vector<float>> slots;
+  for (size_t i = 0; i < layout.size(); ++i) {
+    const std::string path = "optimizer/vars/" + std::to_string(i + 2);
+    h5::Array a = f.read_floats(path);
+    if (a.shape != layout[i].shape)
+      f.fail("shape mismatch for optimizer variable " + path + " (" + layout[i].slot + " of '" + layout[i].var->name +
+             "'): the file has " + shape_text(a.shape) + ", the model expects " + shape_text(layout[i].shape));
+    slots.push_back(std::move(a.values));
+  }
+  opt->set_iterations(iterations);
+  opt->set_learning_rate(lr.values[0]);
+  if (layout.empty() || n == 2) return;
+  model.build_optimizer();
+  for (size_t i = 0; i < layout.size(); ++i)
+    std::copy(slots[i].begin(), slots[i].end(), opt->state(layout[i].slot) + layout[i].var->offset);
+}
+
+// ---- legacy .h5 ----
+
+std::vector<std::string> chunked_attr(const h5::File& f, const std::string& path, const std::string& attr) {
+  bool found = false;
+  std::vector<std::string> v = f.read_string_attr(path, attr, &found);
+  if (found) return v;
+  // tf.keras splits attributes over 64 KiB into attr0, attr1, ...
+  for (int i = 0;; ++i) {
+    std::vector<std::string> part = f.read_string_attr(path, attr + std::to_string(i), &found);
+    if (!found) break;
+    v.insert(v.end(), part.begin(), part.end());
+  }
+  return v;
+}
+
+std::string strip_zero(const std::string& s) { return ends_with(s, ":0") ? s.substr(0, s.size() - 2) : s; }
+
+void read_legacy_weights(const h5::File& f, const std::string& root, Model& model) {
+  const std::string prefix = root.empty() ? "" : root + "/";
+  std::vector<Layer*> with_weights;
+  for (const auto& l : model.layers())
+    if (!l->weights().empty()) with_weights.push_back(l.get());
+  bool found = false;
+  std::vector<std::string> names = f.read_string_attr(root, "layer_names", &found);
+  if (!found) names = chunked_attr(f, root, "layer_names");
+  // The file's layers that hold weights, in order.
+  std::vector<std::string> file_layers;
+  for (const auto& n : names)
+    if (!chunked_attr(f, prefix + n, "weight_names").empty()) file_layers.push_back(n);
+  // Match by name when every layer is there (load_model), else by position (tf.keras' load_weights).
+  bool by_name = true;
+  for (Layer* l : with_weights)
+    if (std::find(file_layers.begin(), file_layers.end(), l->name()) == file_layers.end()) by_name = false;
+  if (!by_name && file_layers.size() != with_weights.size())
+    f.fail("the file has weights for " + std::to_string(file_layers.size()) + " layers, the model has " +
+           std::to_string(with_weights.size()) + " layers with weights");
+  std::vector<std::pair<Weight*, std::vector<float>>> staged;
+  for (size_t li = 0; li < with_weights.size(); ++li) {
+    Layer* l = with_weights[li];
+    const std::string group = by_name ? l->name() : file_layers[li];
+    const std::string who = "layer '" + l->name() + "' (" + l->class_name() + ", group " + prefix + group + ")";
+    const std::vector<std::string> wnames = chunked_attr(f, prefix + group, "weight_names");
+    auto& ws = l->weights();
+    if (wnames.size() != ws.size())
+      f.fail(who + " has " + std::to_string(ws.size()) + " weights but the file lists " + std::to_string(wnames.size()));
+    // Pair by variable name ("kernel", "query/kernel") when that is unambiguous: a file
+    // may list bias before kernel. Otherwise by position.
+    std::vector<size_t> pick(ws.size());
+    bool named = true;
+    for (size_t i = 0; i < ws.size() && named; ++i) {
+      int hits = 0;
+      for (size_t j = 0; j < wnames.size(); ++j) {
+        const std::string n = strip_zero(wnames[j]);
+        if (n == ws[i].name || ends_with(n, "/" + ws[i].name)) {
+          pick[i] = j;
+          ++hits;
+        }
+      }
+      if (hits != 1) named = false;
+    }
+    if (named) {
+      std::set<size_t> distinct(pick.begin(), pick.end());
+      if (distinct.size() != pick.size()) named = false;
+    }
+    if (!named)
+      for (size_t i = 0; i < ws.size(); ++i) pick[i] = i;
+    for (size_t i = 0; i < ws.size(); ++i) {
+      const std::string path = prefix + group + "/" + wnames[pick[i]];
+      if (!f.exists(path)) f.fail("missing dataset '" + path + "' (" + who + ", weight '" + ws[i].name + "')");
+      h5::Array a = f.read_floats(path);
+      if (a.shape != ws[i].shape)
+        f.fail("shape mismatch for " + who + " weight '" + ws[i].name + "' (" + path + "): the file has " +
+               shape_text(a.shape) + ", the model expects " + shape_text(ws[i].shape));
+      staged.emplace_back(&ws[i], std::move(a.values));
+    }
+  }
+  for (auto& [w, values] : staged)
+    if (!values.empty()) std::copy(values.begin(), values.end(), w->value.data());
+}
+
+json parse_json(const std::string& text, const std::string& file, const std::string& what) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    detail::fail(file, what + " is not valid JSON (" + e.what() + ")");
+  }
+}
+
+// ---- compiling from a saved compile/training config ----
+
+std::vector<std::string> metric_names(const json& m, std::vector<std::string>& dropped) {
+  static const std::set<std::string> ok = {"accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy",
+                                           "binary_accuracy"};
+  std::vector<std::string> out;
+  std::function<void(const json&)> walk = [&](const json& j) {
+    if (j.is_null()) return;
+    if (j.is_array()) {
+      for (const auto& v : j) walk(v);
+    } else if (j.is_object() && !j.contains("class_name")) {
+      for (const auto& [k, v] : j.items()) walk(v);  // per-output dict
+    } else if (j.is_string()) {
+      (ok.count(j.get<std::string>()) ? out : dropped).push_back(j.get<std::string>());
+    } else if (j.is_object()) {
+      const json c = j.value("config", json::object());
+      std::string name = c.is_object() ? c.value("name", std::string()) : std::string();
+      const std::string fn = c.is_object() ? c.value("fn", std::string()) : std::string();
+      const std::string cls = j.value("class_name", std::string());
+      if (ok.count(name)) {
+        out.push_back(name);
+      } else if (ok.count(fn)) {
+        out.push_back(fn);
+      } else {
+        dropped.push_back(name.empty() ? cls : name);
+      }
+    }
+  };
+  walk(m);
+  std::vector<std::string> unique;
+  for (const auto& s : out)
+    if (std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(s);
+  if (unique.size() > 1) unique.resize(1);  // the model reports one accuracy
+  return unique;
+}
+
+void compile_from(Model& model, const json& cfg, const std::string& optimizer_key, const std::string& file) {
+  if (!cfg.is_object()) return;
+  json loss = cfg.value("loss", json());
+  if (loss.is_null()) {
+    warn(file, "the saved compile config has no loss; the model is not compiled");
+    return;
+  }
+  if (loss.is_object() && !loss.contains("class_name")) {
+    if (loss.size() != 1) {
+      warn(file, "per-output losses are not supported; the model is not compiled");
+      return;
+    }
+    loss = loss.begin().value();
+  }
+  json opt = cfg.value(optimizer_key, json());
+  if (opt.is_null()) opt = "rmsprop";  // Keras' compile() default
+  if (opt.is_object() && opt.contains("class_name") && opt.at("class_name").is_string()) {
+    std::string cls = opt.at("class_name").get<std::string>();
+    if (cls.rfind("Custom>", 0) == 0) opt["class_name"] = cls.substr(7);  // tf.keras 2.11+ spelling
+  }
+  std::vector<std::string> dropped;
+  const std::vector<std::string> metrics = metric_names(cfg.value("metrics", json()), dropped);
+  try {
+    model.compile(optimizers::optimizer_from_json(opt), losses::loss_from_json(loss), metrics);
+  } catch (const std::exception& e) {
+    warn(file, std::string("the model is not compiled: ") + e.what());
+    return;
+  }
+  for (const auto& d : dropped) warn(file, "metric '" + d + "' is not supported and was left out");
+}
+
+std::string date_saved() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d@%H:%M:%S", &tm);
+  return buf;
+}
+
+bool starts_with_bytes(const std::string& path, const char* magic, size_t n) {
+  std::ifstream in(path, std::ios::binary);
+  std::string buf(n, '\0');
+  if (!in.read(buf.data(), static_cast<std::streamsize>(n))) return false;
+  return buf.compare(0, n, magic, n) == 0;
+}
+
+Model load_keras(const std::string& path) {
+  zip::Reader z(path);
+  for (const char* m : {"config.json", "model.weights.h5"})
+    if (!z.has(m)) detail::fail(path, std::string("missing member '") + m + "' in the archive (not a Keras 3 .keras file?)");
+  const std::vector<char> cfg_bytes = z.read("config.json");
+  const json config = parse_json(std::string(cfg_bytes.begin(), cfg_bytes.end()), path, "config.json");
+  Model model = detail::model_from_config(config, path);
+  if (config.contains("compile_config") && !config.at("compile_config").is_null())
+    compile_from(model, config.at("compile_config"), "optimizer", path);
+  h5::File f = h5::File::open_image(z.read("model.weights.h5"), path + " (model.weights.h5)");
+  read_layers(f, model);
+  read_optimizer(f, model);
+  return model;
+}
+
+Model load_legacy_h5(const std::string& path) {
+  h5::File f = h5::File::open(path);
+  bool found = false;
+  const std::vector<std::string> cfg = f.read_string_attr("", "model_config", &found);
+  if (!found || cfg.size() != 1) {
+    if (f.is_group("layers") || f.is_group("optimizer"))
+      f.fail("this is a weights file (no model_config); build the model and use load_weights");
+    f.fail("no 'model_config' attribute: not a Keras model file");
+  }
+  const json config = parse_json(cfg[0], path, "the model_config attribute");
+  Model model = detail::model_from_config(config, path);
+  const std::vector<std::string> training = f.read_string_attr("", "training_config", &found);
+  if (found && training.size() == 1) {
+    const json tc = parse_json(training[0], path, "the training_config attribute");
+    compile_from(model, tc, "optimizer_config", path);
+  }
+  const std::string root = f.is_group("model_weights") ? "model_weights" : "";
+  read_legacy_weights(f, root, model);
+  return model;
+}
+
+}  // namespace
+
+void save_model(Model& model, const std::string& path) {
+  if (!ends_with(path, ".keras"))
+    throw FileError(path + ": the file name must end in .keras (use save_weights for .weights.h5)");
+  json metadata = {{"keras_version", kKerasVersion}, {"date_saved", date_saved()}};
+  const std::string config = model_to_config(model).dump();
+  h5::File f = h5::File::create_in_memory(path + " (model.weights.h5)");
+  write_tree(f, model, true);
+  std::vector<char> weights = f.image();
+  f.close();
+  detail::write_atomically(path, [&](const std::string& tmp) {
+    zip::write(tmp,
+               {{"metadata.json", to_bytes(metadata.dump())},
+                {"config.json", to_bytes(config)},
+                {"model.weights.h5", std::move(weights)}},
+               path);
+  });
+}
+
+Model load_model(const std::string& path) {
+  h5::silence_errors();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw FileError(path + ": no such file");
+  if (std::filesystem::is_directory(path, ec)) throw FileError(path + ": is a directory, not a model file");
+  if (starts_with_bytes(path, "PK", 2)) return load_keras(path);
+  if (starts_with_bytes(path, "\x89HDF", 4) || ends_with(path, ".h5") || ends_with(path, ".hdf5"))
+    return load_legacy_h5(path);
+  if (ends_with(path, ".keras")) return load_keras(path);  // reports what is wrong with the zip
+  throw FileError(path + ": not a Keras model file (expected a .keras zip or a legacy .h5 HDF5 file)");
+}
+
+void save_weights(Model& model, const std::string& path) {
+  if (!ends_with(path, ".weights.h5")) throw FileError(path + ": the file name must end in .weights.h5");
+  detail::write_atomically(path, [&](const std::string& tmp) {
+    h5::File f = h5::File::create(tmp, path);
+    write_tree(f, model, true);
+    f.close();
+  });
+}
+
+void load_weights(Model& model, const std::string& path) {
+  h5::silence_errors();
+  if (starts_with_bytes(path, "PK", 2)) {
+    zip::Reader z(path);
+    h5::File f = h5::File::open_image(z.read("model.weights.h5"), path + " (model.weights.h5)");
+    read_layers(f, model);
+    read_optimizer(f, model);
+    return;
+  }
+  h5::File f = h5::File::open(path);
+  if (f.is_group("layers") || f.is_group("vars")) {
+    read_layers(f, model);
+    read_optimizer(f, model);
+    return;
+  }
+  if (f.is_group("model_weights")) return read_legacy_weights(f, "model_weights", model);
+  if (f.has_attr("", "layer_names") || f.has_attr("", "layer_names0")) return read_legacy_weights(f, "", model);
+  f.fail("no Keras weights in this HDF5 file (no 'layers' group, 'model_weights' group or layer_names attribute)");
+}
+
+}  // namespace attn::io

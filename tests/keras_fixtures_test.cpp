@@ -1,0 +1,108 @@
+// Real Keras files (../shared/fixtures/keras, see its MANIFEST.md): each is loaded with
+// attn::load_model and run on the 10,000 MNIST test images (pixel / 255, reshaped to the
+// model's input); top-1 accuracy must be within 0.0002 of the value the manifest gives
+// (computed by an independent float64 implementation). Skips with a message when the
+// fixtures or MNIST are absent.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "attn/data.hpp"
+#include "attn/io.hpp"
+
+namespace attn {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string fixtures_dir() { return std::string(ATTN_SOURCE_DIR) + "/../shared/fixtures/keras"; }
+
+const data::Split* mnist_test() {
+  static bool tried = false;
+  static data::Split test;
+  static bool ok = false;
+  if (!tried) {
+    tried = true;
+    const std::string dir = data::default_mnist_dir();
+    try {
+      test.x = data::load_idx_images(dir + "/t10k-images-idx3-ubyte");
+      test.y = data::load_idx_labels(dir + "/t10k-labels-idx1-ubyte");
+      ok = true;
+    } catch (const std::exception&) {
+      try {
+        test = data::load_mnist(dir).test;
+        ok = true;
+      } catch (const std::exception&) {
+        ok = false;
+      }
+    }
+  }
+  return ok ? &test : nullptr;
+}
+
+struct Fixture {
+  const char* file;
+  double accuracy;
+};
+
+class KerasFixture : public ::testing::TestWithParam<Fixture> {};
+
+TEST_P(KerasFixture, AccuracyOnMnistTestSetMatchesManifest) {
+  const Fixture& fx = GetParam();
+  const std::string path = fixtures_dir() + "/" + fx.file;
+  if (!fs::exists(path)) GTEST_SKIP() << "fixture not present: " << path;
+  const data::Split* test = mnist_test();
+  if (!test) GTEST_SKIP() << "MNIST test images not found in " << data::default_mnist_dir()
+                          << " (run scripts/setup.sh or set ATTN_DATA_DIR)";
+  Model model = load_model(path);
+  ASSERT_EQ(model.inputs().size(), 1u);
+  const int64_t n = test->x.dim(0);
+  Shape in_shape = {n};
+  for (int64_t d : model.inputs()[0]->shape) in_shape.push_back(d);
+  Tensor x = test->x.clone();
+  ASSERT_EQ(x.size(), shape_size(in_shape)) << "model input " << fx.file;
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = x[i] / 255.0f;
+  x = x.reshaped(in_shape);
+  Tensor p = model.predict(x, {.batch_size = 500});
+  ASSERT_EQ(p.dim(0), n);
+  const int64_t classes = p.dim(1);
+  ASSERT_EQ(classes, 10);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = p.data() + i * classes;
+    int64_t best = 0;
+    for (int64_t c = 1; c < classes; ++c)
+      if (row[c] > row[best]) best = c;
+    if (best == static_cast<int64_t>(test->y[i])) ++correct;
+  }
+  const double acc = static_cast<double>(correct) / static_cast<double>(n);
+  std::printf("[ fixture  ] %s: accuracy %.4f (manifest %.4f)\n", fx.file, acc, fx.accuracy);
+  EXPECT_LE(std::fabs(acc - fx.accuracy), 0.0002 + 1e-12) << fx.file;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Manifest, KerasFixture,
+    ::testing::Values(
+        Fixture{"Ammar-Asim-23__Handwritten-Digit-Recognizer__model.keras", 0.9733},
+        Fixture{"DIVYA-eng21__mnist-ann-baseline__mnist_model.keras", 0.9758},
+        Fixture{"Carvas91__ANN_practice__mnist_model.keras", 0.9773},
+        Fixture{"DONGRYEOLLEE1__WIL__keras_mnist_model.h5", 0.9604},
+        Fixture{"payalsolanki02__EAI6010A5__mnist_model.h5", 0.9755},
+        Fixture{"26future__Designing_AI_through_Analyzing_Big_Data__mnist_model.h5", 0.9182},
+        Fixture{"NeuralNetworkVerification__bounding-softmax__self-attention-mnist-small.h5", 0.9437},
+        Fixture{"NeuralNetworkVerification__bounding-softmax__self-attention-mnist-pgd-small-single-head-no-bias.h5",
+                0.9020},
+        Fixture{"NeuralNetworkVerification__bounding-softmax__self-attention-mnist-medium.h5", 0.9727}),
+    [](const ::testing::TestParamInfo<Fixture>& info) {
+      std::string name = info.param.file;
+      name = name.substr(0, name.find("__"));
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name + "_" + std::to_string(info.index);
+    });
+
+}  // namespace
+}  // namespace attn
