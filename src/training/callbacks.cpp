@@ -2,7 +2,9 @@
 // (keras/src/callbacks/{early_stopping,csv_logger,terminate_on_nan}.py).
 #include "attn/callbacks.hpp"
 
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -12,16 +14,50 @@
 namespace attn::callbacks {
 
 std::string float_repr(double v) {
+  // Python's repr: the shortest digits that read back the same, in fixed notation when
+  // the decimal exponent e (v = d.ddd x 10^e) is in [-5, 16), else as d.ddde+XX.
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[40];
+  if (v == 0) return std::signbit(v) ? "-0.0" : "0.0";
+  char buf[48];
   for (int p = 1; p <= 17; ++p) {
-    std::snprintf(buf, sizeof buf, "%.*g", p, v);
+    std::snprintf(buf, sizeof buf, "%.*e", p - 1, v);
     if (std::strtod(buf, nullptr) == v) break;
   }
-  std::string s = buf;
-  // Python writes 1.0 for integral floats and 1e-05 style exponents.
-  if (s.find_first_of(".eni") == std::string::npos) s += ".0";
+  const std::string sci = buf;
+  const size_t e_at = sci.find('e');
+  const int exponent = std::atoi(sci.c_str() + e_at + 1);
+  std::string digits;
+  for (size_t i = 0; i < e_at; ++i)
+    if (std::isdigit(static_cast<unsigned char>(sci[i]))) digits += sci[i];
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  std::string s;
+  if (v < 0) s.push_back('-');
+  if (exponent < -4 || exponent >= 16) {
+    s.push_back(digits[0]);
+    if (digits.size() > 1) {
+      s.push_back('.');
+      s.append(digits, 1, std::string::npos);
+    }
+    char e[16];
+    std::snprintf(e, sizeof e, "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    s.append(e);
+  } else if (exponent < 0) {
+    s.append("0.");
+    s.append(static_cast<size_t>(-exponent - 1), '0');
+    s.append(digits);
+  } else {
+    const size_t int_digits = static_cast<size_t>(exponent) + 1;
+    if (digits.size() <= int_digits) {
+      s.append(digits);
+      s.append(int_digits - digits.size(), '0');
+      s.append(".0");
+    } else {
+      s.append(digits, 0, int_digits);
+      s.push_back('.');
+      s.append(digits, int_digits, std::string::npos);
+    }
+  }
   return s;
 }
 

@@ -1,0 +1,222 @@
+// Model.fit against keras-semantics.md sections 6 and 7: a small attention network
+// learns a separable problem; validation_split takes the last samples before any
+// shuffling; the last partial batch is kept; epoch values are batch-size-weighted means
+// (checked against per-sample losses computed by hand); validation_freq; History;
+// bit-identical weights for the same seed and thread count; what verbose 0 and 2 print.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <regex>
+
+#include "attn/attn.hpp"
+
+namespace {
+
+namespace L = attn::layers;
+namespace C = attn::callbacks;
+using attn::Model;
+using attn::Tensor;
+
+class Fit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    attn::clear_session();
+    attn::set_random_seed(17);
+  }
+};
+
+// Class 0: every token's first feature is positive; class 1: negative. Attention outputs
+// convex combinations of the tokens, so the sign survives it: separable after attention.
+struct Separable {
+  Tensor x, y;
+  Separable(int64_t n, uint32_t seed) : x({n, 4, 2}), y({n}) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const int c = static_cast<int>(gen() % 2);
+      y[i] = static_cast<float>(c);
+      for (int t = 0; t < 4; ++t) {
+        x[(i * 4 + t) * 2 + 0] = (c == 0 ? 1.0f : -1.0f) * (0.2f + u(gen));
+        x[(i * 4 + t) * 2 + 1] = 2.0f * u(gen) - 1.0f;
+      }
+    }
+  }
+};
+
+Model attention_model() {
+  auto in = attn::Input({4, 2});
+  auto a = L::Attention({.use_scale = true})({in, in});
+  auto h = L::Dense(8, {.activation = "relu"})(L::Flatten()(a));
+  auto out = L::Dense(2, {.activation = "softmax"})(h);
+  return Model(in, out);
+}
+
+struct BatchCounter : C::Callback {
+  int batches = 0;
+  void on_train_batch_end(int, const C::Logs&) override { ++batches; }
+};
+
+TEST_F(Fit, LearnsASeparableProblem) {
+  Separable train(512, 1), test(256, 2);
+  Model m = attention_model();
+  m.set_threads(2);
+  m.compile(attn::optimizers::Adam({.learning_rate = 0.01f}), attn::losses::SparseCategoricalCrossentropy(),
+            {"accuracy"});
+  auto h = m.fit(train.x, train.y, {.epochs = 8, .batch_size = 32, .verbose = 0,
+                                    .validation_data = attn::Dataset{test.x, test.y}});
+  ASSERT_EQ(h.history["accuracy"].size(), 8u);
+  EXPECT_EQ(h.epoch, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(h.seconds.size(), 8u);
+  EXPECT_FALSE(h.stopped_early);
+  EXPECT_LT(h.history["loss"].back(), h.history["loss"].front());
+  EXPECT_GE(h.history["val_accuracy"].back(), 0.95);
+  auto r = m.evaluate(test.x, test.y);
+  EXPECT_GE(r.at("accuracy"), 0.95);
+  // History's val_ values are evaluate() on the end-of-epoch weights.
+  EXPECT_EQ(r.at("accuracy"), h.history["val_accuracy"].back());
+  EXPECT_EQ(r.at("loss"), h.history["val_loss"].back());
+}
+
+TEST_F(Fit, ValidationSplitTakesTheLastSamplesBeforeShuffling) {
+  Separable d(10, 3);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam({.learning_rate = 0.05f}), attn::losses::SparseCategoricalCrossentropy(),
+            {"accuracy"});
+  auto counter = std::make_shared<BatchCounter>();
+  // floor(10 * (1 - 0.35)) = 6 training samples, the last 4 for validation.
+  auto h = m.fit(d.x, d.y,
+                 {.epochs = 2, .batch_size = 4, .verbose = 0, .validation_split = 0.35, .shuffle = true,
+                  .callbacks = {counter}});
+  EXPECT_EQ(counter->batches, 2 * 2);  // ceil(6 / 4) steps per epoch
+  auto last4 = m.evaluate(d.x.rows(6, 10), d.y.rows(6, 10), {.batch_size = 4});
+  EXPECT_EQ(h.history["val_loss"].back(), last4.at("loss"));
+  EXPECT_EQ(h.history["val_accuracy"].back(), last4.at("accuracy"));
+  auto last3 = m.evaluate(d.x.rows(7, 10), d.y.rows(7, 10), {.batch_size = 4});
+  EXPECT_NE(h.history["val_loss"].back(), last3.at("loss"));
+  EXPECT_THROW(m.fit(d.x, d.y, {.verbose = 0, .validation_split = 1.0}), std::invalid_argument);
+}
+
+// Input(2) -> Dense(3) logits, fixed weights; SGD with learning rate 0 keeps them.
+Model frozen_linear() {
+  auto in = attn::Input({2});
+  auto out = L::Dense(3)(in);
+  Model m(in, out);
+  m.set_weights_flat({0.5f, -1.0f, 0.25f, 1.5f, 0.75f, -0.5f, 0.1f, 0.0f, -0.1f});
+  m.compile(attn::optimizers::SGD({.learning_rate = 0.0f}),
+            attn::losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"});
+  return m;
+}
+
+TEST_F(Fit, LastPartialBatchIsKeptAndEpochValuesAreSampleMeans) {
+  const int64_t n = 10;
+  Tensor x({n, 2}), y({n});
+  for (int64_t i = 0; i < n; ++i) {
+    const float big = i >= 8 ? 6.0f : 1.0f;  // the short last batch has much larger losses
+    x[i * 2] = big * std::cos(1.3f * static_cast<float>(i));
+    x[i * 2 + 1] = big * std::sin(0.7f * static_cast<float>(i));
+    y[i] = static_cast<float>((i * 2) % 3);
+  }
+  Model m = frozen_linear();
+  // Per-sample losses and hits by hand from the model's outputs (logits).
+  Tensor logits = m.predict(x);
+  std::vector<double> loss(n);
+  double hits = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* z = logits.data() + i * 3;
+    const double mx = std::max({z[0], z[1], z[2]});
+    const double lse = mx + std::log(std::exp(z[0] - mx) + std::exp(z[1] - mx) + std::exp(z[2] - mx));
+    loss[i] = lse - z[static_cast<int>(y[i])];
+    hits += (std::max_element(z, z + 3) - z) == static_cast<int>(y[i]);
+  }
+  double sample_mean = 0;
+  for (double l : loss) sample_mean += l / n;
+  const double batch_means[3] = {(loss[0] + loss[1] + loss[2] + loss[3]) / 4,
+                                 (loss[4] + loss[5] + loss[6] + loss[7]) / 4, (loss[8] + loss[9]) / 2};
+  const double mean_of_batch_means = (batch_means[0] + batch_means[1] + batch_means[2]) / 3;
+  ASSERT_GT(std::fabs(sample_mean - mean_of_batch_means), 0.05);
+
+  auto counter = std::make_shared<BatchCounter>();
+  auto h = m.fit(x, y, {.epochs = 2, .batch_size = 4, .verbose = 0, .shuffle = false, .callbacks = {counter}});
+  EXPECT_EQ(counter->batches, 2 * 3);  // ceil(10 / 4) = 3 steps: 4, 4 and 2 samples
+  for (int e = 0; e < 2; ++e) {
+    EXPECT_NEAR(h.history["loss"][e], sample_mean, 1e-6 * sample_mean);
+    EXPECT_NEAR(h.history["accuracy"][e], hits / n, 1e-7);
+  }
+  // Shuffling changes the batches but not the weighted mean (up to float rounding).
+  auto hs = m.fit(x, y, {.epochs = 1, .batch_size = 4, .verbose = 0, .shuffle = true});
+  EXPECT_NEAR(hs.history["loss"][0], sample_mean, 1e-5 * sample_mean);
+  // evaluate() weighs its batches the same way.
+  EXPECT_NEAR(m.evaluate(x, y, {.batch_size = 4}).at("loss"), sample_mean, 1e-6 * sample_mean);
+  EXPECT_NEAR(m.evaluate(x, y, {.batch_size = 3}).at("loss"), sample_mean, 1e-6 * sample_mean);
+}
+
+TEST_F(Fit, ValidationFreqAndHistoryKeys) {
+  Separable d(12, 4), v(6, 5);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  auto h = m.fit(d.x, d.y,
+                 {.epochs = 4, .batch_size = 5, .verbose = 0, .validation_data = attn::Dataset{v.x, v.y},
+                  .validation_freq = 2});
+  std::vector<std::string> keys;
+  for (const auto& [k, values] : h.history) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"accuracy", "loss", "val_accuracy", "val_loss"}));
+  EXPECT_EQ(h.history["loss"].size(), 4u);
+  EXPECT_EQ(h.history["val_loss"].size(), 2u);  // after epochs 2 and 4 (1-based)
+}
+
+std::vector<float> train_weights(uint64_t model_seed, int threads) {
+  attn::clear_session();
+  attn::set_random_seed(17);
+  Separable d(64, 6);
+  Model m = attention_model();
+  m.set_threads(threads);
+  m.set_seed(model_seed);
+  m.compile(attn::optimizers::Adam({.learning_rate = 0.01f}), attn::losses::SparseCategoricalCrossentropy(),
+            {"accuracy"});
+  m.fit(d.x, d.y, {.epochs = 2, .batch_size = 10, .verbose = 0});
+  return m.get_weights_flat();
+}
+
+TEST_F(Fit, SameSeedAndThreadsGiveBitIdenticalWeights) {
+  for (int threads : {1, 2}) {
+    const auto a = train_weights(100, threads);
+    const auto b = train_weights(100, threads);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << threads << " thread(s)";
+    // Another seed shuffles differently, from the same initial weights.
+    EXPECT_NE(a, train_weights(101, threads)) << threads << " thread(s)";
+  }
+}
+
+TEST_F(Fit, VerboseZeroPrintsNothing) {
+  Separable d(20, 7), v(8, 8);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  m.fit(d.x, d.y, {.epochs = 3, .batch_size = 6, .verbose = 0, .validation_data = attn::Dataset{v.x, v.y}});
+  m.evaluate(v.x, v.y);
+  m.predict(v.x);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(err, "");
+}
+
+TEST_F(Fit, VerboseTwoPrintsOneLinePerEpoch) {
+  Separable d(20, 7), v(8, 8);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  ::testing::internal::CaptureStdout();
+  m.fit(d.x, d.y, {.epochs = 2, .batch_size = 6, .verbose = 2, .validation_data = attn::Dataset{v.x, v.y}});
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  const std::string value = R"([0-9]+\.[0-9]{4})";
+  const std::string line = R"(4/4 - [0-9]+s - [0-9]+(us|ms|s)/step - accuracy: )" + value + " - loss: " + value +
+                           " - val_accuracy: " + value + " - val_loss: " + value + "\n";
+  EXPECT_TRUE(std::regex_match(out, std::regex("Epoch 1/2\n" + line + "Epoch 2/2\n" + line))) << out;
+}
+
+}  // namespace
