@@ -37,6 +37,17 @@ struct GradCheck {
   double tolerance = 1e-2;  // on ||analytic - fd|| / ||fd||, and per element against max|fd|
   // Keeps random inputs at least this far from 0 (kinks of relu at the input).
   float min_abs_input = 0.0f;
+  // Gradient terms that Keras' autodiff produces but finite differences of the float forward
+  // cannot see, added to the FD estimate before comparing. The case: a fully masked Attention row.
+  // Keras computes S - 1e9 in float32, which rounds to exactly -1e9 for |S| < 32, so the forward is
+  // flat in q, k and the scalars there (FD = 0), while autodiff passes dS straight through the
+  // constant offset: the softmax backward at the uniform P it computed. Called once with the
+  // distinct inputs, the layer (its weights hold the checked values) and r = dL/d(output 0); adds
+  // into expected_inputs[distinct input][element] and expected_weights[weight][element].
+  std::function<void(const std::vector<std::vector<float>>& inputs, const Layer& layer, const std::vector<float>& r,
+                     std::vector<std::vector<double>>& expected_inputs,
+                     std::vector<std::vector<double>>& expected_weights)>
+      autodiff_only_terms;
 };
 
 struct GradCheckResult {
@@ -202,13 +213,20 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
     }
     return g;
   };
+  std::vector<std::vector<double>> extra_in(n_data), extra_w;
+  for (int d = 0; d < n_data; ++d) extra_in[d].assign(data[d].size(), 0.0);
+  for (const Weight& w : layer.weights()) extra_w.emplace_back(static_cast<size_t>(w.value.size()), 0.0);
+  if (spec.autodiff_only_terms) spec.autodiff_only_terms(data, layer, r, extra_in, extra_w);
   for (int d = 0; d < n_data; ++d) {
     std::vector<double> fd = fd_of(data[d].data(), static_cast<int64_t>(data[d].size()));
+    for (size_t i = 0; i < fd.size(); ++i) fd[i] += extra_in[d][i];
     std::vector<double> an(in_grad_once[d].begin(), in_grad_once[d].end());
     detail::expect_close(an, fd, spec.tolerance, "input " + std::to_string(d) + " gradient");
   }
-  for (Weight& w : layer.weights()) {
+  for (size_t wi = 0; wi < layer.weights().size(); ++wi) {
+    Weight& w = layer.weights()[wi];
     std::vector<double> fd = fd_of(w.value.data(), w.value.size());
+    for (size_t i = 0; i < fd.size(); ++i) fd[i] += extra_w[wi][i];
     std::vector<double> an(param_grad_once.begin() + w.offset, param_grad_once.begin() + w.offset + w.value.size());
     detail::expect_close(an, fd, spec.tolerance, "weight '" + w.name + "' gradient");
   }

@@ -137,8 +137,88 @@ struct AttentionCase {
   std::vector<float> value_mask = {};
 };
 
+// Keras' autodiff through fully masked rows, written from the formulas in double. Keras 3
+// (attention.py _apply_scores) computes `scores -= 1e9 * cast(~mask)` in float32: with |S| < 32
+// every score of a fully masked row becomes exactly -1e9, so the row is uniform and the forward
+// does not move when q, k, scale or concat_score_weight move a little (finite differences: 0).
+// Autodiff still differentiates the subtraction as the identity and the softmax at the P it
+// computed, so q, k and the scalars receive dS = P (dP - sum_j P dP) from that row. Only those
+// rows are handled here; everything else is left to finite differences.
+void add_fully_masked_row_terms(const AttentionCase& c, const std::vector<std::vector<float>>& data,
+                                const attn::Layer& layer, const std::vector<float>& r,
+                                std::vector<std::vector<double>>& ein, std::vector<std::vector<double>>& ew) {
+  const int64_t B = 2, tq = c.shapes[0][0], d = c.shapes[0][1], tv = c.shapes[1][0], dv = c.shapes[1][1];
+  const std::vector<int> src = c.source.empty() ? std::vector<int>{0, 1, 2} : c.source;
+  const int qi = src[0], vi = src[1], ki = c.shapes.size() > 2 ? src[2] : src[1];
+  const bool concat = c.options.score_mode == "concat";
+  int w = 0, w_scale = -1, w_cw = -1;
+  float scale = 1.0f, cw = 1.0f;
+  if (c.options.use_scale) scale = layer.weights()[w_scale = w++].value[0];
+  if (concat) cw = layer.weights()[w_cw = w++].value[0];
+  const std::vector<float>&q = data[qi], &k = data[ki], &v = data[vi];
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < tq; ++i) {
+      if (!c.query_mask.empty() && c.query_mask[b * tq + i] == 0) continue;  // output zeroed: no gradient
+      bool all_masked = true;
+      for (int64_t j = 0; j < tv; ++j) {
+        const bool masked = (!c.value_mask.empty() && c.value_mask[b * tv + j] == 0) ||
+                            (c.call.use_causal_mask && j > i);
+        all_masked = all_masked && masked;
+      }
+      if (!all_masked) continue;
+      ASSERT_FALSE(c.training && c.options.dropout > 0) << "dropout on a fully masked row is not modelled here";
+      std::vector<double> raw(tv), p(tv), dp(tv);
+      double mx = -1e300;
+      for (int64_t j = 0; j < tv; ++j) {
+        double acc = 0;
+        for (int64_t f = 0; f < d; ++f) {
+          const double a = q[(b * tq + i) * d + f], e = k[(b * tv + j) * d + f];
+          acc += concat ? std::tanh(double(scale) * (a + e)) : a * e;
+        }
+        raw[j] = acc;
+        const float s32 = static_cast<float>(acc) * (concat ? cw : scale);
+        p[j] = static_cast<double>(s32 - 1e9f);  // the float32 offset Keras applies
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0;
+      for (double& x : p) sum += (x = std::exp(x - mx));
+      double pdp = 0;
+      for (int64_t j = 0; j < tv; ++j) {
+        p[j] /= sum;
+        dp[j] = 0;
+        for (int64_t e = 0; e < dv; ++e) dp[j] += double(r[(b * tq + i) * dv + e]) * v[(b * tv + j) * dv + e];
+        pdp += p[j] * dp[j];
+      }
+      for (int64_t j = 0; j < tv; ++j) {
+        const double ds = p[j] * (dp[j] - pdp);
+        if (!concat) {  // S = scale * (q . k)
+          if (w_scale >= 0) ew[w_scale][0] += ds * raw[j];
+          for (int64_t f = 0; f < d; ++f) {
+            ein[qi][(b * tq + i) * d + f] += ds * scale * k[(b * tv + j) * d + f];
+            ein[ki][(b * tv + j) * d + f] += ds * scale * q[(b * tq + i) * d + f];
+          }
+        } else {  // S = cw * sum_f tanh(scale (q_f + k_f))
+          ew[w_cw][0] += ds * raw[j];
+          for (int64_t f = 0; f < d; ++f) {
+            const double x = double(q[(b * tq + i) * d + f]) + k[(b * tv + j) * d + f];
+            const double t = std::tanh(double(scale) * x);
+            const double g = ds * cw * (1 - t * t);
+            if (w_scale >= 0) ew[w_scale][0] += g * x;
+            ein[qi][(b * tq + i) * d + f] += g * scale;
+            ein[ki][(b * tv + j) * d + f] += g * scale;
+          }
+        }
+      }
+    }
+}
+
 attn::testing::GradCheckResult check_attention(AttentionCase c) {
   GradCheck g;
+  g.autodiff_only_terms = [c](const std::vector<std::vector<float>>& data, const attn::Layer& layer,
+                              const std::vector<float>& r, std::vector<std::vector<double>>& ein,
+                              std::vector<std::vector<double>>& ew) {
+    add_fully_masked_row_terms(c, data, layer, r, ein, ew);
+  };
   g.layer = std::make_shared<L::AttentionLayer>(c.options);
   g.input_shapes = c.shapes;
   g.options = c.call;
