@@ -367,6 +367,198 @@ TEST(AttentionKernel, FullyMaskedRowAndZeroQueryGiveMeanOfValues) {
   EXPECT_EQ(dq[3], 0.0f);
 }
 
+// ---------------------------------------------------------------- Keras oracle for masked rows
+
+// Keras' layers.Attention forward and autodiff backward, in double from the formulas, except that
+// a masked score is formed in float32 as Keras forms it: fl(fl(raw) * mult) - 1e9f
+// (attention.py _apply_scores: scores -= 1e9 * cast(~mask)). A fully masked row is then exactly
+// uniform (|S| < 32), and autodiff still sends dS = P (dP - sum P dP) at that P into q, k and the
+// scalars: the -1e9 is a constant offset whose derivative is the identity.
+struct KerasResult {
+  std::vector<double> out, w, dq, dk, dv;
+  double dscale = 0.0, dcw = 0.0;
+};
+
+KerasResult keras_attention(const AttentionConfig& cfg, const Vec& q, const Vec& k, const Vec& v, const Vec& dout) {
+  const int64_t B = cfg.batch, tq = cfg.tq, tv = cfg.tv, d = cfg.d, dv = cfg.dv;
+  const bool concat = cfg.mode == ScoreMode::kConcat;
+  KerasResult r;
+  r.out.assign(B * tq * dv, 0.0);
+  r.w.assign(B * tq * tv, 0.0);
+  r.dq.assign(q.size(), 0.0);
+  r.dk.assign(k.size(), 0.0);
+  r.dv.assign(v.size(), 0.0);
+  std::vector<double> raw(tv), p(tv), drop(tv), dp(tv);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < tq; ++i) {
+      double mx = -1e300;
+      for (int64_t j = 0; j < tv; ++j) {
+        double acc = 0.0;
+        for (int64_t f = 0; f < d; ++f) {
+          const double a = q[(b * tq + i) * d + f], c = k[(b * tv + j) * d + f];
+          acc += concat ? std::tanh(static_cast<double>(cfg.scale) * (a + c)) : a * c;
+        }
+        raw[j] = acc;
+        float s = static_cast<float>(acc) * (concat ? cfg.concat_weight : cfg.scale);
+        const bool masked = (cfg.value_mask != nullptr && cfg.value_mask[b * tv + j] == 0) || (cfg.causal && j > i);
+        if (masked) s = s - 1e9f;
+        p[j] = s;
+        mx = std::max(mx, p[j]);
+      }
+      double sum = 0.0;
+      for (auto& x : p) sum += (x = std::exp(x - mx));
+      for (int64_t j = 0; j < tv; ++j) {
+        p[j] /= sum;
+        drop[j] = dropout_factor(cfg.dropout, cfg.dropout_seed, cfg.sample_offset + b, i, j);
+        r.w[(b * tq + i) * tv + j] = p[j] * drop[j];
+      }
+      if (cfg.query_mask != nullptr && cfg.query_mask[b * tq + i] == 0) continue;  // output and gradient 0
+      std::vector<double> gi(dv);
+      for (int64_t e = 0; e < dv; ++e) gi[e] = dout[(b * tq + i) * dv + e];
+      const double* g = gi.data();
+      double pdp = 0.0;
+      for (int64_t j = 0; j < tv; ++j) {
+        double dw = 0.0;
+        for (int64_t e = 0; e < dv; ++e) {
+          r.out[(b * tq + i) * dv + e] += p[j] * drop[j] * v[(b * tv + j) * dv + e];
+          r.dv[(b * tv + j) * dv + e] += p[j] * drop[j] * g[e];
+          dw += g[e] * v[(b * tv + j) * dv + e];
+        }
+        dp[j] = dw * drop[j];
+        pdp += p[j] * dp[j];
+      }
+      for (int64_t j = 0; j < tv; ++j) {
+        const double ds = p[j] * (dp[j] - pdp);
+        for (int64_t f = 0; f < d; ++f) {
+          const double a = q[(b * tq + i) * d + f], c = k[(b * tv + j) * d + f];
+          if (!concat) {
+            r.dq[(b * tq + i) * d + f] += ds * cfg.scale * c;
+            r.dk[(b * tv + j) * d + f] += ds * cfg.scale * a;
+          } else {
+            const double t = std::tanh(static_cast<double>(cfg.scale) * (a + c));
+            const double gt = ds * cfg.concat_weight * (1.0 - t * t);
+            r.dscale += gt * (a + c);
+            r.dq[(b * tq + i) * d + f] += gt * cfg.scale;
+            r.dk[(b * tv + j) * d + f] += gt * cfg.scale;
+          }
+        }
+        if (concat)
+          r.dcw += ds * raw[j];
+        else
+          r.dscale += ds * raw[j];
+      }
+    }
+  return r;
+}
+
+void expect_matches_keras(const Vec& got, const std::vector<double>& want, double tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 1e-6;
+  for (double x : want) scale = std::max(scale, std::fabs(x));
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(got[i] - want[i]) <= tol * (scale + std::fabs(want[i])))) {
+      ADD_FAILURE() << what << "[" << i << "]: " << got[i] << " vs Keras " << want[i];
+      return;
+    }
+}
+
+// Fully masked rows (a whole sample by its value mask, leading rows by causal + value mask, across
+// several 32 x 64 blocks): the fast kernel and the reference both give Keras' uniform row forward
+// and Keras' autodiff backward, which is NOT zero for q, k and the scalars.
+TEST(AttentionKernel, FullyMaskedRowsFollowKerasForwardAndAutodiff) {
+  struct Spec {
+    int64_t batch, tq, tv, d, dv;
+    ScoreMode mode;
+    bool causal, qmask;
+    float dropout;
+    int64_t masked_prefix;  // value mask 0 on keys [0, masked_prefix) of every sample
+    const char* name;
+  };
+  const Spec specs[] = {
+      {2, 3, 5, 4, 3, ScoreMode::kDot, false, false, 0.0f, 0, "sample 1 fully masked, dot"},
+      {2, 3, 5, 4, 3, ScoreMode::kConcat, false, true, 0.0f, 0, "sample 1 fully masked, concat, query mask"},
+      {2, 70, 130, 3, 5, ScoreMode::kDot, true, true, 0.0f, 40, "causal rows 0..39 fully masked, blocks"},
+      {2, 70, 130, 3, 5, ScoreMode::kConcat, true, false, 0.0f, 40, "causal rows 0..39 fully masked, concat"},
+      {1, 70, 130, 16, 5, ScoreMode::kDot, true, true, 0.3f, 70, "causal rows 0..69 fully masked, dropout"},
+      {2, 33, 200, 2, 2, ScoreMode::kDot, false, false, 0.0f, 200, "every key masked, 4 column blocks"},
+  };
+  uint32_t seed = 500;
+  for (const Spec& sp : specs) {
+    SCOPED_TRACE(sp.name);
+    AttentionConfig cfg;
+    cfg.batch = sp.batch;
+    cfg.tq = sp.tq;
+    cfg.tv = sp.tv;
+    cfg.d = sp.d;
+    cfg.dv = sp.dv;
+    cfg.mode = sp.mode;
+    cfg.scale = 1.3f;
+    cfg.concat_weight = 0.8f;
+    cfg.causal = sp.causal;
+    cfg.dropout = sp.dropout;
+    cfg.dropout_seed = 3;
+    cfg.sample_offset = 5;
+    std::mt19937 rng(seed++);
+    const Vec q = random_vec(rng, cfg.batch * cfg.tq * cfg.d, 0.0, false);
+    const Vec k = random_vec(rng, cfg.batch * cfg.tv * cfg.d, 0.0, false);
+    const Vec v = random_vec(rng, cfg.batch * cfg.tv * cfg.dv, 0.0, false);
+    const Vec dout = random_vec(rng, cfg.batch * cfg.tq * cfg.dv, 0.0, false);
+    std::vector<uint8_t> vmask(cfg.batch * cfg.tv), qmask(cfg.batch * cfg.tq);
+    std::bernoulli_distribution keep(0.8);
+    for (int64_t b = 0; b < cfg.batch; ++b)
+      for (int64_t j = 0; j < cfg.tv; ++j) vmask[b * cfg.tv + j] = j >= sp.masked_prefix && keep(rng);
+    if (sp.masked_prefix == 0) std::fill(vmask.begin() + cfg.tv, vmask.begin() + 2 * cfg.tv, 0);  // sample 1
+    for (auto& m : qmask) m = keep(rng);
+    cfg.value_mask = vmask.data();
+    cfg.query_mask = sp.qmask ? qmask.data() : nullptr;
+    const KerasResult want = keras_attention(cfg, q, k, v, dout);
+
+    // The oracle's fully masked rows do carry a q gradient (else this test could not tell).
+    double flat_dq = 0.0;
+    for (int64_t b = 0; b < cfg.batch; ++b)
+      for (int64_t i = 0; i < cfg.tq; ++i) {
+        bool all = true;
+        for (int64_t j = 0; j < cfg.tv; ++j) all = all && (vmask[b * cfg.tv + j] == 0 || (cfg.causal && j > i));
+        const bool kept = cfg.query_mask == nullptr || qmask[b * cfg.tq + i] != 0;
+        if (all && kept)
+          for (int64_t f = 0; f < cfg.d; ++f) flat_dq += std::fabs(want.dq[(b * cfg.tq + i) * cfg.d + f]);
+      }
+    EXPECT_GT(flat_dq, 1e-3) << "no fully masked row with a gradient in this case";
+
+    Vec out(want.out.size()), w(want.w.size()), saved(cfg.batch * attention_saved_floats(cfg)),
+        scratch(attention_scratch_floats(cfg));
+    Vec dq(q.size()), dk(k.size()), dv(v.size());
+    float ds = 0.0f, dc = 0.0f;
+    attention_forward(cfg, q.data(), k.data(), v.data(), out.data(), saved.data(), w.data(), scratch.data());
+    attention_backward(cfg, q.data(), k.data(), v.data(), out.data(), dout.data(), saved.data(), dq.data(), dk.data(),
+                       dv.data(), &ds, &dc, scratch.data());
+    expect_matches_keras(out, want.out, 1e-5, "fast out");
+    expect_matches_keras(w, want.w, 1e-5, "fast weights");
+    expect_matches_keras(dq, want.dq, 1e-4, "fast dq");
+    expect_matches_keras(dk, want.dk, 1e-4, "fast dk");
+    expect_matches_keras(dv, want.dv, 1e-4, "fast dv");
+    EXPECT_NEAR(ds, want.dscale, 1e-4 * (1.0 + std::fabs(want.dscale))) << "fast dscale";
+    if (sp.mode == ScoreMode::kConcat) {
+      EXPECT_NEAR(dc, want.dcw, 1e-4 * (1.0 + std::fabs(want.dcw))) << "fast dcw";
+    }
+
+    Vec out_r(out.size()), w_r(w.size()), dq_r(q.size()), dk_r(k.size()), dv_r(v.size());
+    float ds_r = 0.0f, dc_r = 0.0f;
+    attention_forward_reference(cfg, q.data(), k.data(), v.data(), out_r.data(), w_r.data());
+    attention_backward_reference(cfg, q.data(), k.data(), v.data(), dout.data(), dq_r.data(), dk_r.data(), dv_r.data(),
+                                 &ds_r, &dc_r);
+    expect_matches_keras(out_r, want.out, 1e-6, "reference out");
+    expect_matches_keras(w_r, want.w, 1e-6, "reference weights");
+    expect_matches_keras(dq_r, want.dq, 1e-5, "reference dq");
+    expect_matches_keras(dk_r, want.dk, 1e-5, "reference dk");
+    expect_matches_keras(dv_r, want.dv, 1e-5, "reference dv");
+    EXPECT_NEAR(ds_r, want.dscale, 1e-5 * (1.0 + std::fabs(want.dscale))) << "reference dscale";
+    if (sp.mode == ScoreMode::kConcat) {
+      EXPECT_NEAR(dc_r, want.dcw, 1e-5 * (1.0 + std::fabs(want.dcw))) << "reference dcw";
+    }
+  }
+}
+
 TEST(AttentionKernel, DropoutKeepsAboutOneMinusRateAndRescales) {
   AttentionConfig cfg;
   cfg.tq = 64;

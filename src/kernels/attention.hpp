@@ -21,7 +21,11 @@ struct AttentionConfig {
   float concat_weight = 1.0f;  // concat_score_weight (concat mode only)
   bool causal = false;         // keep score (i, j) only where i >= j
   const uint8_t* query_mask = nullptr;  // [batch, tq], nonzero = keep; masked rows output 0
-  const uint8_t* value_mask = nullptr;  // [batch, tv], nonzero = keep; masked scores get -1e9
+  // [batch, tv], nonzero = keep. A masked score (value mask or causal) becomes fl(S - 1e9f) as in
+  // Keras' _apply_scores, so a fully masked row is uniform (|S| < 32), and the backward is Keras'
+  // autodiff: the offset passes dS through, so such a row still sends gradient to q, k and the
+  // scalars (the float forward is flat there; finite differences see 0).
+  const uint8_t* value_mask = nullptr;
   float dropout = 0.0f;                 // rate on the weights; > 0 only in training
   uint64_t dropout_seed = 0;            // dropout mask = hash(seed, sample_offset + b, i, j)
   int64_t sample_offset = 0;            // global index of sample 0 of this call
