@@ -121,7 +121,7 @@ class Model {
   };
   StepResult train_step(const std::vector<Tensor>& xs, const Tensor& y);
 
-  // Keras' summary table; line_length defaults to Keras' 98... wide table.
+  // Keras 3's summary table as Python prints it to a non-terminal (76 columns wide).
   std::string summary() const;
   void summary(std::ostream& out) const;
 
