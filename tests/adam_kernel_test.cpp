@@ -37,7 +37,9 @@ TEST(AdamKernel, BitIdenticalToScalarReference) {
         ASSERT_EQ(std::memcmp(&w[i], &w2[i], 4), 0) << "n=" << n << " i=" << i << " " << w[i] << " vs " << w2[i];
         ASSERT_EQ(m[i], m2[i]) << n << " " << i;
         ASSERT_EQ(v[i], v2[i]) << n << " " << i;
-        if (amsgrad) ASSERT_EQ(vh[i], vh2[i]) << n << " " << i;
+        if (amsgrad) {
+          ASSERT_EQ(vh[i], vh2[i]) << n << " " << i;
+        }
       }
     }
   }
