@@ -22,6 +22,7 @@
 #include "attn/layers/reshaping.hpp"
 #include "attn/random.hpp"
 #include "io/hdf5_file.hpp"
+#include "io/io_internal.hpp"
 #include "io/zip_archive.hpp"
 
 namespace attn::io {
@@ -123,8 +124,8 @@ TEST(KerasFile, SequentialRoundTripPredictsAndTrainsIdentically) {
   EXPECT_EQ(r.metric_names(), std::vector<std::string>{"accuracy"});
   expect_same(m.predict(x), r.predict(x), "predictions after load");
 
-  // Continued training: same seed, same data -> bit-identical weights (needs m, v and t).
-  r.set_seed(5);
+  // Continued training: same data -> bit-identical weights (needs m, v, t and the seed).
+  EXPECT_EQ(r.seed(), 5u);
   m.fit(x, y, quiet(2));
   r.fit(x, y, quiet(2));
   EXPECT_EQ(r.optimizer()->iterations(), 20);
@@ -152,7 +153,8 @@ TEST(KerasFile, ContinuedTrainingDiffersWithoutOptimizerState) {
 TEST(KerasFile, FunctionalAttentionRoundTrip) {
   TempDir dir;
   Model m = attention_model();
-  m.compile(optimizers::Adam({.amsgrad = true}), losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  m.compile(optimizers::Adam({.amsgrad = true}), losses::SparseCategoricalCrossentropy(), {"accuracy"},
+            {.logits_semantics = LogitsSemantics::kOutputs});
   m.set_seed(9);
   const Tensor x = random_tensor({16, 4, 6}, 3);
   Tensor mask({16, 4});
@@ -163,9 +165,10 @@ TEST(KerasFile, FunctionalAttentionRoundTrip) {
   save_model(m, path);
   Model r = load_model(path);
   EXPECT_EQ(r.class_name(), "Functional");
+  EXPECT_EQ(r.compile_options().logits_semantics, LogitsSemantics::kOutputs);
+  EXPECT_FALSE(r.uses_hidden_logits());
   EXPECT_EQ(model_to_config(r), model_to_config(m));
   expect_same(m.predict({x, mask})[0], r.predict({x, mask})[0], "predictions after load");
-  r.set_seed(9);
   m.fit({x, mask}, y, quiet(1, 4));
   r.fit({x, mask}, y, quiet(1, 4));
   EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
@@ -333,6 +336,15 @@ TEST(ModelConfig, Keras3SingleTensorEndpointsAndSequentialWithoutInputLayer) {
   EXPECT_EQ(s.class_name(), "Sequential");
   EXPECT_EQ(s.inputs()[0]->shape, Shape{7});
   EXPECT_EQ(s.count_params(), 7 * 4 + 4 + 4 * 2 + 2);
+}
+
+TEST(ModelConfig, SnakeCaseMatchesKeras) {
+  // Expected values from Keras' regex to_snake_case run in Python.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"MultiHeadAttention", "multi_head_attention"}, {"InputLayer", "input_layer"}, {"GRU", "gru"},
+      {"ABcDe", "a_bc_de"}, {"BcDEf", "bc_d_ef"}, {"Conv2DTranspose", "conv2d_transpose"},
+      {"HTTPServer2X", "http_server2x"}, {"aBCdEF", "a_b_cd_ef"}, {"Layer-Norm", "layer_norm"}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(detail::snake_case(in), out) << in;
 }
 
 // ---- errors ----

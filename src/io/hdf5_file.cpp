@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "attn/io.hpp"
@@ -74,6 +75,7 @@ File File::open(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw FileError(path + ": no such file");
   if (std::filesystem::is_directory(path, ec)) throw FileError(path + ": is a directory, not a file");
+  if (!std::ifstream(path, std::ios::binary)) throw FileError(path + ": cannot open it for reading");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FileError(path + ": not an HDF5 file (or it is damaged)");
   File f;
   f.name_ = path;

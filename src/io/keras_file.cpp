@@ -330,7 +330,8 @@ std::vector<std::string> metric_names(const json& m, std::vector<std::string>& d
   return unique;
 }
 
-void compile_from(Model& model, const json& cfg, const std::string& optimizer_key, const std::string& file) {
+void compile_from(Model& model, const json& cfg, const std::string& optimizer_key, const std::string& file,
+                  CompileOptions options = {}) {
   if (!cfg.is_object()) return;
   json loss = cfg.value("loss", json());
   if (loss.is_null()) {
@@ -353,7 +354,7 @@ void compile_from(Model& model, const json& cfg, const std::string& optimizer_ke
   std::vector<std::string> dropped;
   const std::vector<std::string> metrics = metric_names(cfg.value("metrics", json()), dropped);
   try {
-    model.compile(optimizers::optimizer_from_json(opt), losses::loss_from_json(loss), metrics);
+    model.compile(optimizers::optimizer_from_json(opt), losses::loss_from_json(loss), metrics, options);
   } catch (const std::exception& e) {
     warn(file, std::string("the model is not compiled: ") + e.what());
     return;
@@ -383,9 +384,22 @@ Model load_keras(const std::string& path) {
     if (!z.has(m)) detail::fail(path, std::string("missing member '") + m + "' in the archive (not a Keras 3 .keras file?)");
   const std::vector<char> cfg_bytes = z.read("config.json");
   const json config = parse_json(std::string(cfg_bytes.begin(), cfg_bytes.end()), path, "config.json");
+  // attn's own additions to metadata.json (Keras ignores them): the training seed, so a
+  // resumed run shuffles and drops out as the uninterrupted one would, and the logits choice.
+  json attn_meta = json::object();
+  if (z.has("metadata.json")) {
+    const std::vector<char> m = z.read("metadata.json");
+    const json meta = parse_json(std::string(m.begin(), m.end()), path, "metadata.json");
+    if (meta.is_object() && meta.contains("attn") && meta.at("attn").is_object()) attn_meta = meta.at("attn");
+  }
+  CompileOptions options;
+  if (attn_meta.value("logits_semantics", std::string()) == "outputs") options.logits_semantics = LogitsSemantics::kOutputs;
+  options.warn = false;  // the user saw the warning when the model was first compiled
   Model model = detail::model_from_config(config, path);
   if (config.contains("compile_config") && !config.at("compile_config").is_null())
-    compile_from(model, config.at("compile_config"), "optimizer", path);
+    compile_from(model, config.at("compile_config"), "optimizer", path, options);
+  if (attn_meta.contains("seed") && attn_meta.at("seed").is_number_unsigned())
+    model.set_seed(attn_meta.at("seed").get<uint64_t>());
   h5::File f = h5::File::open_image(z.read("model.weights.h5"), path + " (model.weights.h5)");
   read_layers(f, model);
   read_optimizer(f, model);
@@ -419,6 +433,11 @@ void save_model(Model& model, const std::string& path) {
   if (!ends_with(path, ".keras"))
     throw FileError(path + ": the file name must end in .keras (use save_weights for .weights.h5)");
   json metadata = {{"keras_version", kKerasVersion}, {"date_saved", date_saved()}};
+  json extra = {{"version", attn::version()}, {"seed", model.seed()}};
+  if (model.compiled())
+    extra["logits_semantics"] =
+        model.compile_options().logits_semantics == LogitsSemantics::kOutputs ? "outputs" : "tensorflow";
+  metadata["attn"] = extra;
   const std::string config = model_to_config(model).dump();
   h5::File f = h5::File::create_in_memory(path + " (model.weights.h5)");
   write_tree(f, model, true);

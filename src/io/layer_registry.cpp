@@ -4,7 +4,6 @@
 // FileError naming the file, the layer and the option rather than silently ignored.
 #include <functional>
 #include <map>
-#include <regex>
 #include <stdexcept>
 
 #include "attn/layers/activation.hpp"
@@ -281,12 +280,41 @@ std::shared_ptr<Layer> layer_from_config(const LayerConfig& cfg) {
   return layer;
 }
 
+// The three regex substitutions of Keras' to_snake_case, done by hand (each scan takes
+// non-overlapping matches left to right, as re.sub does).
 std::string snake_case(const std::string& name) {
-  std::string s = std::regex_replace(name, std::regex("[^A-Za-z0-9_]+"), "");
-  s = std::regex_replace(s, std::regex("(.)([A-Z][a-z]+)"), "$1_$2");
-  s = std::regex_replace(s, std::regex("([a-z])([A-Z])"), "$1_$2");
-  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  std::string a;  // \W+ -> ""
+  for (char c : name)
+    if (lower(c) || upper(c) || (c >= '0' && c <= '9') || c == '_') a += c;
+  std::string b;  // (.)([A-Z][a-z]+) -> \1_\2
+  for (size_t i = 0; i < a.size();) {
+    if (i + 2 < a.size() && upper(a[i + 1]) && lower(a[i + 2])) {
+      b += a[i];
+      b += '_';
+      b += a[i + 1];
+      size_t j = i + 2;
+      while (j < a.size() && lower(a[j])) b += a[j++];
+      i = j;
+    } else {
+      b += a[i++];
+    }
+  }
+  std::string c;  // ([a-z])([A-Z]) -> \1_\2
+  for (size_t i = 0; i < b.size();) {
+    if (i + 1 < b.size() && lower(b[i]) && upper(b[i + 1])) {
+      c += b[i];
+      c += '_';
+      c += b[i + 1];
+      i += 2;
+    } else {
+      c += b[i++];
+    }
+  }
+  for (char& ch : c)
+    if (upper(ch)) ch = static_cast<char>(ch - 'A' + 'a');
+  return c;
 }
 
 std::vector<WeightLocation> weight_locations(const Layer& layer, bool old_names) {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <system_error>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "attn/io.hpp"
@@ -141,6 +142,12 @@ void write_atomically(const std::string& path, const std::function<void(const st
   } catch (...) {
     fs::remove(tmp, ec);
     throw;
+  }
+  // Flush the data to disk before the rename makes it visible under the final name.
+  const int fd = ::open(tmp.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
   }
   fs::rename(tmp, final_path, ec);
   if (ec) {
