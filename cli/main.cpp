@@ -106,6 +106,23 @@ std::string class_scores_csv(const Tensor& out, int64_t first_index) {
   return csv;
 }
 
+// Class ids as the model's loss wants them: one-hot rows for a non-sparse cross-entropy
+// (Keras files compiled with categorical_crossentropy), else unchanged.
+Tensor labels_for(const Model& model, const Tensor& ids, int64_t limit) {
+  Tensor y = limit_rows(ids, limit);
+  const int64_t width = model.outputs().at(0)->shape.empty() ? 1 : model.outputs().at(0)->shape.back();
+  if (!model.loss() || model.loss()->sparse_labels() || width <= 1) return y;
+  Tensor one_hot({y.dim(0), width});
+  for (int64_t i = 0; i < y.dim(0); ++i) {
+    const int64_t c = static_cast<int64_t>(y[i]);
+    if (c < 0 || c >= width)
+      throw std::runtime_error("label " + std::to_string(c) + " of sample " + std::to_string(i) +
+                               " does not fit the model's " + std::to_string(width) + " outputs");
+    one_hot[i * width + c] = 1.0f;
+  }
+  return one_hot;
+}
+
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
@@ -211,15 +228,19 @@ int main(int argc, char** argv) {
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
       model.set_seed(seed);
-      if (resume_path.empty() || !model.compiled()) {
+      // A model file keeps the compile config it was saved with (a .keras file from Keras
+      // brings its optimizer and loss); configs and the reference model get the tutorial's.
+      if (!model.compiled()) {
         CompileOptions copts;
         copts.logits_semantics = logits == "outputs" ? LogitsSemantics::kOutputs : LogitsSemantics::kTensorFlow;
         model.compile(optimizers::Adam({.learning_rate = static_cast<float>(learning_rate)}),
                       losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"}, copts);
+      } else if (train->count("--learning-rate")) {
+        model.optimizer()->set_learning_rate(static_cast<float>(learning_rate));
       }
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x_train = prepare_images(mnist.train.x, tdata.limit_train, input_shape, "training images");
-      Tensor y_train = limit_rows(mnist.train.y, tdata.limit_train);
+      Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train);
       FitOptions fit;
       if (!resume_path.empty()) {
         // --epochs counts from the start of the first run, as Keras' initial_epoch does; the
@@ -238,7 +259,7 @@ int main(int argc, char** argv) {
       fit.verbose = verbose;
       if (!no_validation)
         fit.validation_data = Dataset{prepare_images(mnist.test.x, tdata.limit_test, input_shape, "test images"),
-                                      limit_rows(mnist.test.y, tdata.limit_test)};
+                                      labels_for(model, mnist.test.y, tdata.limit_test)};
       if (!no_validation || monitor.rfind("val_", 0) != 0)
         fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
@@ -258,7 +279,7 @@ int main(int argc, char** argv) {
       auto mnist = data::load_mnist(edata.dir.empty() ? data::default_mnist_dir() : edata.dir);
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x = prepare_images(mnist.test.x, edata.limit_test, input_shape, "test images");
-      Tensor y = limit_rows(mnist.test.y, edata.limit_test);
+      Tensor y = labels_for(model, mnist.test.y, edata.limit_test);
       auto logs = model.evaluate(x, y);
       std::printf("loss: %.4f - accuracy: %.4f\n", logs["loss"], logs.count("accuracy") ? logs["accuracy"] : NAN);
     } else if (*predict) {

@@ -172,6 +172,31 @@ TEST_F(Cli, TrainsOnTinySyntheticDataAndWritesHistoryAndCsv) {
 // The reference run on the first 6,000 training and 2,000 test images for 2 epochs. Measured
 // (seeds 1-6, this code): val_accuracy 0.75-0.80 after epoch 2 (0.56-0.69 after epoch 1); an
 // independent PyTorch twin reaches 0.83 on the full test set. The floor keeps a 0.05 margin.
+TEST_F(Cli, EvaluatesAndPredictsAKerasWrittenFile) {
+  const std::string mnist = attn::data::default_mnist_dir();
+  const fs::path fixture =
+      fs::path(ATTN_SOURCE_DIR) / "../shared/fixtures/keras/Carvas91__ANN_practice__mnist_model.keras";
+  if (!fs::exists(fixture)) GTEST_SKIP() << "Keras fixtures not found at " << fixture;
+  if (!fs::exists(fs::path(mnist) / "t10k-images-idx3-ubyte")) GTEST_SKIP() << "MNIST not installed at " << mnist;
+  // MANIFEST.md: 0.9773 on the 10,000 test images; the file compiles categorical_crossentropy,
+  // so the CLI must one-hot the labels for it.
+  CliRun e = attn("evaluate --model '" + fixture.string() + "'");
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_NE(e.out.find("accuracy: 0.977"), std::string::npos) << e.out;
+
+  // The first test image as a PGM file is classified as predict on the data set does it.
+  attn::Tensor images = attn::data::load_idx_images((fs::path(mnist) / "t10k-images-idx3-ubyte").string());
+  std::string pgm = "P5 28 28 255\n";
+  for (int i = 0; i < 784; ++i) pgm.push_back(static_cast<char>(images[i]));
+  std::ofstream(file("digit.pgm"), std::ios::binary) << pgm;
+  CliRun one = attn("predict --model '" + fixture.string() + "' --image '" + file("digit.pgm") + "'");
+  CliRun set = attn("predict --model '" + fixture.string() + "' --limit-test 1");
+  ASSERT_EQ(one.status, 0) << one.err;
+  ASSERT_EQ(set.status, 0) << set.err;
+  EXPECT_EQ(one.out, set.out);
+  EXPECT_NE(one.out.find("\n0,7,"), std::string::npos) << one.out;  // the first test digit is a 7
+}
+
 class SlowCli : public Cli {};
 
 TEST_F(SlowCli, ReferenceRunOnRealMnistSubset) {
