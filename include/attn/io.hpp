@@ -19,9 +19,13 @@ class FileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Saves architecture, weights, compile config and optimizer state (Keras 3 layout).
+// Saves architecture, weights, compile config and optimizer state (Keras 3 layout; Adam's
+// slots interleaved m, v per variable). metadata.json also holds an "attn" entry (seed,
+// logits choice) that Keras ignores and load_model restores.
 void save_model(Model& model, const std::string& path);
-// Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config.
+// Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config
+// (unsupported metrics or an unknown optimizer are a warning on stderr, not an error).
+// Optimizer state is restored from .keras files when it matches the compiled optimizer.
 Model load_model(const std::string& path);
 // Builds an uncompiled model from a Keras model config (the "config.json" of a .keras
 // file, or a legacy model_config): {"class_name": "Functional"|"Sequential", "config": ...}.
