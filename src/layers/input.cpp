@@ -17,8 +17,9 @@ nlohmann::json InputLayer::get_config() const {
 
 Node Input(Shape shape, std::string name) {
   auto layer = std::make_shared<InputLayer>(std::move(shape), std::move(name));
-  layer->output_ = layer->call({}).at(0);
-  return layer->output_;
+  Node output = layer->call({}).at(0);
+  layer->output_ = output;
+  return output;
 }
 
 }  // namespace attn

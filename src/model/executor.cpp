@@ -23,10 +23,10 @@ struct Executor::ThreadState {
   BatchResult result;
 };
 
-Executor::Executor(Model& model, int threads) : model_(model), pool_(threads) {
+Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   // Number the symbolic tensors: every output of every call site (inputs included).
   std::map<const SymbolicTensor*, int> id;
-  const auto& sites = model_.sites_;
+  const auto& sites = model_->sites_;
   for (const auto& site : sites)
     for (const auto& weak : site->outputs) {
       auto t = weak.lock();
@@ -39,8 +39,8 @@ Executor::Executor(Model& model, int threads) : model_(model), pool_(threads) {
     if (it == id.end()) throw std::invalid_argument("model: a layer input is not reachable from the model inputs");
     return it->second;
   };
-  for (const Node& n : model_.inputs_) input_tensor_.push_back(lookup(n));
-  output_tensor_ = lookup(model_.outputs_.at(0));
+  for (const Node& n : model_->inputs_) input_tensor_.push_back(lookup(n));
+  output_tensor_ = lookup(model_->outputs_.at(0));
 
   needs_grad_.assign(tensor_size_.size(), false);
   for (const auto& site : sites) {
@@ -70,7 +70,7 @@ void Executor::plan(int64_t max_batch) {
   if (max_batch <= planned_) return;
   const int n_threads = pool_.size();
   const int64_t slice = (max_batch + n_threads - 1) / n_threads;
-  const auto& sites = model_.sites_;
+  const auto& sites = model_->sites_;
   const int64_t label_size = 64;  // generous per-sample label room (class ids or one-hot rows)
   for (auto& st : states_) {
     ThreadState& s = *st;
@@ -90,7 +90,7 @@ void Executor::plan(int64_t max_batch) {
     s.logits = allocate_floats(slice * output_size());
     s.logits_grad = allocate_floats(slice * output_size());
     s.labels = allocate_floats(slice * std::max<int64_t>(label_size, output_size()));
-    s.param_grads = allocate_floats(model_.param_count_);
+    s.param_grads = allocate_floats(model_->param_count_);
     // Contexts are built once; a run only updates batch, offsets, mode and seed.
     s.fwd.assign(sites.size(), {});
     s.bwd.assign(sites.size(), {});
@@ -113,7 +113,7 @@ void Executor::plan(int64_t max_batch) {
       f.saved = b.saved = s.saved[i].get();
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
-      if (site_outputs_[i][0] == output_tensor_ && model_.hidden_logits_) {
+      if (site_outputs_[i][0] == output_tensor_ && model_->hidden_logits_) {
         f.logits = s.logits.get();
         b.output_grads[0] = s.logits_grad.get();
         b.output_grad_is_logits = true;
@@ -137,7 +137,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   training_mode_ = training_mode;
   seed_ = seed;
   out_ = out;
-  grad_scale_ = model_.loss_ ? static_cast<float>(1.0 / model_.loss_->reduction_divisor(batch)) : 0.0f;
+  grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch)) : 0.0f;
   const int n = pool_.size();
   for (int t = 0; t < n; ++t) {
     states_[t]->begin = batch * t / n;
@@ -154,8 +154,8 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     // Each thread sums its range of the per-thread gradients (always in thread order, so a
     // thread count is bit-reproducible) and updates that range of the parameters: one pass
     // over memory, split across threads. Clipping needs the complete gradients first.
-    optimizers::Optimizer& opt = *model_.optimizer_;
-    float* params = model_.params_.get();
+    optimizers::Optimizer& opt = *model_->optimizer_;
+    float* params = model_->params_.get();
     float* grads = states_[0]->param_grads.get();
     if (opt.clips()) {
       if (n > 1) {
@@ -181,7 +181,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
 int64_t Executor::range_begin(int t) const {
   // Split points rounded to 16 floats (64 bytes) so threads never share a cache line.
   const int n = pool_.size();
-  const int64_t p = model_.param_count_;
+  const int64_t p = model_->param_count_;
   if (t >= n) return p;
   return std::min(p, (p * t / n) & ~int64_t(15));
 }
@@ -201,7 +201,7 @@ void Executor::run_slice(int t) {
   s.result = {};
   const int64_t count = s.count;
   if (count == 0) {
-    if (train_) std::memset(s.param_grads.get(), 0, model_.param_count_ * sizeof(float));
+    if (train_) std::memset(s.param_grads.get(), 0, model_->param_count_ * sizeof(float));
     return;
   }
   const int64_t* idx = indices_ + s.begin;
@@ -211,7 +211,7 @@ void Executor::run_slice(int t) {
     float* dst = s.act[input_tensor_[i]].get();
     for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * size, src + idx[r] * size, size * sizeof(float));
   }
-  const auto& sites = model_.sites_;
+  const auto& sites = model_->sites_;
   for (size_t i = 0; i < sites.size(); ++i) {
     ForwardContext& f = s.fwd[i];
     f.batch = count;
@@ -223,23 +223,23 @@ void Executor::run_slice(int t) {
   const int64_t out_size = output_size();
   const float* pred = s.act[output_tensor_].get();
   if (out_) std::memcpy(out_ + s.begin * out_size, pred, count * out_size * sizeof(float));
-  if (y_ && model_.loss_) {
+  if (y_ && model_->loss_) {
     const int64_t label_size = y_->size() / y_->dim(0);
     float* labels = s.labels.get();
     for (int64_t r = 0; r < count; ++r)
       std::memcpy(labels + r * label_size, y_->data() + idx[r] * label_size, label_size * sizeof(float));
     losses::LossBatch lb;
-    lb.y_pred = model_.hidden_logits_ ? s.logits.get() : pred;
+    lb.y_pred = model_->hidden_logits_ ? s.logits.get() : pred;
     lb.y_true = labels;
     lb.batch = count;
     lb.width = out_size;
     float* grad = nullptr;
-    if (train_) grad = model_.hidden_logits_ ? s.logits_grad.get() : s.grad[output_tensor_].get();
-    s.result.loss_sum = model_.loss_->sum_and_gradient(lb, model_.hidden_logits_, grad, grad_scale_);
+    if (train_) grad = model_->hidden_logits_ ? s.logits_grad.get() : s.grad[output_tensor_].get();
+    s.result.loss_sum = model_->loss_->sum_and_gradient(lb, model_->hidden_logits_, grad, grad_scale_);
     if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count, out_size);
   }
   if (!train_) return;
-  std::memset(s.param_grads.get(), 0, model_.param_count_ * sizeof(float));
+  std::memset(s.param_grads.get(), 0, model_->param_count_ * sizeof(float));
   for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
     if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_)
       std::memset(s.grad[t2].get(), 0, count * tensor_size_[t2] * sizeof(float));

@@ -32,6 +32,8 @@ class Executor {
                   bool training_mode, uint64_t seed, float* out);
 
   int threads() const { return pool_.size(); }
+  // The model object this executor runs (a moved Model hands its executor along).
+  void rebind(Model& model) { model_ = &model; }
   int64_t output_size() const;  // floats per sample of the model output
 
   // Set by the model before a run: the metric (if any) and its kind.
@@ -44,7 +46,7 @@ class Executor {
   void reduce_gradients(int t);
   int64_t range_begin(int t) const;  // thread t's share of the parameter buffer
 
-  Model& model_;
+  Model* model_;  // re-pointed by Model::executor() after the model is moved
   ThreadPool pool_;
   std::vector<std::vector<int64_t>> sizes_;  // per tensor: floats per sample
   std::vector<int64_t> tensor_size_;

@@ -137,6 +137,7 @@ Executor& Model::executor() {
     int n = threads_ > 0 ? threads_ : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     executor_ = std::make_unique<Executor>(*this, n);
   }
+  executor_->rebind(*this);  // the Model may have been moved since the executor was made
   return *executor_;
 }
 

@@ -13,7 +13,7 @@ class InputLayer : public Layer {
   void forward(ForwardContext&) override {}
   void backward(BackwardContext&) override {}
   nlohmann::json get_config() const override;
-  Node output() const { return output_; }
+  Node output() const { return output_.lock(); }
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>&, const CallOptions&) override { return {shape_}; }
@@ -21,7 +21,8 @@ class InputLayer : public Layer {
  private:
   friend Node Input(Shape, std::string);
   Shape shape_;
-  Node output_;
+  // Weak: the symbolic tensor owns its layer, so a strong reference back would be a cycle.
+  std::weak_ptr<SymbolicTensor> output_;
 };
 
 // A symbolic input of this shape (batch axis excluded), like keras.Input(shape=...).
