@@ -393,6 +393,74 @@ TEST_F(Mha, GradientReturnScoresKeepsOutputGradient) {
              .call = {.return_attention_scores = true}});
 }
 
+// The returned scores are a differentiable output too (a loss on them reaches q, k and the
+// query/key weights but not the value path): backward from a gradient on output 1 only.
+TEST_F(Mha, GradientThroughReturnedScores) {
+  auto layer = std::make_shared<L::MultiHeadAttentionLayer>(L::MultiHeadAttentionOptions{.num_heads = 2, .key_dim = 3});
+  CallOptions call{.use_causal_mask = true, .return_attention_scores = true};
+  auto outs = layer->call({attn::Input({3, 4}), attn::Input({4, 4})}, call);
+  std::mt19937 gen(21);
+  for (attn::Weight& w : layer->weights())
+    for (int64_t i = 0; i < w.value.size(); ++i) w.value[i] = std::uniform_real_distribution<float>(-1, 1)(gen);
+  const int64_t B = 2;
+  auto q = random_values(gen, B * 12), v = random_values(gen, B * 16);
+  const auto r = random_values(gen, B * 2 * 3 * 4);
+  const auto loss = [&] {
+    FwdRun f = run_forward(*layer, call, B, {&q, &v}, {}, {}, {outs[0]->shape, outs[1]->shape});
+    double l = 0;
+    for (size_t i = 0; i < r.size(); ++i) l += double(r[i]) * f.scores[i];
+    return l;
+  };
+  // Analytic: forward into saved, then backward with only the scores' gradient.
+  std::vector<float> out(B * 12), scores(r.size()), saved(B * layer->saved_floats_per_sample(call));
+  std::vector<float> scratch(layer->scratch_floats(B, call) + 1);
+  attn::ForwardContext f;
+  f.batch = B;
+  f.call = &call;
+  f.inputs = {q.data(), v.data()};
+  f.outputs = {out.data(), scores.data()};
+  f.saved = saved.data();
+  f.scratch = scratch.data();
+  layer->forward(f);
+  std::vector<float> dq(q.size(), 0.0f), dv(v.size(), 0.0f);
+  int64_t n_params = 0;
+  for (attn::Weight& w : layer->weights()) {
+    w.offset = n_params;
+    n_params += w.value.size();
+  }
+  std::vector<float> dw(n_params, 0.0f);
+  attn::BackwardContext b;
+  b.batch = B;
+  b.call = &call;
+  b.inputs = {q.data(), v.data()};
+  b.outputs = {out.data(), scores.data()};
+  b.output_grads = {nullptr, r.data()};
+  b.input_grads = {dq.data(), dv.data()};
+  b.param_grads = dw.data();
+  b.saved = saved.data();
+  b.scratch = scratch.data();
+  layer->backward(b);
+  const auto fd = [&](float& x) {
+    const float keep = x;
+    x = keep + 1e-3f;
+    const double lp = loss();
+    x = keep - 1e-3f;
+    const double lm = loss();
+    x = keep;
+    return (lp - lm) / 2e-3;
+  };
+  for (size_t i = 0; i < q.size(); ++i) EXPECT_NEAR(dq[i], fd(q[i]), 2e-3) << "dq[" << i << "]";
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(dv[i], fd(v[i]), 2e-3) << "dv[" << i << "] (key = value)";
+  for (attn::Weight& w : layer->weights())
+    for (int64_t i = 0; i < w.value.size(); ++i) {
+      const double want = fd(w.value[i]);
+      EXPECT_NEAR(dw[w.offset + i], want, 2e-3) << w.name << "[" << i << "]";
+      if (w.name.rfind("value/", 0) == 0 || w.name.rfind("attention_output/", 0) == 0) {
+        EXPECT_EQ(want, 0.0) << w.name;
+      }
+    }
+}
+
 TEST_F(Mha, DropoutOnlyInTrainingAndScoresAreBeforeDropout) {
   auto layer = std::make_shared<L::MultiHeadAttentionLayer>(
       L::MultiHeadAttentionOptions{.num_heads = 2, .key_dim = 3, .dropout = 0.5f});
