@@ -1,4 +1,5 @@
-// Dense forward/backward through BLAS sgemm on the batch slice.
+// Dense forward/backward on the batch slice: the small-m kernels (kernels/dense_gemm.hpp) for
+// a few rows, where BLAS would spend its time packing W; BLAS sgemm for many rows.
 #include "attn/layers/dense.hpp"
 
 #include <cblas.h>
@@ -6,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/activations.hpp"
+#include "kernels/dense_gemm.hpp"
 
 namespace attn::layers {
 
@@ -54,14 +56,18 @@ void DenseLayer::forward(ForwardContext& ctx) {
   float* y = ctx.outputs[0];
   float* z = act == Activation::kLinear ? y : ctx.saved;  // pre-activation
   const float* kernel = weights_[0].value.data();
-  if (options_.use_bias) {
-    const float* bias = weights_[1].value.data();
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(z + r * units_, bias, units_ * sizeof(float));
-  }
-  if (rows > 0)
+  if (rows <= kernels::kDenseSmallRows) {
+    kernels::dense_forward(x, kernel, options_.use_bias ? weights_[1].value.data() : nullptr, z, rows, in_features_,
+                           units_);
+  } else {
+    if (options_.use_bias) {
+      const float* bias = weights_[1].value.data();
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(z + r * units_, bias, units_ * sizeof(float));
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(units_),
                 static_cast<int>(in_features_), 1.0f, x, static_cast<int>(in_features_), kernel,
                 static_cast<int>(units_), options_.use_bias ? 1.0f : 0.0f, z, static_cast<int>(units_));
+  }
   if (act != Activation::kLinear) {
     if (ctx.logits) std::memcpy(ctx.logits, z, rows * units_ * sizeof(float));
     kernels::activation_forward(act, z, y, act == Activation::kSoftmax ? rows : 1,
@@ -86,16 +92,22 @@ void DenseLayer::backward(BackwardContext& ctx) {
   }
   const float* x = ctx.inputs[0];
   const int m = static_cast<int>(rows), n = static_cast<int>(units_), k = static_cast<int>(in_features_);
+  const bool small = rows <= kernels::kDenseSmallRows;
   if (ctx.param_grads && trainable_) {
     float* dkernel = ctx.param_grads + weights_[0].offset;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, x, k, dz, n, 1.0f, dkernel, n);
+    if (small)
+      kernels::dense_grad_weight(x, dz, dkernel, m, k, n);
+    else
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, x, k, dz, n, 1.0f, dkernel, n);
     if (options_.use_bias) {
       float* dbias = ctx.param_grads + weights_[1].offset;
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < units_; ++j) dbias[j] += dz[r * units_ + j];
     }
   }
-  if (ctx.input_grads[0])
+  if (ctx.input_grads[0] && small)
+    kernels::dense_grad_input(dz, weights_[0].value.data(), ctx.input_grads[0], m, k, n);
+  else if (ctx.input_grads[0])
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, dz, n, weights_[0].value.data(), n, 1.0f,
                 ctx.input_grads[0], k);
 }

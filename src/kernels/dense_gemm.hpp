@@ -1,0 +1,29 @@
+// Small-batch matrix products for Dense (row-major throughout, W as Keras stores it, [k, n]):
+//   forward      y[m,n]   = b[n] + x[m,k] W[k,n]     (y overwritten; bias may be null -> 0)
+//   weight grad  dW[k,n] += x[m,k]^T dz[m,n]
+//   input grad   dx[m,k] += dz[m,n] W[k,n]^T
+// For few rows (a batch slice of one thread) BLAS spends most of its time packing W, and that
+// cost does not shrink with the slice. These kernels read W in place, register-blocked so each
+// W element is loaded once per block of rows, with Highway's run-time dispatch. They allocate
+// nothing, and the summation order depends only on the shapes (deterministic for a target).
+// Results are not bit-identical to sgemm or to the references (FMA and order differ), only
+// within float32 accumulation error. Any m works; they beat sgemm for m <= kDenseSmallRows.
+#pragma once
+
+#include <cstdint>
+
+namespace attn::kernels {
+
+inline constexpr int64_t kDenseSmallRows = 32;
+
+void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n);
+void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n);
+void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n);
+
+// Scalar references (double accumulation), same semantics.
+void dense_forward_reference(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
+                             int64_t n);
+void dense_grad_weight_reference(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n);
+void dense_grad_input_reference(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n);
+
+}  // namespace attn::kernels
