@@ -1,10 +1,21 @@
 // ThreadPool: generation counter + pending count, spin then atomic wait.
+// Training runs two pool rounds per step, tens of microseconds apart; on these virtual
+// machines a futex sleep + wake costs about as much as a round, so threads spin for
+// about a millisecond (with pause) before sleeping, and wake-ups are only sent to
+// threads that actually sleep.
 #include "model/thread_pool.hpp"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define ATTN_CPU_RELAX() _mm_pause()
+#else
+#define ATTN_CPU_RELAX() ((void)0)
+#endif
 
 namespace attn {
 
 namespace {
-constexpr int kSpins = 20000;
+constexpr int kSpins = 1 << 15;
 }
 
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
@@ -26,14 +37,18 @@ void ThreadPool::run_erased(void (*call)(void*, int), void* fn) {
   call_ = call;
   fn_ = fn;
   pending_.store(size_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);
-  generation_.notify_all();
+  generation_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) != 0) generation_.notify_all();
   call(fn, 0);
   for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-    if (spin > kSpins) {
-      int p = pending_.load(std::memory_order_acquire);
-      if (p != 0) pending_.wait(p, std::memory_order_acquire);
+    if (spin < kSpins) {
+      ATTN_CPU_RELAX();
+      continue;
     }
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    int p = pending_.load(std::memory_order_seq_cst);
+    if (p != 0) pending_.wait(p, std::memory_order_acquire);
+    caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 }
 
@@ -42,13 +57,22 @@ void ThreadPool::worker(int index) {
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; g == seen; ++spin) {
-      if (spin > kSpins) generation_.wait(seen, std::memory_order_acquire);
+      if (spin < kSpins) {
+        ATTN_CPU_RELAX();
+      } else {
+        // Announce the sleep before re-checking, so run() either sees a sleeper and
+        // notifies, or this thread sees the new generation and does not sleep.
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        if (generation_.load(std::memory_order_seq_cst) == seen) generation_.wait(seen, std::memory_order_seq_cst);
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      }
       g = generation_.load(std::memory_order_acquire);
     }
     seen = g;
     if (stop_.load()) return;
     call_(fn_, index);
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && caller_sleeping_.load(std::memory_order_seq_cst))
+      pending_.notify_one();
   }
 }
 

@@ -33,6 +33,8 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};              // workers blocked in generation_.wait
+  std::atomic<bool> caller_sleeping_{false};  // run() blocked in pending_.wait
   void (*call_)(void*, int) = nullptr;
   void* fn_ = nullptr;
 };
