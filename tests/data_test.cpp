@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "attn/data.hpp"
+#include "temp_dir.hpp"
 
 namespace attn::data {
 namespace {
@@ -25,22 +26,9 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<unsigned char>;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "attn-data-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
+// Each test's files live in their own directory.
+struct TempDir : attn::testing::TempDir {
+  TempDir() : attn::testing::TempDir("attn-data-test") {}
 };
 
 void put_be32(Bytes& b, uint32_t v) {

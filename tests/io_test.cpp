@@ -24,6 +24,7 @@
 #include "io/hdf5_file.hpp"
 #include "io/io_internal.hpp"
 #include "io/zip_archive.hpp"
+#include "temp_dir.hpp"
 
 namespace attn::io {
 namespace {
@@ -32,27 +33,9 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace attn::layers;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "attn-io-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::vector<std::string> listing() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path_)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-
- private:
-  fs::path path_;
+// Each test's files live in their own directory.
+struct TempDir : attn::testing::TempDir {
+  TempDir() : attn::testing::TempDir("attn-io-test") {}
 };
 
 Tensor random_tensor(Shape shape, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {

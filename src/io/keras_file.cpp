@@ -131,6 +131,16 @@ void write_tree(h5::File& f, Model& model, bool with_optimizer) {
   f.write_string_attr("vars", "name", model.name());
 }
 
+// The values of one weight's dataset, after checking it exists and has the weight's shape.
+std::vector<float> read_weight(const h5::File& f, const std::string& path, const std::string& who, const Weight& w) {
+  if (!f.exists(path)) f.fail("missing dataset '" + path + "' (" + who + ", weight '" + w.name + "')");
+  h5::Array a = f.read_floats(path);
+  if (a.shape != w.shape)
+    f.fail("shape mismatch for " + who + " weight '" + w.name + "' (" + path + "): the file has " +
+           shape_text(a.shape) + ", the model expects " + shape_text(w.shape));
+  return std::move(a.values);
+}
+
 size_t count_datasets(const h5::File& f, const std::string& group) {
   if (!f.is_group(group)) return 0;
   size_t n = 0;
@@ -159,12 +169,7 @@ void read_layers(const h5::File& f, Model& model) {
     }
     for (size_t i = 0; i < ws.size(); ++i) {
       const std::string path = g.path + "/" + locs[i].group + "/" + locs[i].dataset;
-      if (!f.exists(path)) f.fail("missing dataset '" + path + "' (" + who + ", weight '" + ws[i].name + "')");
-      h5::Array a = f.read_floats(path);
-      if (a.shape != ws[i].shape)
-        f.fail("shape mismatch for " + who + " weight '" + ws[i].name + "' (" + path + "): the file has " +
-               shape_text(a.shape) + ", the model expects " + shape_text(ws[i].shape));
-      staged.emplace_back(&ws[i], std::move(a.values));
+      staged.emplace_back(&ws[i], read_weight(f, path, who, ws[i]));
     }
   }
   for (auto& [w, values] : staged)
@@ -274,12 +279,7 @@ void read_legacy_weights(const h5::File& f, const std::string& root, Model& mode
       for (size_t i = 0; i < ws.size(); ++i) pick[i] = i;
     for (size_t i = 0; i < ws.size(); ++i) {
       const std::string path = prefix + group + "/" + wnames[pick[i]];
-      if (!f.exists(path)) f.fail("missing dataset '" + path + "' (" + who + ", weight '" + ws[i].name + "')");
-      h5::Array a = f.read_floats(path);
-      if (a.shape != ws[i].shape)
-        f.fail("shape mismatch for " + who + " weight '" + ws[i].name + "' (" + path + "): the file has " +
-               shape_text(a.shape) + ", the model expects " + shape_text(ws[i].shape));
-      staged.emplace_back(&ws[i], std::move(a.values));
+      staged.emplace_back(&ws[i], read_weight(f, path, who, ws[i]));
     }
   }
   for (auto& [w, values] : staged)
