@@ -223,9 +223,11 @@ for ((r = 1; r <= repeat; r++)); do
     torch_run best train-step "$t" --what train-steps --steps "$best_steps" --warmup 3
     [[ $do_shipped == 1 ]] && torch_run shipped train-step "$t" --what train-steps --steps "$shipped_steps" --warmup "$shipped_warmup"
     if [[ $do_attention == 1 ]]; then
-      attn_bench_case "attention d=1 T=784 B=20 grads=scale" "$t" 'ReferenceModel'
-      torch_run best "attention d=1 T=784 B=20 grads=scale" "$t" --what attention --d 1 --t 784 --batch 20 --grads scale --steps "$attn_steps" --warmup 2
-      [[ $do_shipped == 1 ]] && torch_run shipped "attention d=1 T=784 B=20 grads=scale" "$t" --what attention --d 1 --t 784 --batch 20 --grads scale --steps 3 --warmup 1
+      # Both sides on dense random inputs with full gradients: the same work. (attn's exact
+      # zero-aware path on real MNIST batches is BM_AttentionReferenceModel; torch has no twin.)
+      attn_bench_case "attention d=1 T=784 B=20 grads=full" "$t" 'Dense' 'd:1(/|$)' 'T:784(/|$)' 'masks:0'
+      torch_run best "attention d=1 T=784 B=20 grads=full" "$t" --what attention --d 1 --t 784 --batch 20 --grads full --steps "$attn_steps" --warmup 2
+      [[ $do_shipped == 1 ]] && torch_run shipped "attention d=1 T=784 B=20 grads=full" "$t" --what attention --d 1 --t 784 --batch 20 --grads full --steps 3 --warmup 1
       attn_bench_case "attention d=64 T=784 B=20 grads=full" "$t" 'Dense' 'd:64(/|$)' 'T:784(/|$)'
       torch_run best "attention d=64 T=784 B=20 grads=full" "$t" --what attention --d 64 --t 784 --batch 20 --grads full --steps "$attn_steps" --warmup 2
       [[ $do_shipped == 1 ]] && torch_run shipped "attention d=64 T=784 B=20 grads=full" "$t" --what attention --d 64 --t 784 --batch 20 --grads full --steps 3 --warmup 1
