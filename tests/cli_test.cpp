@@ -231,6 +231,15 @@ TEST_F(SlowCli, ReferenceRunOnRealMnistSubset) {
   auto h3 = nlohmann::json::parse(slurp(file("h3.json")));
   ASSERT_EQ(h3["epochs"].size(), 1u);
   EXPECT_EQ(h3["epochs"][0]["epoch"], 3);
+
+  // Resuming equals the uninterrupted run: same weights, optimizer state, seed and shuffle.
+  CliRun full = attn("train --limit-train 6000 --limit-test 2000 --epochs 3 --verbose 0 --seed 5 --history '" +
+                     file("hfull.json") + "'");
+  ASSERT_EQ(full.status, 0) << full.err;
+  auto hfull = nlohmann::json::parse(slurp(file("hfull.json")));
+  ASSERT_EQ(hfull["epochs"].size(), 3u);
+  for (const char* key : {"loss", "accuracy", "val_loss", "val_accuracy"})
+    EXPECT_NEAR(hfull["epochs"][2][key].get<double>(), h3["epochs"][0][key].get<double>(), 1e-6) << key;
 }
 
 }  // namespace
