@@ -1,0 +1,20 @@
+// The d = dv = 1 unmasked dot-attention path (the reference model's configuration, see
+// layout::grouped_eligible): exact, with equal key (and query) values grouped so a row costs one
+// term per distinct key value. Called by attention.cpp's dispatchers; same contracts as
+// attention_forward / attention_backward in attention.hpp.
+#pragma once
+
+#include "kernels/attention.hpp"
+
+namespace attn::kernels {
+
+void attention_d1_forward(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
+                          float* saved, float* weights, float* scratch);
+
+// Returns false, touching nothing, for gradient requests this path does not handle (the caller
+// then runs the general kernel).
+bool attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
+                           const float* out, const float* dout, const float* saved, float* dq, float* dk, float* dv,
+                           float* dscale, float* scratch);
+
+}  // namespace attn::kernels
