@@ -108,6 +108,45 @@ TEST(DenseGemm, GradInputAccumulatesLikeReference) {
       }
 }
 
+// A column range [k0, k0 + kk) of a wider row-major x (stride ldx), as threads use when they split
+// W by rows: equal to the contiguous call on the extracted columns, and the other columns of dx
+// untouched.
+TEST(DenseGemm, StridedColumnRangeMatchesContiguous) {
+  std::mt19937 gen(14);
+  const int64_t ldx = 29;
+  for (int64_t m : {1, 3, 4, 10, 20})
+    for (int64_t k0 : {0, 5, 16})
+      for (int64_t kk : {1, 4, 13})
+        for (int64_t n : {1, 7, 100}) {
+          auto xw = random_vector(gen, m * ldx), w = random_vector(gen, kk * n), dz = random_vector(gen, m * n);
+          std::vector<float> xc(m * kk);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t p = 0; p < kk; ++p) xc[i * kk + p] = xw[i * ldx + k0 + p];
+          std::vector<float> y1(m * n), y2(m * n);
+          k::dense_forward(xw.data() + k0, w.data(), nullptr, y1.data(), m, kk, n, ldx);
+          k::dense_forward(xc.data(), w.data(), nullptr, y2.data(), m, kk, n);
+          EXPECT_EQ(y1, y2) << "forward m=" << m << " k0=" << k0 << " k=" << kk << " n=" << n;
+          std::vector<float> dw1(kk * n, 0.5f), dw2(kk * n, 0.5f);
+          k::dense_grad_weight(xw.data() + k0, dz.data(), dw1.data(), m, kk, n, ldx);
+          k::dense_grad_weight(xc.data(), dz.data(), dw2.data(), m, kk, n);
+          EXPECT_EQ(dw1, dw2) << "grad_weight m=" << m << " k0=" << k0 << " k=" << kk << " n=" << n;
+          auto dxw = random_vector(gen, m * ldx), before = dxw;
+          std::vector<float> dxc(m * kk);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t p = 0; p < kk; ++p) dxc[i * kk + p] = dxw[i * ldx + k0 + p];
+          k::dense_grad_input(dz.data(), w.data(), dxw.data() + k0, m, kk, n, ldx);
+          k::dense_grad_input(dz.data(), w.data(), dxc.data(), m, kk, n);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t p = 0; p < ldx; ++p) {
+              const bool inside = p >= k0 && p < k0 + kk;
+              const float want = inside ? dxc[i * kk + p - k0] : before[i * ldx + p];
+              ASSERT_EQ(dxw[i * ldx + p], want) << "grad_input m=" << m << " k0=" << k0 << " k=" << kk << " n=" << n
+                                                << " at " << i << "," << p;
+            }
+          if (HasFailure()) return;
+        }
+}
+
 // The references themselves, on a product small enough to write out.
 TEST(DenseGemm, ReferencesOnAHandExample) {
   const float x[] = {1, 2, 3, 4, 5, 6};           // [2, 3]

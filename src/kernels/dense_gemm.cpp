@@ -66,20 +66,20 @@ HWY_NOINLINE void ForwardRows(const float* HWY_RESTRICT x, const float* HWY_REST
 constexpr int64_t kChunk = 64;
 
 void DenseForward(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, const float* HWY_RESTRICT bias,
-                  float* HWY_RESTRICT y, int64_t m, int64_t k, int64_t n) {
+                  float* HWY_RESTRICT y, int64_t m, int64_t k, int64_t n, int64_t ldx) {
   int64_t p = 0;
   do {  // at least once, so that k == 0 still writes the bias
     const int64_t kc = std::min(kChunk, k - p);
     const bool accumulate = p > 0;
     for (int64_t i = 0; i < m; i += kRows) {
-      const float* xi = x + i * k + p;
+      const float* xi = x + i * ldx + p;
       const float* wp = w + p * n;
       float* yi = y + i * n;
       switch (std::min<int64_t>(kRows, m - i)) {
-        case 4: ForwardRows<4>(xi, wp, bias, yi, accumulate, kc, k, n); break;
-        case 3: ForwardRows<3>(xi, wp, bias, yi, accumulate, kc, k, n); break;
-        case 2: ForwardRows<2>(xi, wp, bias, yi, accumulate, kc, k, n); break;
-        default: ForwardRows<1>(xi, wp, bias, yi, accumulate, kc, k, n); break;
+        case 4: ForwardRows<4>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
+        case 3: ForwardRows<3>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
+        case 2: ForwardRows<2>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
+        default: ForwardRows<1>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
       }
     }
     p += kc;
@@ -123,13 +123,13 @@ HWY_NOINLINE void GradWeightRows(const float* HWY_RESTRICT x, const float* HWY_R
 }
 
 void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, float* HWY_RESTRICT dw, int64_t m,
-                     int64_t k, int64_t n) {
+                     int64_t k, int64_t n, int64_t ldx) {
   for (int64_t p = 0; p < k; p += kRows) {
     switch (std::min<int64_t>(kRows, k - p)) {
-      case 4: GradWeightRows<4>(x + p, dz, dw + p * n, m, k, n); break;
-      case 3: GradWeightRows<3>(x + p, dz, dw + p * n, m, k, n); break;
-      case 2: GradWeightRows<2>(x + p, dz, dw + p * n, m, k, n); break;
-      default: GradWeightRows<1>(x + p, dz, dw + p * n, m, k, n); break;
+      case 4: GradWeightRows<4>(x + p, dz, dw + p * n, m, ldx, n); break;
+      case 3: GradWeightRows<3>(x + p, dz, dw + p * n, m, ldx, n); break;
+      case 2: GradWeightRows<2>(x + p, dz, dw + p * n, m, ldx, n); break;
+      default: GradWeightRows<1>(x + p, dz, dw + p * n, m, ldx, n); break;
     }
   }
 }
@@ -287,16 +287,16 @@ HWY_NOINLINE void GradInputCols4(const float* HWY_RESTRICT dz, const float* HWY_
 #endif
 
 void DenseGradInput(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx, int64_t m,
-                    int64_t k, int64_t n) {
+                    int64_t k, int64_t n, int64_t ldx) {
   int64_t p = 0;
 #if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
-  for (; p + 4 <= k; p += 4) GradInputCols4(dz, w + p * n, dx + p, m, k, n);
+  for (; p + 4 <= k; p += 4) GradInputCols4(dz, w + p * n, dx + p, m, ldx, n);
 #endif
   for (; p < k; p += kCols) {
     switch (std::min<int64_t>(kCols, k - p)) {
-      case 3: GradInputCols<3>(dz, w + p * n, dx + p, m, k, n); break;
-      case 2: GradInputCols<2>(dz, w + p * n, dx + p, m, k, n); break;
-      default: GradInputCols<1>(dz, w + p * n, dx + p, m, k, n); break;
+      case 3: GradInputCols<3>(dz, w + p * n, dx + p, m, ldx, n); break;
+      case 2: GradInputCols<2>(dz, w + p * n, dx + p, m, ldx, n); break;
+      default: GradInputCols<1>(dz, w + p * n, dx + p, m, ldx, n); break;
     }
   }
 }
@@ -312,16 +312,17 @@ HWY_EXPORT(DenseForward);
 HWY_EXPORT(DenseGradWeight);
 HWY_EXPORT(DenseGradInput);
 
-void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(DenseForward)(x, w, bias, y, m, k, n);
+void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n,
+                   int64_t ldx) {
+  HWY_DYNAMIC_DISPATCH(DenseForward)(x, w, bias, y, m, k, n, ldx > 0 ? ldx : k);
 }
 
-void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(DenseGradWeight)(x, dz, dw, m, k, n);
+void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx) {
+  HWY_DYNAMIC_DISPATCH(DenseGradWeight)(x, dz, dw, m, k, n, ldx > 0 ? ldx : k);
 }
 
-void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(DenseGradInput)(dz, w, dx, m, k, n);
+void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx) {
+  HWY_DYNAMIC_DISPATCH(DenseGradInput)(dz, w, dx, m, k, n, ldx > 0 ? ldx : k);
 }
 
 void dense_forward_reference(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,

@@ -16,9 +16,12 @@ namespace attn::kernels {
 
 inline constexpr int64_t kDenseSmallRows = 32;
 
-void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n);
-void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n);
-void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n);
+// ldx: row stride of x (forward, weight grad) and dx (input grad); 0 means k. A stride > k
+// works on a column range of a wider x, as when threads split W by rows.
+void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n,
+                   int64_t ldx = 0);
+void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx = 0);
+void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx = 0);
 
 // Scalar references (double accumulation), same semantics.
 void dense_forward_reference(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,
