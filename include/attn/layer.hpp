@@ -57,6 +57,32 @@ struct Weight {
   int64_t offset = -1;   // position in the model's parameter (and gradient) buffer
 };
 
+// A team run of one layer: with several threads, each thread normally runs every layer on its
+// own slice of the batch. A layer whose weights outweigh its activations at small batches (Dense
+// at batch 20: 313 KB of weights, 63 KB of inputs) can split its work by weights instead
+// (Layer::split_by_weights): every thread then calls it with the whole batch visible, does its
+// share of the work on all samples, and meets the others at barriers. The context's own slice
+// fields (batch, saved, scratch, logits, slice pointers) stay valid alongside.
+struct TeamBarrier {
+  virtual void wait() = 0;  // returns once every thread of the team has called it
+ protected:
+  ~TeamBarrier() = default;
+};
+
+struct Team {
+  int index = 0;              // this thread
+  int size = 1;               // threads in the team
+  int64_t batch = 0;          // samples in the whole batch
+  int64_t slice_begin = 0;    // this thread's slice: samples [slice_begin, slice_begin + slice count)
+  TeamBarrier* barrier = nullptr;
+  std::vector<const float*> inputs;     // whole-batch [batch, shape], same on every thread
+  std::vector<float*> outputs;
+  std::vector<const float*> output_grads;
+  std::vector<float*> input_grads;      // ADD into; null where no gradient is needed
+  float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
+  float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
+};
+
 struct ForwardContext {
   int64_t batch = 0;           // samples in this slice
   int64_t sample_offset = 0;   // index of this slice's first sample within the batch
@@ -70,6 +96,7 @@ struct ForwardContext {
   float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
   float* saved = nullptr;             // [batch * saved_floats_per_sample()]
   float* scratch = nullptr;           // [scratch_floats(batch)]
+  Team* team = nullptr;               // set when the layer runs split by weights
 };
 
 struct BackwardContext {
@@ -88,6 +115,7 @@ struct BackwardContext {
   float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
   float* saved = nullptr;
   float* scratch = nullptr;
+  Team* team = nullptr;  // set when the layer runs split by weights (param_grads is then team->param_grads)
 };
 
 class Layer : public std::enable_shared_from_this<Layer> {
@@ -116,6 +144,11 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // backend hands to a cross-entropy ("hidden logits", keras-semantics.md section 5).
   virtual bool has_keras_logits() const { return false; }
   virtual std::string keras_logits_activation() const { return ""; }
+
+  // True when, on several threads, this layer should run as a team (see Team) rather than on
+  // batch slices; it then also needs team_floats of shared memory.
+  virtual bool split_by_weights() const { return false; }
+  virtual int64_t team_floats(int64_t /*batch*/, int /*threads*/) const { return 0; }
 
   virtual void forward(ForwardContext& ctx) = 0;
   virtual void backward(BackwardContext& ctx) = 0;

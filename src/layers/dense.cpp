@@ -1,5 +1,7 @@
-// Dense forward/backward on the batch slice: the small-m kernels (kernels/dense_gemm.hpp) for
-// a few rows, where BLAS would spend its time packing W; BLAS sgemm for many rows.
+// Dense forward/backward: the small-m kernels (kernels/dense_gemm.hpp) for a few rows, where
+// BLAS would spend its time packing W; BLAS sgemm for many rows. On one thread, or for a small W,
+// each thread runs its slice of the batch; on several threads a large W is split by rows
+// instead (forward_team / backward_team), so each thread reads and updates only its share.
 #include "attn/layers/dense.hpp"
 
 #include <cblas.h>
@@ -12,6 +14,48 @@
 namespace attn::layers {
 
 using kernels::Activation;
+
+namespace {
+
+// Below this many weights a thread's share of W is too small to pay for the team's barriers.
+constexpr int64_t kTeamMinWeights = 16384;
+
+// y[m,n] = bias + x[m,k] w[k,n] (x rows ldx apart; bias may be null).
+void product(const float* x, int64_t ldx, const float* w, const float* bias, float* y, int64_t m, int64_t k,
+             int64_t n) {
+  if (m <= kernels::kDenseSmallRows || k == 0) return kernels::dense_forward(x, w, bias, y, m, k, n, ldx);
+  for (int64_t r = 0; r < m; ++r) {
+    if (bias)
+      std::memcpy(y + r * n, bias, n * sizeof(float));
+    else
+      std::memset(y + r * n, 0, n * sizeof(float));
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+              1.0f, x, static_cast<int>(ldx), w, static_cast<int>(n), 1.0f, y, static_cast<int>(n));
+}
+
+// dw[k,n] += x[m,k]^T dz[m,n] (x rows ldx apart).
+void add_grad_weight(const float* x, int64_t ldx, const float* dz, float* dw, int64_t m, int64_t k, int64_t n) {
+  if (k == 0) return;
+  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_weight(x, dz, dw, m, k, n, ldx);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(k), static_cast<int>(n), static_cast<int>(m),
+              1.0f, x, static_cast<int>(ldx), dz, static_cast<int>(n), 1.0f, dw, static_cast<int>(n));
+}
+
+// dx[m,k] += dz[m,n] w[k,n]^T (dx rows ldx apart).
+void add_grad_input(const float* dz, const float* w, float* dx, int64_t ldx, int64_t m, int64_t k, int64_t n) {
+  if (k == 0) return;
+  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_input(dz, w, dx, m, k, n, ldx);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(k), static_cast<int>(n),
+              1.0f, dz, static_cast<int>(n), w, static_cast<int>(n), 1.0f, dx, static_cast<int>(ldx));
+}
+
+// Thread t's share [begin, end) of `count` items.
+std::pair<int64_t, int64_t> share(int64_t count, int t, int threads) {
+  return {count * t / threads, count * (t + 1) / threads};
+}
+
+}  // namespace
 
 DenseLayer::DenseLayer(int64_t units, DenseOptions options)
     : Layer("dense", options.name), units_(units), options_(std::move(options)) {
@@ -49,25 +93,24 @@ int64_t DenseLayer::scratch_floats(int64_t batch, const CallOptions&) const {
   return batch * rows_per_sample_ * units_;  // d(pre-activation)
 }
 
+bool DenseLayer::split_by_weights() const { return in_features_ * units_ >= kTeamMinWeights; }
+
+int64_t DenseLayer::team_floats(int64_t batch, int threads) const {
+  // Each thread's partial pre-activation [rows, units], then d(pre-activation) for all rows.
+  return (threads + 1) * batch * rows_per_sample_ * units_;
+}
+
 void DenseLayer::forward(ForwardContext& ctx) {
   const auto act = static_cast<Activation>(activation_);
   const int64_t rows = ctx.batch * rows_per_sample_;
   const float* x = ctx.inputs[0];
   float* y = ctx.outputs[0];
   float* z = act == Activation::kLinear ? y : ctx.saved;  // pre-activation
-  const float* kernel = weights_[0].value.data();
-  if (rows <= kernels::kDenseSmallRows) {
-    kernels::dense_forward(x, kernel, options_.use_bias ? weights_[1].value.data() : nullptr, z, rows, in_features_,
-                           units_);
-  } else {
-    if (options_.use_bias) {
-      const float* bias = weights_[1].value.data();
-      for (int64_t r = 0; r < rows; ++r) std::memcpy(z + r * units_, bias, units_ * sizeof(float));
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(units_),
-                static_cast<int>(in_features_), 1.0f, x, static_cast<int>(in_features_), kernel,
-                static_cast<int>(units_), options_.use_bias ? 1.0f : 0.0f, z, static_cast<int>(units_));
-  }
+  if (ctx.team)
+    forward_team(ctx, z);
+  else
+    product(x, in_features_, weights_[0].value.data(), options_.use_bias ? weights_[1].value.data() : nullptr, z, rows,
+            in_features_, units_);
   if (act != Activation::kLinear) {
     if (ctx.logits) std::memcpy(ctx.logits, z, rows * units_ * sizeof(float));
     kernels::activation_forward(act, z, y, act == Activation::kSoftmax ? rows : 1,
@@ -90,26 +133,67 @@ void DenseLayer::backward(BackwardContext& ctx) {
                                  act == Activation::kSoftmax ? units_ : rows * units_);
     dz = buf;
   }
+  if (ctx.team) return backward_team(ctx, dz);
   const float* x = ctx.inputs[0];
-  const int m = static_cast<int>(rows), n = static_cast<int>(units_), k = static_cast<int>(in_features_);
-  const bool small = rows <= kernels::kDenseSmallRows;
   if (ctx.param_grads && trainable_) {
-    float* dkernel = ctx.param_grads + weights_[0].offset;
-    if (small)
-      kernels::dense_grad_weight(x, dz, dkernel, m, k, n);
-    else
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, n, m, 1.0f, x, k, dz, n, 1.0f, dkernel, n);
+    add_grad_weight(x, in_features_, dz, ctx.param_grads + weights_[0].offset, rows, in_features_, units_);
     if (options_.use_bias) {
       float* dbias = ctx.param_grads + weights_[1].offset;
       for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < units_; ++j) dbias[j] += dz[r * units_ + j];
     }
   }
-  if (ctx.input_grads[0] && small)
-    kernels::dense_grad_input(dz, weights_[0].value.data(), ctx.input_grads[0], m, k, n);
-  else if (ctx.input_grads[0])
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, n, 1.0f, dz, n, weights_[0].value.data(), n, 1.0f,
-                ctx.input_grads[0], k);
+  if (ctx.input_grads[0])
+    add_grad_input(dz, weights_[0].value.data(), ctx.input_grads[0], in_features_, rows, in_features_, units_);
+}
+
+// Team forward: thread t multiplies its input features [k0, k1) of every sample by its rows of
+// W into its own partial, then sums the partials (in thread order: reproducible) for its slice.
+void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
+  Team& team = *ctx.team;
+  const int64_t all_rows = team.batch * rows_per_sample_;
+  const auto [k0, k1] = share(in_features_, team.index, team.size);
+  const int64_t partial_size = all_rows * units_;
+  team.barrier->wait();  // every thread's slice of the input is written
+  product(team.inputs[0] + k0, in_features_, weights_[0].value.data() + k0 * units_, nullptr,
+          team.shared + team.index * partial_size, all_rows, k1 - k0, units_);
+  team.barrier->wait();  // every partial is complete
+  const float* bias = options_.use_bias ? weights_[1].value.data() : nullptr;
+  const int64_t first = team.slice_begin * rows_per_sample_ * units_;
+  const int64_t count = ctx.batch * rows_per_sample_ * units_;
+  for (int64_t e = 0; e < count; ++e) {
+    const int64_t j = (first + e) % units_;
+    float acc = bias ? bias[j] : 0.0f;
+    for (int t = 0; t < team.size; ++t) acc += team.shared[t * partial_size + first + e];
+    z[e] = acc;
+  }
+}
+
+// Team backward: every thread publishes d(pre-activation) of its slice, then thread t computes
+// the input gradient's features [k0, k1) and W's rows [k0, k1) from all samples, and its share of
+// the bias columns; the next layer reads input gradients of its slice only after the last barrier.
+void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
+  Team& team = *ctx.team;
+  const int64_t all_rows = team.batch * rows_per_sample_;
+  const int64_t rows = ctx.batch * rows_per_sample_;
+  float* dz_all = team.shared + team.size * all_rows * units_;
+  std::memcpy(dz_all + team.slice_begin * rows_per_sample_ * units_, dz, rows * units_ * sizeof(float));
+  team.barrier->wait();  // d(pre-activation) of every sample is published
+  const auto [k0, k1] = share(in_features_, team.index, team.size);
+  if (trainable_) {
+    add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, team.param_grads + weights_[0].offset + k0 * units_,
+                    all_rows, k1 - k0, units_);
+    if (options_.use_bias) {
+      const auto [j0, j1] = share(units_, team.index, team.size);
+      float* dbias = team.param_grads + weights_[1].offset;
+      for (int64_t r = 0; r < all_rows; ++r)
+        for (int64_t j = j0; j < j1; ++j) dbias[j] += dz_all[r * units_ + j];
+    }
+  }
+  if (team.input_grads[0])
+    add_grad_input(dz_all, weights_[0].value.data() + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows,
+                   k1 - k0, units_);
+  team.barrier->wait();  // input gradients and parameter gradients are complete
 }
 
 nlohmann::json DenseLayer::get_config() const {

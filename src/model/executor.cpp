@@ -1,6 +1,7 @@
 // Executor: buffer planning, per-thread forward/backward, gradient reduction.
 #include "model/executor.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -10,8 +11,6 @@
 namespace attn {
 
 struct Executor::ThreadState {
-  std::vector<std::shared_ptr<float[]>> act;   // per tensor [slice, size]
-  std::vector<std::shared_ptr<float[]>> grad;  // per tensor, null when no gradient
   std::vector<std::shared_ptr<float[]>> saved; // per call site
   std::shared_ptr<float[]> scratch;
   std::shared_ptr<float[]> logits, logits_grad;
@@ -19,6 +18,7 @@ struct Executor::ThreadState {
   std::shared_ptr<float[]> param_grads;
   std::vector<ForwardContext> fwd;
   std::vector<BackwardContext> bwd;
+  std::vector<Team> teams;  // per call site (used by team sites only)
   int64_t begin = 0, count = 0;  // this run's slice of the batch
   BatchResult result;
 };
@@ -60,6 +60,24 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     site_outputs_.push_back(outs);
   }
   for (int i = 0; i < pool_.size(); ++i) states_.push_back(std::make_unique<ThreadState>());
+  barrier_.pool = &pool_;
+
+  // Parameter ranges written by team layers (into thread 0's buffer only) and by sliced layers
+  // (into every thread's buffer, then reduced).
+  std::vector<bool> team_param(model_->param_count_, false);
+  for (const auto& site : sites) {
+    const bool team = pool_.size() > 1 && site->layer->split_by_weights();
+    site_team_.push_back(team);
+    if (!team) continue;
+    for (const Weight& w : site->layer->weights())
+      std::fill(team_param.begin() + w.offset, team_param.begin() + w.offset + shape_size(w.shape), true);
+  }
+  for (int64_t i = 0; i < model_->param_count_;) {
+    int64_t j = i;
+    while (j < model_->param_count_ && team_param[j] == team_param[i]) ++j;
+    (team_param[i] ? team_ranges_ : slice_ranges_).emplace_back(i, j);
+    i = j;
+  }
 }
 
 Executor::~Executor() = default;
@@ -72,14 +90,20 @@ void Executor::plan(int64_t max_batch) {
   const int64_t slice = (max_batch + n_threads - 1) / n_threads;
   const auto& sites = model_->sites_;
   const int64_t label_size = 64;  // generous per-sample label room (class ids or one-hot rows)
-  for (auto& st : states_) {
-    ThreadState& s = *st;
-    s.act.assign(tensor_size_.size(), nullptr);
-    s.grad.assign(tensor_size_.size(), nullptr);
-    for (size_t t = 0; t < tensor_size_.size(); ++t) {
-      s.act[t] = allocate_floats(slice * tensor_size_[t]);
-      if (needs_grad_[t]) s.grad[t] = allocate_floats(slice * tensor_size_[t]);
-    }
+  const int64_t rows = slice * n_threads;
+  act_.assign(tensor_size_.size(), nullptr);
+  grad_.assign(tensor_size_.size(), nullptr);
+  for (size_t t = 0; t < tensor_size_.size(); ++t) {
+    act_[t] = allocate_floats(rows * tensor_size_[t]);
+    if (needs_grad_[t]) grad_[t] = allocate_floats(rows * tensor_size_[t]);
+  }
+  int64_t team_floats = 0;
+  for (size_t i = 0; i < sites.size(); ++i)
+    if (site_team_[i]) team_floats = std::max(team_floats, sites[i]->layer->team_floats(rows, n_threads));
+  team_shared_ = allocate_floats(std::max<int64_t>(team_floats, 1));
+  for (auto& st : states_) st->param_grads = allocate_floats(model_->param_count_);
+  for (int thread = 0; thread < n_threads; ++thread) {
+    ThreadState& s = *states_[thread];
     int64_t scratch = 0;
     s.saved.clear();
     for (const auto& site : sites) {
@@ -90,37 +114,44 @@ void Executor::plan(int64_t max_batch) {
     s.logits = allocate_floats(slice * output_size());
     s.logits_grad = allocate_floats(slice * output_size());
     s.labels = allocate_floats(slice * std::max<int64_t>(label_size, output_size()));
-    s.param_grads = allocate_floats(model_->param_count_);
-    // Contexts are built once; a run only updates batch, offsets, mode and seed.
+    // Contexts are built once; a run only updates batch, offsets, slice pointers, mode and seed.
     s.fwd.assign(sites.size(), {});
     s.bwd.assign(sites.size(), {});
+    s.teams.assign(sites.size(), {});
     for (size_t i = 0; i < sites.size(); ++i) {
       ForwardContext& f = s.fwd[i];
       BackwardContext& b = s.bwd[i];
+      Team& team = s.teams[i];
       f.call = b.call = &sites[i]->options;
       for (int t : site_inputs_[i]) {
-        f.inputs.push_back(s.act[t].get());
-        b.inputs.push_back(s.act[t].get());
-        b.input_grads.push_back(needs_grad_[t] ? s.grad[t].get() : nullptr);
+        f.inputs.push_back(nullptr);
+        b.inputs.push_back(nullptr);
+        b.input_grads.push_back(nullptr);
+        team.inputs.push_back(act_[t].get());
+        team.input_grads.push_back(needs_grad_[t] ? grad_[t].get() : nullptr);
       }
       for (int t : site_outputs_[i]) {
-        f.outputs.push_back(s.act[t].get());
-        b.outputs.push_back(s.act[t].get());
-        b.output_grads.push_back(needs_grad_[t] ? s.grad[t].get() : nullptr);
+        f.outputs.push_back(nullptr);
+        b.outputs.push_back(nullptr);
+        b.output_grads.push_back(nullptr);
+        team.outputs.push_back(act_[t].get());
+        team.output_grads.push_back(needs_grad_[t] ? grad_[t].get() : nullptr);
       }
-      if (site_qmask_[i] >= 0) f.query_mask = b.query_mask = s.act[site_qmask_[i]].get();
-      if (site_vmask_[i] >= 0) f.value_mask = b.value_mask = s.act[site_vmask_[i]].get();
+      team.index = thread;
+      team.size = n_threads;
+      team.barrier = &barrier_;
+      team.shared = team_shared_.get();
+      team.param_grads = states_[0]->param_grads.get();
       f.saved = b.saved = s.saved[i].get();
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
       if (site_outputs_[i][0] == output_tensor_ && model_->hidden_logits_) {
         f.logits = s.logits.get();
-        b.output_grads[0] = s.logits_grad.get();
         b.output_grad_is_logits = true;
       }
     }
   }
-  planned_ = slice * n_threads;
+  planned_ = rows;
 }
 
 Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices,
@@ -143,6 +174,8 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     states_[t]->begin = batch * t / n;
     states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
   }
+  // Teams need every thread to hold samples (each meets the others at barriers).
+  team_active_ = !team_ranges_.empty() && batch >= n;
   auto slice_fn = [this](int t) { run_slice(t); };
   pool_.run(slice_fn);
   BatchResult total;
@@ -188,32 +221,64 @@ int64_t Executor::range_begin(int t) const {
 
 void Executor::reduce_gradients(int t) {
   const int n = pool_.size();
-  const int64_t begin = range_begin(t), end = range_begin(t + 1);
   float* __restrict dst = states_[0]->param_grads.get();
-  for (int s = 1; s < n; ++s) {
-    const float* __restrict src = states_[s]->param_grads.get();
-    for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
+  const auto reduce = [&](int64_t begin, int64_t end) {
+    for (int s = 1; s < n; ++s) {
+      const float* __restrict src = states_[s]->param_grads.get();
+      for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
+    }
+  };
+  const int64_t begin = range_begin(t), end = range_begin(t + 1);
+  if (!team_active_) return reduce(begin, end);
+  for (const auto& [a, b] : slice_ranges_)  // team ranges are complete in thread 0's buffer
+    if (std::max(a, begin) < std::min(b, end)) reduce(std::max(a, begin), std::min(b, end));
+}
+
+void Executor::zero_param_grads(int t) {
+  float* own = states_[t]->param_grads.get();
+  if (!team_active_) {
+    std::memset(own, 0, model_->param_count_ * sizeof(float));
+    return;
   }
+  for (const auto& [a, b] : slice_ranges_) std::memset(own + a, 0, (b - a) * sizeof(float));
+  // Team ranges live in thread 0's buffer only; each thread clears its share of them (a team
+  // layer writes gradients only after a barrier, so every share is clear by then).
+  float* shared = states_[0]->param_grads.get();
+  const int64_t begin = range_begin(t), end = range_begin(t + 1);
+  for (const auto& [a, b] : team_ranges_)
+    if (std::max(a, begin) < std::min(b, end))
+      std::memset(shared + std::max(a, begin), 0, (std::min(b, end) - std::max(a, begin)) * sizeof(float));
 }
 
 void Executor::run_slice(int t) {
   ThreadState& s = *states_[t];
   s.result = {};
   const int64_t count = s.count;
-  if (count == 0) {
-    if (train_) std::memset(s.param_grads.get(), 0, model_->param_count_ * sizeof(float));
+  if (count == 0) {  // never with teams: team_active_ needs batch >= threads
+    if (train_) zero_param_grads(t);
     return;
   }
   const int64_t* idx = indices_ + s.begin;
+  const auto slice_of = [&s, this](const std::shared_ptr<float[]>& whole, int tensor) {
+    return whole ? whole.get() + s.begin * tensor_size_[tensor] : nullptr;
+  };
   for (size_t i = 0; i < input_tensor_.size(); ++i) {
     const int64_t size = tensor_size_[input_tensor_[i]];
     const float* src = (*xs_)[i].data();
-    float* dst = s.act[input_tensor_[i]].get();
+    float* dst = slice_of(act_[input_tensor_[i]], input_tensor_[i]);
     for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * size, src + idx[r] * size, size * sizeof(float));
   }
   const auto& sites = model_->sites_;
   for (size_t i = 0; i < sites.size(); ++i) {
     ForwardContext& f = s.fwd[i];
+    for (size_t k = 0; k < f.inputs.size(); ++k) f.inputs[k] = slice_of(act_[site_inputs_[i][k]], site_inputs_[i][k]);
+    for (size_t k = 0; k < f.outputs.size(); ++k)
+      f.outputs[k] = slice_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
+    if (site_qmask_[i] >= 0) f.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
+    if (site_vmask_[i] >= 0) f.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
+    f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
+    s.teams[i].batch = batch_;
+    s.teams[i].slice_begin = s.begin;
     f.batch = count;
     f.sample_offset = s.begin;
     f.training = sites[i]->options.training.value_or(training_mode_);
@@ -221,7 +286,7 @@ void Executor::run_slice(int t) {
     sites[i]->layer->forward(f);
   }
   const int64_t out_size = output_size();
-  const float* pred = s.act[output_tensor_].get();
+  const float* pred = slice_of(act_[output_tensor_], output_tensor_);
   if (out_) std::memcpy(out_ + s.begin * out_size, pred, count * out_size * sizeof(float));
   if (y_ && model_->loss_) {
     const int64_t label_size = y_->size() / y_->dim(0);
@@ -234,18 +299,32 @@ void Executor::run_slice(int t) {
     lb.batch = count;
     lb.width = out_size;
     float* grad = nullptr;
-    if (train_) grad = model_->hidden_logits_ ? s.logits_grad.get() : s.grad[output_tensor_].get();
+    if (train_) grad = model_->hidden_logits_ ? s.logits_grad.get() : slice_of(grad_[output_tensor_], output_tensor_);
     s.result.loss_sum = model_->loss_->sum_and_gradient(lb, model_->hidden_logits_, grad, grad_scale_);
     if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count, out_size);
   }
   if (!train_) return;
-  std::memset(s.param_grads.get(), 0, model_->param_count_ * sizeof(float));
+  zero_param_grads(t);
   for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
     if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_)
-      std::memset(s.grad[t2].get(), 0, count * tensor_size_[t2] * sizeof(float));
+      std::memset(slice_of(grad_[t2], static_cast<int>(t2)), 0, count * tensor_size_[t2] * sizeof(float));
   for (size_t i = sites.size(); i-- > 0;) {
     if (!site_backward_[i]) continue;
     BackwardContext& b = s.bwd[i];
+    for (size_t k = 0; k < b.inputs.size(); ++k) {
+      const int tensor = site_inputs_[i][k];
+      b.inputs[k] = slice_of(act_[tensor], tensor);
+      b.input_grads[k] = needs_grad_[tensor] ? slice_of(grad_[tensor], tensor) : nullptr;
+    }
+    for (size_t k = 0; k < b.outputs.size(); ++k) {
+      const int tensor = site_outputs_[i][k];
+      b.outputs[k] = slice_of(act_[tensor], tensor);
+      b.output_grads[k] = needs_grad_[tensor] ? slice_of(grad_[tensor], tensor) : nullptr;
+    }
+    if (b.output_grad_is_logits) b.output_grads[0] = s.logits_grad.get();
+    if (site_qmask_[i] >= 0) b.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
+    if (site_vmask_[i] >= 0) b.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
+    b.team = s.fwd[i].team;
     b.batch = count;
     b.sample_offset = s.begin;
     b.training = s.fwd[i].training;

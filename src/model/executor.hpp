@@ -1,7 +1,10 @@
 // Executor: runs a model's call sites over batches with buffers planned once.
-// Each thread owns a slice of the batch and a full set of activation, gradient,
-// saved and scratch buffers, plus its own parameter-gradient buffer; gradients are
-// reduced across threads in a fixed order, so a given thread count is bit-reproducible.
+// Each thread owns a slice of the batch (rows of whole-batch activation and gradient
+// buffers), its own saved and scratch buffers and its own parameter-gradient buffer;
+// gradients are reduced across threads in a fixed order, so a given thread count is
+// bit-reproducible. Layers that split their work by weights (Layer::split_by_weights)
+// run as a team instead: every thread sees the whole batch and writes its share of
+// that layer's gradients straight into thread 0's buffer, which then needs no reduction.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +45,12 @@ class Executor {
 
  private:
   struct ThreadState;
+  struct PoolBarrier : TeamBarrier {
+    ThreadPool* pool = nullptr;
+    void wait() override { pool->barrier(); }
+  };
   void run_slice(int t);
+  void zero_param_grads(int t);
   void reduce_gradients(int t);
   int64_t range_begin(int t) const;  // thread t's share of the parameter buffer
 
@@ -58,6 +66,13 @@ class Executor {
   std::vector<int> site_qmask_, site_vmask_;
   int64_t planned_ = 0;
   std::vector<std::unique_ptr<ThreadState>> states_;
+  std::vector<std::shared_ptr<float[]>> act_;   // per tensor [planned_, size]
+  std::vector<std::shared_ptr<float[]>> grad_;  // per tensor, null when no gradient
+  std::shared_ptr<float[]> team_shared_;
+  std::vector<bool> site_team_;                  // runs as a team when team_active_
+  std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
+  PoolBarrier barrier_;
+  bool team_active_ = false;  // this run: team sites run as teams (batch >= threads)
 
   // The current run's arguments, read by every thread.
   const std::vector<Tensor>* xs_ = nullptr;

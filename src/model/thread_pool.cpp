@@ -52,6 +52,23 @@ void ThreadPool::run_erased(void (*call)(void*, int), void* fn) {
   }
 }
 
+void ThreadPool::barrier() {
+  if (size_ == 1) return;
+  // The phase cannot advance before this thread arrives, so reading it first is safe.
+  const uint64_t phase = barrier_phase_.load(std::memory_order_acquire);
+  if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == size_ - 1) {
+    barrier_arrived_.store(0, std::memory_order_relaxed);
+    barrier_phase_.fetch_add(1, std::memory_order_release);
+    return;
+  }
+  for (int spin = 0; barrier_phase_.load(std::memory_order_acquire) == phase; ++spin) {
+    if (spin < kSpins)
+      ATTN_CPU_RELAX();
+    else
+      std::this_thread::yield();
+  }
+}
+
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {

@@ -23,6 +23,9 @@ class ThreadPool {
   void run(Fn& fn) {
     run_erased([](void* f, int i) { (*static_cast<Fn*>(f))(i); }, &fn);
   }
+  // Inside run(): returns once every thread of the pool has called it (each thread the same
+  // number of times per run). Spins with pause, then yields.
+  void barrier();
 
  private:
   void run_erased(void (*call)(void*, int), void* fn);
@@ -35,6 +38,8 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::atomic<int> sleepers_{0};              // workers blocked in generation_.wait
   std::atomic<bool> caller_sleeping_{false};  // run() blocked in pending_.wait
+  std::atomic<int> barrier_arrived_{0};
+  std::atomic<uint64_t> barrier_phase_{0};
   void (*call_)(void*, int) = nullptr;
   void* fn_ = nullptr;
 };

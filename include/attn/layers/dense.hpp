@@ -26,6 +26,10 @@ class DenseLayer : public Layer {
   int64_t saved_floats_per_sample(const CallOptions&) const override;
   int64_t scratch_floats(int64_t batch, const CallOptions&) const override;
   bool has_keras_logits() const override;
+  // On several threads Dense splits W by rows (each thread: its input features, all samples) once
+  // W is large: at small batches reading W dominates, and each thread then reads only its share.
+  bool split_by_weights() const override;
+  int64_t team_floats(int64_t batch, int threads) const override;
   std::string keras_logits_activation() const override { return activation_name_; }
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
@@ -35,6 +39,8 @@ class DenseLayer : public Layer {
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
 
  private:
+  void forward_team(ForwardContext& ctx, float* z);
+  void backward_team(BackwardContext& ctx, const float* dy);
   int64_t units_;
   DenseOptions options_;
   std::string activation_name_;
