@@ -7,6 +7,7 @@
 // (kept from forward to backward, per sample) and `scratch` (temporary) memory.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -58,11 +59,11 @@ struct Weight {
 };
 
 // A team run of one layer: with several threads, each thread normally runs every layer on its
-// own slice of the batch. A layer whose weights outweigh its activations at small batches (Dense
-// at batch 20: 313 KB of weights, 63 KB of inputs) can split its work by weights instead
-// (Layer::split_by_weights): every thread then calls it with the whole batch visible, does its
-// share of the work on all samples, and meets the others at barriers. The context's own slice
-// fields (batch, saved, scratch, logits, slice pointers) stay valid alongside.
+// own slice of the batch. A layer can instead run as a team (Layer::runs_as_team): every thread
+// then calls it with the whole batch visible and meets the others at barriers. Dense splits its
+// weights (at batch 20 its 313 KB of W outweigh its 63 KB of inputs, so each thread should read
+// only its share); Attention hands out samples one at a time (their cost varies with the data).
+// The context's own slice fields (batch, saved, scratch, logits, slice pointers) stay valid.
 struct TeamBarrier {
   virtual void wait() = 0;  // returns once every thread of the team has called it
  protected:
@@ -79,8 +80,12 @@ struct Team {
   std::vector<float*> outputs;
   std::vector<const float*> output_grads;
   std::vector<float*> input_grads;      // ADD into; null where no gradient is needed
+  float* saved = nullptr;        // whole-batch [batch * saved_floats_per_sample]
   float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
+  // Two counters shared by the team, zero when a run starts: [0] for forward, [1] for backward
+  // (for handing out work items dynamically, e.g. counter[0].fetch_add(1)).
+  std::atomic<int64_t>* counters = nullptr;
 };
 
 struct ForwardContext {
@@ -96,7 +101,7 @@ struct ForwardContext {
   float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
   float* saved = nullptr;             // [batch * saved_floats_per_sample()]
   float* scratch = nullptr;           // [scratch_floats(batch)]
-  Team* team = nullptr;               // set when the layer runs split by weights
+  Team* team = nullptr;               // set when the layer runs as a team
 };
 
 struct BackwardContext {
@@ -115,7 +120,7 @@ struct BackwardContext {
   float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
   float* saved = nullptr;
   float* scratch = nullptr;
-  Team* team = nullptr;  // set when the layer runs split by weights (param_grads is then team->param_grads)
+  Team* team = nullptr;  // set when the layer runs as a team (use team->param_grads)
 };
 
 class Layer : public std::enable_shared_from_this<Layer> {
@@ -146,8 +151,9 @@ class Layer : public std::enable_shared_from_this<Layer> {
   virtual std::string keras_logits_activation() const { return ""; }
 
   // True when, on several threads, this layer should run as a team (see Team) rather than on
-  // batch slices; it then also needs team_floats of shared memory.
-  virtual bool split_by_weights() const { return false; }
+  // batch slices; it then also needs team_floats of shared memory. Its forward and backward
+  // must call the team's barrier the same number of times on every thread.
+  virtual bool runs_as_team() const { return false; }
   virtual int64_t team_floats(int64_t /*batch*/, int /*threads*/) const { return 0; }
 
   virtual void forward(ForwardContext& ctx) = 0;

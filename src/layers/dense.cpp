@@ -93,7 +93,7 @@ int64_t DenseLayer::scratch_floats(int64_t batch, const CallOptions&) const {
   return batch * rows_per_sample_ * units_;  // d(pre-activation)
 }
 
-bool DenseLayer::split_by_weights() const { return in_features_ * units_ >= kTeamMinWeights; }
+bool DenseLayer::runs_as_team() const { return in_features_ * units_ >= kTeamMinWeights; }
 
 int64_t DenseLayer::team_floats(int64_t batch, int threads) const {
   // Each thread's partial pre-activation [rows, units], then d(pre-activation) for all rows.

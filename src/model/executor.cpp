@@ -11,7 +11,6 @@
 namespace attn {
 
 struct Executor::ThreadState {
-  std::vector<std::shared_ptr<float[]>> saved; // per call site
   std::shared_ptr<float[]> scratch;
   std::shared_ptr<float[]> logits, logits_grad;
   std::shared_ptr<float[]> labels;
@@ -66,7 +65,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   // (into every thread's buffer, then reduced).
   std::vector<bool> team_param(model_->param_count_, false);
   for (const auto& site : sites) {
-    const bool team = pool_.size() > 1 && site->layer->split_by_weights();
+    const bool team = pool_.size() > 1 && site->layer->runs_as_team();
     site_team_.push_back(team);
     if (!team) continue;
     for (const Weight& w : site->layer->weights())
@@ -101,15 +100,18 @@ void Executor::plan(int64_t max_batch) {
   for (size_t i = 0; i < sites.size(); ++i)
     if (site_team_[i]) team_floats = std::max(team_floats, sites[i]->layer->team_floats(rows, n_threads));
   team_shared_ = allocate_floats(std::max<int64_t>(team_floats, 1));
+  saved_.assign(sites.size(), nullptr);
+  saved_per_sample_.assign(sites.size(), 0);
+  for (size_t i = 0; i < sites.size(); ++i) {
+    saved_per_sample_[i] = sites[i]->layer->saved_floats_per_sample(sites[i]->options);
+    saved_[i] = allocate_floats(std::max<int64_t>(rows * saved_per_sample_[i], 1));
+  }
+  team_counters_ = std::make_unique<std::atomic<int64_t>[]>(2 * sites.size());
   for (auto& st : states_) st->param_grads = allocate_floats(model_->param_count_);
   for (int thread = 0; thread < n_threads; ++thread) {
     ThreadState& s = *states_[thread];
     int64_t scratch = 0;
-    s.saved.clear();
-    for (const auto& site : sites) {
-      s.saved.push_back(allocate_floats(slice * site->layer->saved_floats_per_sample(site->options)));
-      scratch = std::max(scratch, site->layer->scratch_floats(slice, site->options));
-    }
+    for (const auto& site : sites) scratch = std::max(scratch, site->layer->scratch_floats(slice, site->options));
     s.scratch = allocate_floats(scratch);
     s.logits = allocate_floats(slice * output_size());
     s.logits_grad = allocate_floats(slice * output_size());
@@ -142,7 +144,8 @@ void Executor::plan(int64_t max_batch) {
       team.barrier = &barrier_;
       team.shared = team_shared_.get();
       team.param_grads = states_[0]->param_grads.get();
-      f.saved = b.saved = s.saved[i].get();
+      team.saved = saved_[i].get();
+      team.counters = team_counters_.get() + 2 * i;
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
       if (site_outputs_[i][0] == output_tensor_ && model_->hidden_logits_) {
@@ -175,7 +178,8 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
   }
   // Teams need every thread to hold samples (each meets the others at barriers).
-  team_active_ = !team_ranges_.empty() && batch >= n;
+  team_active_ = std::find(site_team_.begin(), site_team_.end(), true) != site_team_.end() && batch >= n;
+  for (size_t i = 0; i < 2 * model_->sites_.size(); ++i) team_counters_[i].store(0, std::memory_order_relaxed);
   auto slice_fn = [this](int t) { run_slice(t); };
   pool_.run(slice_fn);
   BatchResult total;
@@ -276,6 +280,7 @@ void Executor::run_slice(int t) {
       f.outputs[k] = slice_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
     if (site_qmask_[i] >= 0) f.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
     if (site_vmask_[i] >= 0) f.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
+    f.saved = saved_[i].get() + s.begin * saved_per_sample_[i];
     f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
     s.teams[i].batch = batch_;
     s.teams[i].slice_begin = s.begin;
@@ -325,6 +330,7 @@ void Executor::run_slice(int t) {
     if (site_qmask_[i] >= 0) b.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
     if (site_vmask_[i] >= 0) b.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
     b.team = s.fwd[i].team;
+    b.saved = s.fwd[i].saved;
     b.batch = count;
     b.sample_offset = s.begin;
     b.training = s.fwd[i].training;

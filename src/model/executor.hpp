@@ -1,12 +1,13 @@
 // Executor: runs a model's call sites over batches with buffers planned once.
-// Each thread owns a slice of the batch (rows of whole-batch activation and gradient
-// buffers), its own saved and scratch buffers and its own parameter-gradient buffer;
+// Each thread owns a slice of the batch (rows of whole-batch activation, gradient and
+// saved buffers), its own scratch buffer and its own parameter-gradient buffer;
 // gradients are reduced across threads in a fixed order, so a given thread count is
-// bit-reproducible. Layers that split their work by weights (Layer::split_by_weights)
-// run as a team instead: every thread sees the whole batch and writes its share of
-// that layer's gradients straight into thread 0's buffer, which then needs no reduction.
+// bit-reproducible. Layers that run as a team (Layer::runs_as_team) see the whole
+// batch on every thread and write their parameter gradients straight into thread 0's
+// buffer, which then needs no reduction for them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -68,7 +69,10 @@ class Executor {
   std::vector<std::unique_ptr<ThreadState>> states_;
   std::vector<std::shared_ptr<float[]>> act_;   // per tensor [planned_, size]
   std::vector<std::shared_ptr<float[]>> grad_;  // per tensor, null when no gradient
+  std::vector<std::shared_ptr<float[]>> saved_;  // per call site [planned_, saved floats per sample]
+  std::vector<int64_t> saved_per_sample_;
   std::shared_ptr<float[]> team_shared_;
+  std::unique_ptr<std::atomic<int64_t>[]> team_counters_;  // two per call site
   std::vector<bool> site_team_;                  // runs as a team when team_active_
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
   PoolBarrier barrier_;

@@ -16,6 +16,9 @@ namespace attn {
 
 namespace {
 constexpr int kSpins = 1 << 15;
+// Barrier waits inside a step are short when every thread has a core; when threads outnumber
+// cores, long spins only delay the thread being waited for.
+constexpr int kBarrierSpins = 1 << 11;
 }
 
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
@@ -58,14 +61,20 @@ void ThreadPool::barrier() {
   const uint64_t phase = barrier_phase_.load(std::memory_order_acquire);
   if (barrier_arrived_.fetch_add(1, std::memory_order_acq_rel) == size_ - 1) {
     barrier_arrived_.store(0, std::memory_order_relaxed);
-    barrier_phase_.fetch_add(1, std::memory_order_release);
+    barrier_phase_.fetch_add(1, std::memory_order_seq_cst);
+    if (barrier_sleepers_.load(std::memory_order_seq_cst) != 0) barrier_phase_.notify_all();
     return;
   }
+  // Spin, then sleep: on a machine with more runnable threads than cores, a spinning thread
+  // would burn the time slice the thread it waits for needs.
   for (int spin = 0; barrier_phase_.load(std::memory_order_acquire) == phase; ++spin) {
-    if (spin < kSpins)
+    if (spin < kBarrierSpins) {
       ATTN_CPU_RELAX();
-    else
-      std::this_thread::yield();
+      continue;
+    }
+    barrier_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (barrier_phase_.load(std::memory_order_seq_cst) == phase) barrier_phase_.wait(phase, std::memory_order_seq_cst);
+    barrier_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 

@@ -24,7 +24,7 @@ class ThreadPool {
     run_erased([](void* f, int i) { (*static_cast<Fn*>(f))(i); }, &fn);
   }
   // Inside run(): returns once every thread of the pool has called it (each thread the same
-  // number of times per run). Spins with pause, then yields.
+  // number of times per run). Spins with pause, then sleeps.
   void barrier();
 
  private:
@@ -40,6 +40,7 @@ class ThreadPool {
   std::atomic<bool> caller_sleeping_{false};  // run() blocked in pending_.wait
   std::atomic<int> barrier_arrived_{0};
   std::atomic<uint64_t> barrier_phase_{0};
+  std::atomic<int> barrier_sleepers_{0};
   void (*call_)(void*, int) = nullptr;
   void* fn_ = nullptr;
 };

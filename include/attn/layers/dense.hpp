@@ -28,7 +28,7 @@ class DenseLayer : public Layer {
   bool has_keras_logits() const override;
   // On several threads Dense splits W by rows (each thread: its input features, all samples) once
   // W is large: at small batches reading W dominates, and each thread then reads only its share.
-  bool split_by_weights() const override;
+  bool runs_as_team() const override;
   int64_t team_floats(int64_t batch, int threads) const override;
   std::string keras_logits_activation() const override { return activation_name_; }
   void forward(ForwardContext& ctx) override;

@@ -1,9 +1,10 @@
-// Dense split by weights across threads (Layer::split_by_weights, the executor's team runs) must
-// compute what one thread computes: predictions and one step's gradients (SGD with learning rate
-// 1: g = w - w') against the 1-thread run, for batches that do and do not divide among the
-// threads, fewer samples than threads (the team falls back to batch slices), more rows than the
-// small-batch kernels take (BLAS), Dense on 3-D inputs, a large Dense called at two sites, a
-// softmax output whose logits feed the loss, and the clipping optimizer path. Summation order
+// Layers run as a team across threads (Layer::runs_as_team: Dense split by weights, Attention
+// handing out samples) must compute what one thread computes: predictions and one step's
+// gradients (SGD with learning rate 1: g = w - w') against the 1-thread run, for batches that do
+// and do not divide among the threads, fewer samples than threads (the team falls back to batch
+// slices), more rows than the small-batch kernels take (BLAS), Dense on 3-D inputs, a large Dense
+// called at two sites, a softmax output whose logits feed the loss, the clipping optimizer path,
+// and Attention with masks, causal, concat scores, dropout, a key input and returned scores. Summation order
 // differs between thread counts, so the comparison has a float32 tolerance; the same thread
 // count must reproduce bit for bit.
 #include <gtest/gtest.h>
@@ -27,7 +28,7 @@ using attn::Tensor;
 struct Case {
   std::string name;
   std::function<Model()> build;
-  attn::Shape input;  // per sample
+  std::vector<attn::Shape> inputs;  // per sample; inputs after the first are 0/1 masks
   int classes;
   std::function<std::shared_ptr<attn::losses::Loss>()> loss;
   bool clip = false;
@@ -36,41 +37,68 @@ struct Case {
 std::vector<Case> cases() {
   const auto sparse_logits = [] { return attn::losses::SparseCategoricalCrossentropy({.from_logits = true}); };
   return {
-      {"reference model", [] { return attn::reference_model(); }, {784, 1}, 10, sparse_logits},
+      {"reference model", [] { return attn::reference_model(); }, {{784, 1}}, 10, sparse_logits},
+      {"attention: masks, causal, key input, dropout",
+       [] {
+         auto x = attn::Input({9, 4});
+         auto qm = attn::Input({9});
+         auto vm = attn::Input({9});
+         auto q = L::Dense(4, {.activation = "tanh"})(x);
+         auto k = L::Dense(4)(x);
+         auto a = L::Attention({.use_scale = true, .dropout = 0.3f})(
+             {q, x, k}, {.training = true, .use_causal_mask = true, .query_mask = qm, .value_mask = vm});
+         return Model({x, qm, vm}, {L::Dense(3)(L::Flatten()(a))});
+       },
+       {{9, 4}, {9}, {9}}, 3, sparse_logits},
+      {"attention: concat scores, returned scores",
+       [] {
+         auto x = attn::Input({7, 3});
+         auto outs = L::Attention({.use_scale = true, .score_mode = "concat"})
+                         .call({x, x}, {.return_attention_scores = true});
+         auto h = L::Dense(5, {.activation = "relu"})(L::Flatten()(outs[0]));
+         auto s = L::Flatten()(outs[1]);
+         return Model(x, L::Dense(2)(L::Flatten()(L::Attention()({L::Reshape({5, 1})(h), L::Reshape({49, 1})(s)}))));
+       },
+       {{7, 3}}, 2, sparse_logits},
       {"dense on 3-D input",
        [] {
          auto in = attn::Input({6, 40});
          auto h = L::Dense(500, {.activation = "tanh"})(in);  // 20,000 weights, 6 rows per sample
          return Model(in, L::Dense(3)(L::Flatten()(h)));
        },
-       {6, 40}, 3, sparse_logits},
+       {{6, 40}}, 3, sparse_logits},
       {"one large Dense at two sites",
        [] {
          auto in = attn::Input({150});
          L::Dense shared(150, {.activation = "tanh"});  // 22,500 weights, gradients from both calls
          return Model(in, L::Dense(4)(shared(shared(in))));
        },
-       {150}, 4, sparse_logits},
+       {{150}}, 4, sparse_logits},
       {"softmax output, logits to the loss, clipping",
        [] {
          auto in = attn::Input({100});
          return Model(in, L::Dense(300, {.activation = "softmax"})(in));  // 30,000 weights
        },
-       {100}, 300, sparse_logits, true},
+       {{100}}, 300, sparse_logits, true},
   };
 }
 
 struct Data {
-  Tensor x, y;
+  std::vector<Tensor> xs;
+  Tensor y;
 };
 
 Data make_data(const Case& c, int64_t batch, uint32_t seed) {
-  attn::Shape shape{batch};
-  for (int64_t d : c.input) shape.push_back(d);
-  Data d{Tensor(shape), Tensor({batch})};
+  Data d{{}, Tensor({batch})};
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (int64_t i = 0; i < d.x.size(); ++i) d.x[i] = u(gen);
+  for (size_t in = 0; in < c.inputs.size(); ++in) {
+    attn::Shape shape{batch};
+    for (int64_t e : c.inputs[in]) shape.push_back(e);
+    Tensor x(shape);
+    for (int64_t i = 0; i < x.size(); ++i) x[i] = in == 0 ? u(gen) : static_cast<float>(gen() % 4 != 0);
+    d.xs.push_back(std::move(x));
+  }
   for (int64_t i = 0; i < batch; ++i) d.y[i] = static_cast<float>(gen() % c.classes);
   return d;
 }
@@ -90,9 +118,9 @@ Result run(const Case& c, const Data& d, int threads) {
   if (c.clip) clip.global_clipnorm = 1e9f;  // never binds, but takes the reduce-then-update path
   m.compile(attn::optimizers::SGD({.learning_rate = 1.0f, .clip = clip}), c.loss(), {}, {.warn = false});
   Result r;
-  r.pred = m.predict(d.x, {.batch_size = static_cast<int>(d.x.dim(0))}).to_vector();
+  r.pred = m.predict(d.xs, {.batch_size = static_cast<int>(d.y.dim(0))}).at(0).to_vector();
   const auto before = m.get_weights_flat();
-  m.train_on_batch({d.x}, d.y);
+  m.train_on_batch(d.xs, d.y);
   r.after = m.get_weights_flat();
   for (size_t i = 0; i < before.size(); ++i) r.grad.push_back(double(before[i]) - double(r.after[i]));
   return r;
@@ -113,7 +141,7 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
 
 std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
-TEST(TeamDense, MatchesOneThread) {
+TEST(Team, MatchesOneThread) {
   for (const Case& c : cases())
     for (int64_t batch : {1, 2, 3, 7, 20, 40, 70}) {
       const Data d = make_data(c, batch, static_cast<uint32_t>(batch));
@@ -129,7 +157,7 @@ TEST(TeamDense, MatchesOneThread) {
     }
 }
 
-TEST(TeamDense, SameThreadCountIsBitIdentical) {
+TEST(Team, SameThreadCountIsBitIdentical) {
   for (const Case& c : cases()) {
     const Data d = make_data(c, 20, 99);
     const Result a = run(c, d, 2), b = run(c, d, 2);
