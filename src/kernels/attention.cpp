@@ -171,14 +171,15 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
   const AttentionConfig& cfg = *sm.cfg;
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cw = layout::round_up(cols, n);
   float mult = cfg.scale;
   if (cfg.mode == ScoreMode::kDot) {
-    gemm<false, false>(sm.q + i0 * cfg.d, cfg.d, rows, cfg.d, sm.kt + j0, sm.tvp, kBlockCols, raw, kBlockCols, nullptr);
+    gemm<false, false>(sm.q + i0 * cfg.d, cfg.d, rows, cfg.d, sm.kt + j0, sm.tvp, cw, raw, kBlockCols, nullptr);
   } else {
     mult = cfg.concat_weight;
     for (int64_t r = 0; r < rows; ++r) {
       const float* qi = sm.q + (i0 + r) * cfg.d;
-      for (int64_t c = 0; c < kBlockCols; ++c) {
+      for (int64_t c = 0; c < cw; ++c) {
         float acc = 0.0f;
         if (c < cols) {
           const float* kj = sm.k + (j0 + c) * cfg.d;
@@ -190,7 +191,7 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
   }
   const auto vm = hn::Set(df, mult);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < kBlockCols; c += n)
+    for (int64_t c = 0; c < cw; c += n)
       hn::StoreU(hn::Mul(hn::LoadU(df, raw + r * kBlockCols + c), vm), df, s + r * kBlockCols + c);
   const uint8_t* vmask = cfg.value_mask != nullptr ? cfg.value_mask + sm.b * cfg.tv : nullptr;
   if (vmask != nullptr || cfg.causal) {
@@ -201,7 +202,7 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
       }
   }
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = cols; c < kBlockCols; ++c) s[r * kBlockCols + c] = -std::numeric_limits<float>::infinity();
+    for (int64_t c = cols; c < cw; ++c) s[r * kBlockCols + c] = -std::numeric_limits<float>::infinity();
 }
 
 // Exact skip of a block that is entirely causally masked for rows whose max is a real score:
@@ -245,15 +246,16 @@ void forward_impl(const AttentionConfig& cfg, const float* q, const float* k, co
         const int64_t cols = std::min(kBlockCols, tv - j0);
         if (causal_skip(cfg, i0, rows, j0, m)) break;
         block_scores(sm, i0, rows, j0, cols, raw, s);
+        const int64_t cw = layout::round_up(cols, n);  // live width: columns past it are not touched
         for (int64_t r = 0; r < rows; ++r) {
           float* sr = s + r * kBlockCols;
           auto vmax = hn::Set(df, ninf);
-          for (int64_t c = 0; c < kBlockCols; c += n) vmax = hn::Max(vmax, hn::LoadU(df, sr + c));
+          for (int64_t c = 0; c < cw; c += n) vmax = hn::Max(vmax, hn::LoadU(df, sr + c));
           const float mnew = std::max(m[r], hn::GetLane(hn::MaxOfLanes(df, vmax)));
           const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - mnew);
           const auto vm = hn::Set(df, mnew);
           auto vs = hn::Zero(df);
-          for (int64_t c = 0; c < kBlockCols; c += n) {
+          for (int64_t c = 0; c < cw; c += n) {
             const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm));
             vs = hn::Add(vs, e);
             hn::StoreU(e, df, sr + c);
@@ -332,49 +334,52 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
         const int64_t rows = std::min(kBlockRows, tq - i0);
         if (causal_skip(cfg, i0, rows, j0, ms + i0)) continue;
         block_scores(sm, i0, rows, j0, cols, raw, s);
-        gemm<false, false>(gb + i0 * dvf, dvf, rows, dvf, vt + j0, L.tvp, kBlockCols, dp, kBlockCols, nullptr);
+        const int64_t cw = layout::round_up(cols, n);  // live width: columns past it are not touched
+        gemm<false, false>(gb + i0 * dvf, dvf, rows, dvf, vt + j0, L.tvp, cw, dp, kBlockCols, nullptr);
+        // One pass per row: s becomes W (after dropout), dp becomes dS, and in dot mode dscale
+        // takes sum dS * raw and dp is then multiplied by scale (the dS that dq and dk need).
+        const auto vsc = hn::Set(df, concat ? 1.0f : cfg.scale);
         for (int64_t r = 0; r < rows; ++r) {
           float* sr = s + r * kBlockCols;
           float* dr = dp + r * kBlockCols;
+          const float* rr = raw + r * kBlockCols;
           if (qm != nullptr && qm[i0 + r] == 0) {  // where(qm, out, 0): no gradient from this row
-            std::fill(sr, sr + kBlockCols, 0.0f);
-            std::fill(dr, dr + kBlockCols, 0.0f);
+            std::fill(sr, sr + cw, 0.0f);
+            std::fill(dr, dr + cw, 0.0f);
             continue;
           }
           const auto vm = hn::Set(df, ms[i0 + r]);
           const auto vinv = hn::Set(df, 1.0f / ls[i0 + r]);
           const auto vd = hn::Set(df, drow[i0 + r]);
-          for (int64_t c = 0; c < kBlockCols; c += n) {
-            const auto p = hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
-            hn::StoreU(p, df, sr + c);
-            if (cfg.dropout <= 0.0f) hn::StoreU(hn::Mul(p, hn::Sub(hn::LoadU(df, dr + c), vd)), df, dr + c);
-          }
-          if (cfg.dropout > 0.0f) {
-            for (int64_t c = 0; c < kBlockCols; ++c) {
+          auto vdscale = hn::Zero(df);
+          if (cfg.dropout <= 0.0f) {
+            for (int64_t c = 0; c < cw; c += n) {
+              const auto p = hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
+              hn::StoreU(p, df, sr + c);
+              const auto ds = hn::Mul(p, hn::Sub(hn::LoadU(df, dr + c), vd));
+              vdscale = hn::MulAdd(ds, hn::LoadU(df, rr + c), vdscale);
+              hn::StoreU(hn::Mul(ds, vsc), df, dr + c);
+            }
+          } else {
+            for (int64_t c = 0; c < cw; c += n)
+              hn::StoreU(hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv), df, sr + c);
+            for (int64_t c = 0; c < cw; ++c) {
               const float f = c < cols ? dropout_factor(cfg.dropout, cfg.dropout_seed, sample, i0 + r, j0 + c) : 0.0f;
               dr[c] = sr[c] * (dr[c] * f - drow[i0 + r]);
               sr[c] *= f;
             }
-          }
-        }
-        // s now holds W (after dropout), dp holds dS.
-        if (dvb != nullptr) {
-          gemm<true, true>(s, kBlockCols, cols, rows, gb + i0 * dvf, dvf, dvf, dvb + j0 * dvf, dvf, scratch + L.gather);
-        }
-        if (!concat) {
-          if (dscale != nullptr) {
-            for (int64_t r = 0; r < rows; ++r) {
-              auto acc = hn::Zero(df);
-              for (int64_t c = 0; c < kBlockCols; c += n)
-                acc = hn::MulAdd(hn::LoadU(df, dp + r * kBlockCols + c), hn::LoadU(df, raw + r * kBlockCols + c), acc);
-              dscale_acc += hn::GetLane(hn::SumOfLanes(df, acc));
+            for (int64_t c = 0; c < cw; c += n) {
+              const auto ds = hn::LoadU(df, dr + c);
+              vdscale = hn::MulAdd(ds, hn::LoadU(df, rr + c), vdscale);
+              hn::StoreU(hn::Mul(ds, vsc), df, dr + c);
             }
           }
+          if (!concat) dscale_acc += hn::GetLane(hn::SumOfLanes(df, vdscale));  // concat: below
+        }
+        if (dvb != nullptr)
+          gemm<true, true>(s, kBlockCols, cols, rows, gb + i0 * dvf, dvf, dvf, dvb + j0 * dvf, dvf, scratch + L.gather);
+        if (!concat) {
           if (dqb == nullptr && dkb == nullptr) continue;
-          const auto vsc = hn::Set(df, cfg.scale);
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < kBlockCols; c += n)
-              hn::StoreU(hn::Mul(hn::LoadU(df, dp + r * kBlockCols + c), vsc), df, dp + r * kBlockCols + c);
           if (dqb != nullptr)
             gemm<false, true>(dp, kBlockCols, rows, cols, sm.k + j0 * d, d, d, dqb + i0 * d, d, scratch + L.gather);
           if (dkb != nullptr) {

@@ -10,7 +10,7 @@
 
 namespace attn::kernels::layout {
 
-inline constexpr int64_t kBlockRows = 32;  // query rows per block (BR)
+inline constexpr int64_t kBlockRows = 64;  // query rows per block (BR)
 inline constexpr int64_t kBlockCols = 64;  // key columns per block (BC), a multiple of 2 x 16 lanes
 inline constexpr int64_t kPad = 64;        // slack so every vector load of a group array stays in bounds
 
