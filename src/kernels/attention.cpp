@@ -28,154 +28,123 @@ using layout::kBlockCols;
 using layout::kBlockRows;
 using DF = hn::ScalableTag<float>;
 
-// out [rows, kBlockCols] (ld kBlockCols) = x [rows, kdim] (ld ldx) . yt [kdim, kBlockCols] (ld ldyt).
-// yt is zero padded past the real columns, so whole vectors are always valid.
-void block_xyt(const float* HWY_RESTRICT x, int64_t ldx, int64_t rows, int64_t kdim,
-               const float* HWY_RESTRICT yt, int64_t ldyt, float* HWY_RESTRICT out) {
+// Block products. One routine covers all seven: z [rows, ncols] (ld ldz) = (or +=, kAcc)
+// A [rows, kdim] . y [kdim, ncols] (ld ldy), where A(r, k) = a[r * lda + k], or with kTransA
+// A(r, k) = a[k * kBlockCols + r] (A is the transpose of a [kdim, kBlockCols] block, so P^T dO
+// and dS^T Q need no explicit transpose: the kernel broadcasts single elements of A, and a
+// strided broadcast costs the same as a contiguous one).
+template <bool kTransA>
+HWY_INLINE const float* a_at(const float* a, int64_t lda, int64_t r, int64_t k) {
+  return kTransA ? a + k * kBlockCols + r : a + r * lda + k;
+}
+
+// Register tile: R rows x NV vectors of z, accumulated over all of kdim in registers (6 x 2 on
+// AVX2: 12 accumulators, enough independent FMA chains to cover FMA latency on two pipes, plus
+// 2 loads of y and 1 broadcast register = 15 of the 16 ymm registers).
+template <int R, int NV, bool kTransA, bool kAcc>
+HWY_INLINE void gemm_tile(const float* HWY_RESTRICT a, int64_t lda, int64_t kdim, const float* HWY_RESTRICT y,
+                          int64_t ldy, float* HWY_RESTRICT z, int64_t ldz) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  int64_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const float* x0 = x + r * ldx;
-    for (int64_t c = 0; c < kBlockCols; c += 2 * n) {
-      auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
-      auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
-      for (int64_t k = 0; k < kdim; ++k) {
-        const auto y0 = hn::LoadU(df, yt + k * ldyt + c);
-        const auto y1 = hn::LoadU(df, yt + k * ldyt + c + n);
-        auto b = hn::Set(df, x0[k]);
-        a00 = hn::MulAdd(b, y0, a00);
-        a01 = hn::MulAdd(b, y1, a01);
-        b = hn::Set(df, x0[ldx + k]);
-        a10 = hn::MulAdd(b, y0, a10);
-        a11 = hn::MulAdd(b, y1, a11);
-        b = hn::Set(df, x0[2 * ldx + k]);
-        a20 = hn::MulAdd(b, y0, a20);
-        a21 = hn::MulAdd(b, y1, a21);
-        b = hn::Set(df, x0[3 * ldx + k]);
-        a30 = hn::MulAdd(b, y0, a30);
-        a31 = hn::MulAdd(b, y1, a31);
-      }
-      float* o = out + r * kBlockCols + c;
-      hn::StoreU(a00, df, o);
-      hn::StoreU(a01, df, o + n);
-      hn::StoreU(a10, df, o + kBlockCols);
-      hn::StoreU(a11, df, o + kBlockCols + n);
-      hn::StoreU(a20, df, o + 2 * kBlockCols);
-      hn::StoreU(a21, df, o + 2 * kBlockCols + n);
-      hn::StoreU(a30, df, o + 3 * kBlockCols);
-      hn::StoreU(a31, df, o + 3 * kBlockCols + n);
+  using V = hn::Vec<DF>;
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = hn::Zero(df);
+  for (int64_t k = 0; k < kdim; ++k) {
+    V yv[NV];
+    for (int v = 0; v < NV; ++v) yv[v] = hn::LoadU(df, y + k * ldy + v * n);
+    for (int r = 0; r < R; ++r) {
+      const V b = hn::Set(df, *a_at<kTransA>(a, lda, r, k));
+      for (int v = 0; v < NV; ++v) acc[r][v] = hn::MulAdd(b, yv[v], acc[r][v]);
     }
   }
-  for (; r < rows; ++r) {
-    for (int64_t c = 0; c < kBlockCols; c += n) {
-      auto a = hn::Zero(df);
-      for (int64_t k = 0; k < kdim; ++k) a = hn::MulAdd(hn::Set(df, x[r * ldx + k]), hn::LoadU(df, yt + k * ldyt + c), a);
-      hn::StoreU(a, df, out + r * kBlockCols + c);
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      float* p = z + r * ldz + v * n;
+      hn::StoreU(kAcc ? hn::Add(hn::LoadU(df, p), acc[r][v]) : acc[r][v], df, p);
     }
+}
+
+template <int NV, bool kTransA, bool kAcc>
+void gemm_rows(const float* HWY_RESTRICT a, int64_t lda, int64_t rows, int64_t kdim, const float* HWY_RESTRICT y,
+               int64_t ldy, float* HWY_RESTRICT z, int64_t ldz) {
+  constexpr int kR = 6;
+  int64_t r = 0;
+  for (; r + kR <= rows; r += kR) gemm_tile<kR, NV, kTransA, kAcc>(a_at<kTransA>(a, lda, r, 0), lda, kdim, y, ldy, z + r * ldz, ldz);
+  const float* ar = a_at<kTransA>(a, lda, r, 0);
+  float* zr = z + r * ldz;
+  switch (rows - r) {
+    case 5: gemm_tile<5, NV, kTransA, kAcc>(ar, lda, kdim, y, ldy, zr, ldz); break;
+    case 4: gemm_tile<4, NV, kTransA, kAcc>(ar, lda, kdim, y, ldy, zr, ldz); break;
+    case 3: gemm_tile<3, NV, kTransA, kAcc>(ar, lda, kdim, y, ldy, zr, ldz); break;
+    case 2: gemm_tile<2, NV, kTransA, kAcc>(ar, lda, kdim, y, ldy, zr, ldz); break;
+    case 1: gemm_tile<1, NV, kTransA, kAcc>(ar, lda, kdim, y, ldy, zr, ldz); break;
+    default: break;
   }
 }
 
-// z [rows, ncols] (ld ldz) += x [rows, inner] (ld ldx) . y [inner, ncols] (ld ldy).
-// Wide outputs broadcast x and stream rows of y; narrow outputs (ncols < lanes) gather one
-// column of y into `gather` [inner] and take dot products along `inner` instead.
-void block_add_xy(const float* HWY_RESTRICT x, int64_t ldx, int64_t rows, int64_t inner,
-                  const float* HWY_RESTRICT y, int64_t ldy, int64_t ncols, float* HWY_RESTRICT z,
-                  int64_t ldz, float* HWY_RESTRICT gather) {
+// Columns e0..ncols of the product below, one scalar dot product each (a partial last vector).
+template <bool kTransA, bool kAcc>
+HWY_NOINLINE void gemm_scalar_cols(const float* HWY_RESTRICT a, int64_t lda, int64_t rows, int64_t kdim,
+                                   const float* HWY_RESTRICT y, int64_t ldy, int64_t e0, int64_t ncols,
+                                   float* HWY_RESTRICT z, int64_t ldz) {
+  for (int64_t e = e0; e < ncols; ++e)
+    for (int64_t r = 0; r < rows; ++r) {
+      float sum = 0.0f;
+      for (int64_t k = 0; k < kdim; ++k) sum += *a_at<kTransA>(a, lda, r, k) * y[k * ldy + e];
+      float* p = z + r * ldz + e;
+      *p = kAcc ? *p + sum : sum;
+    }
+}
+
+// The product described above. Columns go in 2-vector then 1-vector strips; a last partial
+// vector of columns is scalar. Outputs narrower than one vector (d or dv < lanes) vectorise
+// along kdim (rows of A contiguous: dot products of A rows with a column of y gathered into
+// `gather` [kdim], kdim <= kBlockCols + kPad) or along rows (kTransA: rows of A are contiguous
+// columns of the block, rows <= kBlockCols).
+template <bool kTransA, bool kAcc>
+void gemm(const float* HWY_RESTRICT a, int64_t lda, int64_t rows, int64_t kdim, const float* HWY_RESTRICT y,
+          int64_t ldy, int64_t ncols, float* HWY_RESTRICT z, int64_t ldz, float* HWY_RESTRICT gather) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-  if (ncols >= n) {
-    int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
-      const float* x0 = x + r * ldx;
-      float* z0 = z + r * ldz;
-      int64_t e = 0;
-      for (; e + 2 * n <= ncols; e += 2 * n) {
-        auto a00 = hn::Zero(df), a01 = hn::Zero(df), a10 = hn::Zero(df), a11 = hn::Zero(df);
-        auto a20 = hn::Zero(df), a21 = hn::Zero(df), a30 = hn::Zero(df), a31 = hn::Zero(df);
-        for (int64_t c = 0; c < inner; ++c) {
-          const auto y0 = hn::LoadU(df, y + c * ldy + e);
-          const auto y1 = hn::LoadU(df, y + c * ldy + e + n);
-          auto b = hn::Set(df, x0[c]);
-          a00 = hn::MulAdd(b, y0, a00);
-          a01 = hn::MulAdd(b, y1, a01);
-          b = hn::Set(df, x0[ldx + c]);
-          a10 = hn::MulAdd(b, y0, a10);
-          a11 = hn::MulAdd(b, y1, a11);
-          b = hn::Set(df, x0[2 * ldx + c]);
-          a20 = hn::MulAdd(b, y0, a20);
-          a21 = hn::MulAdd(b, y1, a21);
-          b = hn::Set(df, x0[3 * ldx + c]);
-          a30 = hn::MulAdd(b, y0, a30);
-          a31 = hn::MulAdd(b, y1, a31);
+  if (ncols < n) {
+    if (kTransA) {
+      HWY_ALIGN float tmp[hn::MaxLanes(DF())];
+      for (int64_t e = 0; e < ncols; ++e)
+        for (int64_t r = 0; r < rows; r += n) {
+          auto acc = hn::Zero(df);
+          for (int64_t k = 0; k < kdim; ++k)
+            acc = hn::MulAdd(hn::LoadU(df, a + k * kBlockCols + r), hn::Set(df, y[k * ldy + e]), acc);
+          hn::Store(acc, df, tmp);
+          for (int64_t i = 0; i < n && r + i < rows; ++i) {
+            float* p = z + (r + i) * ldz + e;
+            *p = kAcc ? *p + tmp[i] : tmp[i];
+          }
         }
-        const auto acc = [&](float* p, decltype(a00) v) { hn::StoreU(hn::Add(hn::LoadU(df, p), v), df, p); };
-        acc(z0 + e, a00);
-        acc(z0 + e + n, a01);
-        acc(z0 + ldz + e, a10);
-        acc(z0 + ldz + e + n, a11);
-        acc(z0 + 2 * ldz + e, a20);
-        acc(z0 + 2 * ldz + e + n, a21);
-        acc(z0 + 3 * ldz + e, a30);
-        acc(z0 + 3 * ldz + e + n, a31);
-      }
-      for (; e + n <= ncols; e += n) {
-        auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-        for (int64_t c = 0; c < inner; ++c) {
-          const auto y0 = hn::LoadU(df, y + c * ldy + e);
-          a0 = hn::MulAdd(hn::Set(df, x0[c]), y0, a0);
-          a1 = hn::MulAdd(hn::Set(df, x0[ldx + c]), y0, a1);
-          a2 = hn::MulAdd(hn::Set(df, x0[2 * ldx + c]), y0, a2);
-          a3 = hn::MulAdd(hn::Set(df, x0[3 * ldx + c]), y0, a3);
-        }
-        hn::StoreU(hn::Add(hn::LoadU(df, z0 + e), a0), df, z0 + e);
-        hn::StoreU(hn::Add(hn::LoadU(df, z0 + ldz + e), a1), df, z0 + ldz + e);
-        hn::StoreU(hn::Add(hn::LoadU(df, z0 + 2 * ldz + e), a2), df, z0 + 2 * ldz + e);
-        hn::StoreU(hn::Add(hn::LoadU(df, z0 + 3 * ldz + e), a3), df, z0 + 3 * ldz + e);
-      }
-      for (; e < ncols; ++e) {
-        for (int64_t rr = 0; rr < 4; ++rr) {
-          float a = 0.0f;
-          for (int64_t c = 0; c < inner; ++c) a += x0[rr * ldx + c] * y[c * ldy + e];
-          z0[rr * ldz + e] += a;
-        }
-      }
+      return;
     }
-    for (; r < rows; ++r) {
-      int64_t e = 0;
-      for (; e + n <= ncols; e += n) {
-        auto a = hn::Zero(df);
-        for (int64_t c = 0; c < inner; ++c) a = hn::MulAdd(hn::Set(df, x[r * ldx + c]), hn::LoadU(df, y + c * ldy + e), a);
-        hn::StoreU(hn::Add(hn::LoadU(df, z + r * ldz + e), a), df, z + r * ldz + e);
-      }
-      for (; e < ncols; ++e) {
-        float a = 0.0f;
-        for (int64_t c = 0; c < inner; ++c) a += x[r * ldx + c] * y[c * ldy + e];
-        z[r * ldz + e] += a;
+    const int64_t kv = kdim / n * n;
+    for (int64_t e = 0; e < ncols; ++e) {
+      for (int64_t k = 0; k < kdim; ++k) gather[k] = y[k * ldy + e];
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* ar = a + r * lda;
+        auto acc = hn::Zero(df);
+        for (int64_t k = 0; k < kv; k += n) acc = hn::MulAdd(hn::LoadU(df, ar + k), hn::LoadU(df, gather + k), acc);
+        float sum = hn::GetLane(hn::SumOfLanes(df, acc));
+        for (int64_t k = kv; k < kdim; ++k) sum += ar[k] * gather[k];
+        float* p = z + r * ldz + e;
+        *p = kAcc ? *p + sum : sum;
       }
     }
     return;
   }
-  const int64_t innerv = inner / n * n;
-  for (int64_t e = 0; e < ncols; ++e) {
-    for (int64_t c = 0; c < inner; ++c) gather[c] = y[c * ldy + e];
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * ldx;
-      auto a = hn::Zero(df);
-      for (int64_t c = 0; c < innerv; c += n) a = hn::MulAdd(hn::LoadU(df, xr + c), hn::LoadU(df, gather + c), a);
-      float s = hn::GetLane(hn::SumOfLanes(df, a));
-      for (int64_t c = innerv; c < inner; ++c) s += xr[c] * gather[c];
-      z[r * ldz + e] += s;
-    }
+  int64_t e = 0;
+  for (; e + 2 * n <= ncols; e += 2 * n) gemm_rows<2, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
+  if (e + n <= ncols) {  // at most one (fewer than 2 n columns are left)
+    gemm_rows<1, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
+    e += n;
   }
-}
-
-// dst [kBlockCols, kBlockRows] = src [kBlockRows, kBlockCols] transposed; rows past `rows` -> 0.
-void transpose_block(const float* HWY_RESTRICT src, int64_t rows, int64_t cols, float* HWY_RESTRICT dst) {
-  for (int64_t c = 0; c < cols; ++c) {
-    for (int64_t r = 0; r < rows; ++r) dst[c * kBlockRows + r] = src[r * kBlockCols + c];
-    for (int64_t r = rows; r < kBlockRows; ++r) dst[c * kBlockRows + r] = 0.0f;
-  }
+  if (e < ncols) gemm_scalar_cols<kTransA, kAcc>(a, lda, rows, kdim, y, ldy, e, ncols, z, ldz);
 }
 
 // xt [width, tvp] = x [tv, width] transposed, columns tv..tvp zero.
@@ -202,14 +171,15 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
   const AttentionConfig& cfg = *sm.cfg;
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t cw = layout::round_up(cols, n);
   float mult = cfg.scale;
   if (cfg.mode == ScoreMode::kDot) {
-    block_xyt(sm.q + i0 * cfg.d, cfg.d, rows, cfg.d, sm.kt + j0, sm.tvp, raw);
+    gemm<false, false>(sm.q + i0 * cfg.d, cfg.d, rows, cfg.d, sm.kt + j0, sm.tvp, cw, raw, kBlockCols, nullptr);
   } else {
     mult = cfg.concat_weight;
     for (int64_t r = 0; r < rows; ++r) {
       const float* qi = sm.q + (i0 + r) * cfg.d;
-      for (int64_t c = 0; c < kBlockCols; ++c) {
+      for (int64_t c = 0; c < cw; ++c) {
         float acc = 0.0f;
         if (c < cols) {
           const float* kj = sm.k + (j0 + c) * cfg.d;
@@ -221,7 +191,7 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
   }
   const auto vm = hn::Set(df, mult);
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < kBlockCols; c += n)
+    for (int64_t c = 0; c < cw; c += n)
       hn::StoreU(hn::Mul(hn::LoadU(df, raw + r * kBlockCols + c), vm), df, s + r * kBlockCols + c);
   const uint8_t* vmask = cfg.value_mask != nullptr ? cfg.value_mask + sm.b * cfg.tv : nullptr;
   if (vmask != nullptr || cfg.causal) {
@@ -232,7 +202,7 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
       }
   }
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = cols; c < kBlockCols; ++c) s[r * kBlockCols + c] = -std::numeric_limits<float>::infinity();
+    for (int64_t c = cols; c < cw; ++c) s[r * kBlockCols + c] = -std::numeric_limits<float>::infinity();
 }
 
 // Exact skip of a block that is entirely causally masked for rows whose max is a real score:
@@ -276,15 +246,16 @@ void forward_impl(const AttentionConfig& cfg, const float* q, const float* k, co
         const int64_t cols = std::min(kBlockCols, tv - j0);
         if (causal_skip(cfg, i0, rows, j0, m)) break;
         block_scores(sm, i0, rows, j0, cols, raw, s);
+        const int64_t cw = layout::round_up(cols, n);  // live width: columns past it are not touched
         for (int64_t r = 0; r < rows; ++r) {
           float* sr = s + r * kBlockCols;
           auto vmax = hn::Set(df, ninf);
-          for (int64_t c = 0; c < kBlockCols; c += n) vmax = hn::Max(vmax, hn::LoadU(df, sr + c));
+          for (int64_t c = 0; c < cw; c += n) vmax = hn::Max(vmax, hn::LoadU(df, sr + c));
           const float mnew = std::max(m[r], hn::GetLane(hn::MaxOfLanes(df, vmax)));
           const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - mnew);
           const auto vm = hn::Set(df, mnew);
           auto vs = hn::Zero(df);
-          for (int64_t c = 0; c < kBlockCols; c += n) {
+          for (int64_t c = 0; c < cw; c += n) {
             const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm));
             vs = hn::Add(vs, e);
             hn::StoreU(e, df, sr + c);
@@ -297,7 +268,7 @@ void forward_impl(const AttentionConfig& cfg, const float* q, const float* k, co
             for (int64_t c = 0; c < cols; ++c)
               sr[c] *= dropout_factor(cfg.dropout, cfg.dropout_seed, sample, i0 + r, j0 + c);
         }
-        block_add_xy(s, kBlockCols, rows, cols, sm.v + j0 * dv, dv, dv, ob + i0 * dv, dv, scratch + L.gather);
+        gemm<false, true>(s, kBlockCols, rows, cols, sm.v + j0 * dv, dv, dv, ob + i0 * dv, dv, scratch + L.gather);
       }
       for (int64_t r = 0; r < rows; ++r) {
         const bool keep = cfg.query_mask == nullptr || cfg.query_mask[b * tq + i0 + r] != 0;
@@ -336,7 +307,6 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
   float* raw = scratch + L.raw;
   float* s = scratch + L.s;
   float* dp = scratch + L.dp;
-  float* tr = scratch + L.tr;
   float* drow = scratch + L.drow;
   float* vt = scratch + L.vt;
   double dscale_acc = 0.0, dcw_acc = 0.0;
@@ -364,55 +334,56 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
         const int64_t rows = std::min(kBlockRows, tq - i0);
         if (causal_skip(cfg, i0, rows, j0, ms + i0)) continue;
         block_scores(sm, i0, rows, j0, cols, raw, s);
-        block_xyt(gb + i0 * dvf, dvf, rows, dvf, vt + j0, L.tvp, dp);
+        const int64_t cw = layout::round_up(cols, n);  // live width: columns past it are not touched
+        gemm<false, false>(gb + i0 * dvf, dvf, rows, dvf, vt + j0, L.tvp, cw, dp, kBlockCols, nullptr);
+        // One pass per row: s becomes W (after dropout), dp becomes dS, and in dot mode dscale
+        // takes sum dS * raw and dp is then multiplied by scale (the dS that dq and dk need).
+        const auto vsc = hn::Set(df, concat ? 1.0f : cfg.scale);
         for (int64_t r = 0; r < rows; ++r) {
           float* sr = s + r * kBlockCols;
           float* dr = dp + r * kBlockCols;
+          const float* rr = raw + r * kBlockCols;
           if (qm != nullptr && qm[i0 + r] == 0) {  // where(qm, out, 0): no gradient from this row
-            std::fill(sr, sr + kBlockCols, 0.0f);
-            std::fill(dr, dr + kBlockCols, 0.0f);
+            std::fill(sr, sr + cw, 0.0f);
+            std::fill(dr, dr + cw, 0.0f);
             continue;
           }
           const auto vm = hn::Set(df, ms[i0 + r]);
           const auto vinv = hn::Set(df, 1.0f / ls[i0 + r]);
           const auto vd = hn::Set(df, drow[i0 + r]);
-          for (int64_t c = 0; c < kBlockCols; c += n) {
-            const auto p = hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
-            hn::StoreU(p, df, sr + c);
-            if (cfg.dropout <= 0.0f) hn::StoreU(hn::Mul(p, hn::Sub(hn::LoadU(df, dr + c), vd)), df, dr + c);
-          }
-          if (cfg.dropout > 0.0f) {
-            for (int64_t c = 0; c < kBlockCols; ++c) {
+          auto vdscale = hn::Zero(df);
+          if (cfg.dropout <= 0.0f) {
+            for (int64_t c = 0; c < cw; c += n) {
+              const auto p = hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
+              hn::StoreU(p, df, sr + c);
+              const auto ds = hn::Mul(p, hn::Sub(hn::LoadU(df, dr + c), vd));
+              vdscale = hn::MulAdd(ds, hn::LoadU(df, rr + c), vdscale);
+              hn::StoreU(hn::Mul(ds, vsc), df, dr + c);
+            }
+          } else {
+            for (int64_t c = 0; c < cw; c += n)
+              hn::StoreU(hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv), df, sr + c);
+            for (int64_t c = 0; c < cw; ++c) {
               const float f = c < cols ? dropout_factor(cfg.dropout, cfg.dropout_seed, sample, i0 + r, j0 + c) : 0.0f;
               dr[c] = sr[c] * (dr[c] * f - drow[i0 + r]);
               sr[c] *= f;
             }
-          }
-        }
-        // s now holds W (after dropout), dp holds dS.
-        if (dvb != nullptr) {
-          transpose_block(s, rows, cols, tr);
-          block_add_xy(tr, kBlockRows, cols, rows, gb + i0 * dvf, dvf, dvf, dvb + j0 * dvf, dvf, scratch + L.gather);
-        }
-        if (!concat) {
-          if (dscale != nullptr) {
-            for (int64_t r = 0; r < rows; ++r) {
-              auto acc = hn::Zero(df);
-              for (int64_t c = 0; c < kBlockCols; c += n)
-                acc = hn::MulAdd(hn::LoadU(df, dp + r * kBlockCols + c), hn::LoadU(df, raw + r * kBlockCols + c), acc);
-              dscale_acc += hn::GetLane(hn::SumOfLanes(df, acc));
+            for (int64_t c = 0; c < cw; c += n) {
+              const auto ds = hn::LoadU(df, dr + c);
+              vdscale = hn::MulAdd(ds, hn::LoadU(df, rr + c), vdscale);
+              hn::StoreU(hn::Mul(ds, vsc), df, dr + c);
             }
           }
+          if (!concat) dscale_acc += hn::GetLane(hn::SumOfLanes(df, vdscale));  // concat: below
+        }
+        if (dvb != nullptr)
+          gemm<true, true>(s, kBlockCols, cols, rows, gb + i0 * dvf, dvf, dvf, dvb + j0 * dvf, dvf, scratch + L.gather);
+        if (!concat) {
           if (dqb == nullptr && dkb == nullptr) continue;
-          const auto vsc = hn::Set(df, cfg.scale);
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < kBlockCols; c += n)
-              hn::StoreU(hn::Mul(hn::LoadU(df, dp + r * kBlockCols + c), vsc), df, dp + r * kBlockCols + c);
           if (dqb != nullptr)
-            block_add_xy(dp, kBlockCols, rows, cols, sm.k + j0 * d, d, d, dqb + i0 * d, d, scratch + L.gather);
+            gemm<false, true>(dp, kBlockCols, rows, cols, sm.k + j0 * d, d, d, dqb + i0 * d, d, scratch + L.gather);
           if (dkb != nullptr) {
-            transpose_block(dp, rows, cols, tr);
-            block_add_xy(tr, kBlockRows, cols, rows, sm.q + i0 * d, d, d, dkb + j0 * d, d, scratch + L.gather);
+            gemm<true, true>(dp, kBlockCols, cols, rows, sm.q + i0 * d, d, d, dkb + j0 * d, d, scratch + L.gather);
           }
         } else {
           for (int64_t r = 0; r < rows; ++r) {

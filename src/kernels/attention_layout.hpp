@@ -10,7 +10,7 @@
 
 namespace attn::kernels::layout {
 
-inline constexpr int64_t kBlockRows = 32;  // query rows per block (BR)
+inline constexpr int64_t kBlockRows = 64;  // query rows per block (BR)
 inline constexpr int64_t kBlockCols = 64;  // key columns per block (BC), a multiple of 2 x 16 lanes
 inline constexpr int64_t kPad = 64;        // slack so every vector load of a group array stays in bounds
 
@@ -41,7 +41,7 @@ struct ScratchLayout {
   int64_t tvp = 0;                          // tv rounded up to kBlockCols
   int64_t kt = 0;                           // [d, tvp] keys transposed, zero padded
   int64_t vt = 0;                           // [dv, tvp] values transposed, zero padded
-  int64_t raw = 0, s = 0, dp = 0, tr = 0;   // [kBlockRows, kBlockCols] blocks; tr [kBlockCols, kBlockRows]
+  int64_t raw = 0, s = 0, dp = 0;           // [kBlockRows, kBlockCols] blocks
   int64_t gather = 0;                       // [kBlockCols + kPad] one column gathered contiguously
   int64_t drow = 0;                         // [tq] D_i = dout_i . out_i (backward)
   // grouped path
@@ -67,7 +67,6 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
   s.raw = take(kBlockRows * kBlockCols);
   s.s = take(kBlockRows * kBlockCols);
   s.dp = take(kBlockRows * kBlockCols);
-  s.tr = take(kBlockRows * kBlockCols);
   s.gather = take(kBlockCols + kPad);
   s.drow = take(cfg.tq);
   if (grouped_eligible(cfg)) {
