@@ -1,8 +1,9 @@
 // The d = dv = 1 unmasked dot-attention path (see attention_d1.hpp). Scores are
 // fl(fl(q_i k_j) scale) as Keras rounds them; equal key values give equal terms, so keys (and
 // queries) are grouped by exact value and each query group needs one exp per key group. The row
-// max has a closed form (rounding is monotone: the largest or smallest key), and dL/dscale
-// reduces to per-row moments saved by the forward pass. Compiled once per SIMD target by Highway.
+// max has a closed form (rounding is monotone: the largest or smallest key), and dL/dscale and
+// dL/dq reduce to per-row moments saved by the forward pass; dk and dv are column sums over query
+// groups, one exp per (query group, key group). Compiled once per SIMD target by Highway.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -122,6 +123,7 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
     float* rl = scratch + L.rl;
     float* ro = scratch + L.ro;
     float* rc = scratch + L.rc;
+    float* rw = scratch + L.rw;
     for (int64_t a = 0; a < nq; ++a) {
       const float u = qval[a];
       const auto vu = hn::Set(df, u);
@@ -147,8 +149,9 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
       rm[a] = m;
       rl[a] = static_cast<float>(l);
       ro[a] = static_cast<float>(o);
-      // sum_j dS_ij raw_ij / dout_i = u (E_P[v k] - out E_P[k])
+      // sum_j dS_ij raw_ij / dout_i = u (E_P[v k] - out E_P[k]); dq_i / (scale dout_i) = w.
       rc[a] = static_cast<float>(static_cast<double>(u) * (vk - o * kbar));
+      rw[a] = static_cast<float>(vk - o * kbar);
     }
     float* sv = saved + b * layout::saved_floats(cfg);
     float* ob = out + b * tq;
@@ -158,6 +161,7 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
       sv[i] = rm[a];
       sv[tq + i] = rl[a];
       sv[2 * tq + i] = rc[a];
+      sv[3 * tq + i] = rw[a];
     }
     if (weights != nullptr) {
       for (int64_t i = 0; i < tq; ++i) {
@@ -169,26 +173,145 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
   }
 }
 
+// Column sums over query groups for every key group (kval [gp], gp a multiple of 2 vectors):
+// A(k) = sum_a E_a(k) wa_a, B(k) = sum_a E_a(k) wb_a, C(k) = sum_a E_a(k) wc_a with
+// E_a(k) = exp(fl(fl(u_a k) scale) - m_a), the forward's terms. Two key vectors stay in registers
+// with their six accumulators while the query groups stream past as broadcast scalars.
+void column_sums(const float* HWY_RESTRICT kval, int64_t gp, const float* HWY_RESTRICT qu,
+                 const float* HWY_RESTRICT qm, const float* HWY_RESTRICT wa, const float* HWY_RESTRICT wb,
+                 const float* HWY_RESTRICT wc, int64_t nq, float scale, float* HWY_RESTRICT ca,
+                 float* HWY_RESTRICT cb, float* HWY_RESTRICT cc) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto vs = hn::Set(df, scale);
+  for (int64_t g0 = 0; g0 < gp; g0 += 2 * n) {
+    const auto k0 = hn::LoadU(df, kval + g0);
+    const auto k1 = hn::LoadU(df, kval + g0 + n);
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df), b0 = hn::Zero(df), b1 = hn::Zero(df), c0 = hn::Zero(df),
+         c1 = hn::Zero(df);
+    for (int64_t a = 0; a < nq; ++a) {
+      const auto vu = hn::Set(df, qu[a]);
+      const auto vm = hn::Set(df, qm[a]);
+      const auto e0 = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, k0), vs), vm));
+      const auto e1 = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, k1), vs), vm));
+      const auto va = hn::Set(df, wa[a]);
+      a0 = hn::MulAdd(va, e0, a0);
+      a1 = hn::MulAdd(va, e1, a1);
+      const auto vb = hn::Set(df, wb[a]);
+      b0 = hn::MulAdd(vb, e0, b0);
+      b1 = hn::MulAdd(vb, e1, b1);
+      const auto vc = hn::Set(df, wc[a]);
+      c0 = hn::MulAdd(vc, e0, c0);
+      c1 = hn::MulAdd(vc, e1, c1);
+    }
+    hn::StoreU(a0, df, ca + g0);
+    hn::StoreU(a1, df, ca + g0 + n);
+    hn::StoreU(b0, df, cb + g0);
+    hn::StoreU(b1, df, cb + g0 + n);
+    hn::StoreU(c0, df, cc + g0);
+    hn::StoreU(c1, df, cc + g0 + n);
+  }
+}
+
+// dk and dv of one sample. With P the softmax, g = dout, o = out, s = scale:
+// dv_j = sum_i P_ij g_i = A(k_j), dk_j = s sum_i P_ij g_i q_i (v_j - o_i) = s (v_j B(k_j) - C(k_j)),
+// where P_ij = E_i(k_j) / l_i and the column sums take per query weights g_i / l_i (A),
+// g_i q_i / l_i (B), g_i q_i o_i / l_i (C). Queries of one group share u, m and l, so their
+// weights are summed first; keys of one group share A, B and C.
+void backward_keys(const AttentionConfig& cfg, const layout::ScratchLayout& L, const float* qb, const float* kb,
+                   const float* vb, const float* ob, const float* gb, const float* sv, float* dkb, float* dvb,
+                   float* scratch) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t hs = layout::hash_size(cfg);
+  const int64_t tq = cfg.tq, tv = cfg.tv;
+  float* kpos = scratch + L.kpos;
+  Groups kg{scratch + L.gval, scratch + L.gcnt, nullptr};
+  group_values(kb, nullptr, tv, scratch + L.hkey, scratch + L.hidx, hs, kg, kpos);
+  const int64_t gp = layout::round_up(kg.g, 2 * n);
+  for (int64_t g = kg.g; g < gp; ++g) kg.val[g] = kg.val[0];  // padding: a real value, result unused
+  const float* qval = kg.val;
+  const float* qpos = kpos;
+  int64_t nq = kg.g;
+  if (qb != kb || tq != tv) {
+    Groups qg{scratch + L.qval, scratch + L.rl, nullptr};  // rl doubles as a count array here
+    group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg, scratch + L.qpos);
+    qval = qg.val;
+    qpos = scratch + L.qpos;
+    nq = qg.g;
+  }
+  float* rm = scratch + L.rm;  // m per query group
+  float* rl = scratch + L.rl;  // l per query group
+  float* ra = scratch + L.ro;  // sum g, then weight A
+  float* rb = scratch + L.rc;  // weight B
+  float* rc = scratch + L.rw;  // sum g o, then weight C
+  for (int64_t a = 0; a < nq; ++a) ra[a] = rc[a] = 0.0f;
+  for (int64_t i = 0; i < tq; ++i) {
+    const int64_t a = static_cast<int64_t>(qpos[i]);
+    rm[a] = sv[i];
+    rl[a] = sv[tq + i];
+    ra[a] += gb[i];
+    rc[a] += gb[i] * ob[i];
+  }
+  for (int64_t a = 0; a < nq; ++a) {
+    const float inv = 1.0f / rl[a];
+    ra[a] *= inv;
+    rb[a] = ra[a] * qval[a];
+    rc[a] = rc[a] * inv * qval[a];
+  }
+  float* ca = scratch + L.ka;
+  float* cb = scratch + L.kb;
+  float* cc = scratch + L.kc;
+  column_sums(kg.val, gp, qval, rm, ra, rb, rc, nq, cfg.scale, ca, cb, cc);
+  for (int64_t j = 0; j < tv; ++j) {
+    const int64_t g = static_cast<int64_t>(kpos[j]);
+    if (dvb != nullptr) dvb[j] += ca[g];
+    if (dkb != nullptr) dkb[j] += cfg.scale * (vb[j] * cb[g] - cc[g]);
+  }
+}
+
 bool backward_impl(const AttentionConfig& cfg, const float* q, const float* k, const float* v, const float* out,
                    const float* dout, const float* saved, float* dq, float* dk, float* dv, float* dscale,
                    float* scratch) {
-  (void)q, (void)k, (void)v, (void)out, (void)scratch;
-  if (dq != nullptr || dk != nullptr || dv != nullptr) return false;
-  const int64_t tq = cfg.tq;
-  // dL/dscale = sum_i dout_i c_i with c from the grouped forward.
-  double acc = 0.0;
-  for (int64_t b = 0; b < cfg.batch; ++b) {
-    const float* c = saved + b * layout::saved_floats(cfg) + 2 * tq;
-    const float* g = dout + b * tq;
-    const DF df;
-    const int64_t n = static_cast<int64_t>(hn::Lanes(df));
-    auto va = hn::Zero(df);
-    int64_t i = 0;
-    for (; i + n <= tq; i += n) va = hn::MulAdd(hn::LoadU(df, g + i), hn::LoadU(df, c + i), va);
-    acc += hn::GetLane(hn::SumOfLanes(df, va));
-    for (; i < tq; ++i) acc += static_cast<double>(g[i]) * c[i];
+  const int64_t tq = cfg.tq, tv = cfg.tv;
+  const int64_t sf = layout::saved_floats(cfg);
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  // dL/dscale = sum_i dout_i c_i with c from the grouped forward (the reference model needs
+  // nothing else: this loop is all its backward costs).
+  if (dscale != nullptr) {
+    double acc = 0.0;
+    for (int64_t b = 0; b < cfg.batch; ++b) {
+      const float* c = saved + b * sf + 2 * tq;
+      const float* g = dout + b * tq;
+      auto va = hn::Zero(df);
+      int64_t i = 0;
+      for (; i + n <= tq; i += n) va = hn::MulAdd(hn::LoadU(df, g + i), hn::LoadU(df, c + i), va);
+      acc += hn::GetLane(hn::SumOfLanes(df, va));
+      for (; i < tq; ++i) acc += static_cast<double>(g[i]) * c[i];
+    }
+    *dscale += static_cast<float>(acc);
   }
-  if (dscale != nullptr) *dscale += static_cast<float>(acc);
+  // dq_i = s sum_j dS_ij k_j = s g_i (E_P[v k]_i - o_i E_P[k]_i) = s g_i w_i.
+  if (dq != nullptr) {
+    const auto vs = hn::Set(df, cfg.scale);
+    for (int64_t b = 0; b < cfg.batch; ++b) {
+      const float* w = saved + b * sf + 3 * tq;
+      const float* g = dout + b * tq;
+      float* d = dq + b * tq;
+      int64_t i = 0;
+      for (; i + n <= tq; i += n)
+        hn::StoreU(hn::MulAdd(hn::Mul(vs, hn::LoadU(df, g + i)), hn::LoadU(df, w + i), hn::LoadU(df, d + i)), df,
+                   d + i);
+      for (; i < tq; ++i) d[i] += (cfg.scale * g[i]) * w[i];
+    }
+  }
+  if (dk != nullptr || dv != nullptr) {
+    const layout::ScratchLayout L = layout::scratch_layout(cfg);
+    for (int64_t b = 0; b < cfg.batch; ++b)
+      backward_keys(cfg, L, q + b * tq, k + b * tv, v + b * tv, out + b * tq, dout + b * tq, saved + b * sf,
+                    dk != nullptr ? dk + b * tv : nullptr, dv != nullptr ? dv + b * tv : nullptr, scratch);
+  }
   return true;
 }
 

@@ -24,9 +24,10 @@ inline bool grouped_eligible(const AttentionConfig& cfg) {
 }
 
 // Per-sample saved: m [tq] row max, l [tq] softmax denominator (before dropout), and for the
-// grouped path c [tq] with dL/dscale = sum_i dout_i c_i.
+// grouped path c [tq] with dL/dscale = sum_i dout_i c_i and w [tq] = E_P[v k]_i - out_i E_P[k]_i
+// with dL/dq_i = scale dout_i w_i (c_i = q_i w_i, kept apart so dscale rounds as before).
 inline int64_t saved_floats(const AttentionConfig& cfg) {
-  return (grouped_eligible(cfg) ? 3 : 2) * cfg.tq;
+  return (grouped_eligible(cfg) ? 4 : 2) * cfg.tq;
 }
 
 inline int64_t hash_size(const AttentionConfig& cfg) {
@@ -50,6 +51,8 @@ struct ScratchLayout {
   int64_t qval = 0, qpos = 0;               // [tq + kPad] query group values; [tq] group of each query
   int64_t kpos = 0;                         // [tv] group of each key
   int64_t rm = 0, rl = 0, ro = 0, rc = 0;   // [tq + kPad] per query group: m, l, out, c
+  int64_t rw = 0;                           // [tq + kPad] per query group: w (forward), weight (backward)
+  int64_t ka = 0, kb = 0, kc = 0;           // [tv + kPad] per key group: column sums A, B, C (backward)
   int64_t total = 0;
 };
 
@@ -84,6 +87,10 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
     s.rl = take(cfg.tq + kPad);
     s.ro = take(cfg.tq + kPad);
     s.rc = take(cfg.tq + kPad);
+    s.rw = take(cfg.tq + kPad);
+    s.ka = take(cfg.tv + kPad);
+    s.kb = take(cfg.tv + kPad);
+    s.kc = take(cfg.tv + kPad);
   }
   s.total = at + 16;
   return s;
