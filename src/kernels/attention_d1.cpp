@@ -26,19 +26,56 @@ using DF = hn::ScalableTag<float>;
 struct Groups {
   float* val;  // [G padded] distinct values
   float* cnt;  // [G padded] multiplicity
-  float* sum;  // [G padded] sum of v over the group (keys only)
-  int64_t g = 0;
+  float* sum;  // [G padded] sum of v over the group (keys only), or null
+  float* nzi;  // [len + kPad] index of each nonzero element (as float, exact below 2^24)
+  float* nzg;  // [len + kPad] group of each nonzero element
+  int64_t g = 0;            // number of groups
+  int64_t nnz = 0;          // number of nonzero elements
+  int64_t zero_group = -1;  // group of the zeros (+0.0f), -1 if there are none
 };
 
-// Groups x [len] by exact bit pattern; pos [len] receives each element's group (as float, exact
-// below 2^24). Zero (the common MNIST pixel) bypasses the hash table.
-void group_values(const float* HWY_RESTRICT x, const float* HWY_RESTRICT v, int64_t len, float* hkey, float* hidx,
-                  int64_t hsize, Groups& gr, float* HWY_RESTRICT pos) {
+// Groups x [len] by exact bit pattern, groups numbered in order of first appearance. Zero (+0.0f,
+// the common MNIST pixel) bypasses the hash table: the nonzero elements and their indices are
+// first compacted branch-free, zeros are counted (and their v summed) in registers, and only the
+// nonzeros are hashed. (Highway's CompressStore was tried: on AVX2 it copies its permutation
+// table onto the stack at every call, and cost more than the whole scalar loop.)
+void group_values(const float* HWY_RESTRICT x, const float* HWY_RESTRICT v, int64_t len, float* HWY_RESTRICT hkey,
+                  float* HWY_RESTRICT hidx, int64_t hsize, Groups& gr) {
+  float* HWY_RESTRICT nzi = gr.nzi;
+  float* HWY_RESTRICT nzg = gr.nzg;  // compacted values first, overwritten by their groups below
+  // Branch-free compaction: every element is written at the next free slot, which only advances
+  // past nonzeros (a branch on the pixel value mispredicts at MNIST's stroke edges).
+  int64_t nnz = 0;
+  for (int64_t j = 0; j < len; ++j) {
+    const float xv = x[j];
+    nzi[nnz] = static_cast<float>(j);
+    nzg[nnz] = xv;
+    nnz += std::bit_cast<uint32_t>(xv) != 0 ? 1 : 0;
+  }
+  float zero_sum = 0.0f;  // sum of v over the zeros of x, in vector lanes
+  if (v != nullptr && nnz < len) {
+    const DF df;
+    const hn::RebindToUnsigned<DF> du;
+    const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+    auto acc = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + n <= len; j += n) {
+      const auto zero = hn::RebindMask(df, hn::Eq(hn::BitCast(du, hn::LoadU(df, x + j)), hn::Zero(du)));
+      acc = hn::Add(acc, hn::IfThenElseZero(zero, hn::LoadU(df, v + j)));
+    }
+    zero_sum = hn::GetLane(hn::SumOfLanes(df, acc));
+    for (; j < len; ++j)
+      if (std::bit_cast<uint32_t>(x[j]) == 0) zero_sum += v[j];
+  }
+  int64_t first_zero = 0;
+  while (first_zero < nnz && static_cast<int64_t>(nzi[first_zero]) == first_zero) ++first_zero;
+  if (nnz == len) first_zero = len;
   std::fill(hidx, hidx + hsize, 0.0f);
   int shift = 32;
   for (int64_t h = hsize; h > 1; h >>= 1) --shift;
-  int64_t zero_group = -1;
   gr.g = 0;
+  gr.nnz = nnz;
+  gr.zero_group = -1;
   auto new_group = [&](float value) {
     const int64_t g = gr.g++;
     gr.val[g] = value;
@@ -46,25 +83,24 @@ void group_values(const float* HWY_RESTRICT x, const float* HWY_RESTRICT v, int6
     if (gr.sum != nullptr) gr.sum[g] = 0.0f;
     return g;
   };
-  // Zeros are counted in registers: a shared in-memory counter would serialise on store-to-load
-  // forwarding for 80% of the elements.
-  int64_t zero_count = 0;
-  float zero_sum = 0.0f;
-  for (int64_t j = 0; j < len; ++j) {
-    const uint32_t bits = std::bit_cast<uint32_t>(x[j]);
-    if (bits == 0) {
-      if (zero_group < 0) zero_group = new_group(0.0f);
-      ++zero_count;
-      if (v != nullptr && v[j] != 0.0f) zero_sum += v[j];  // v = k = x: never taken
-      pos[j] = static_cast<float>(zero_group);
-      continue;
-    }
+  auto add_zero_group = [&] {
+    gr.zero_group = new_group(0.0f);
+    gr.cnt[gr.zero_group] = static_cast<float>(len - nnz);
+    if (gr.sum != nullptr) gr.sum[gr.zero_group] = zero_sum;
+  };
+  // All elements before the first zero are nonzero, so the zero group comes right after the
+  // first `first_zero` nonzeros in order of appearance.
+  const int64_t zero_at = first_zero < len ? first_zero : -1;
+  for (int64_t r = 0; r < nnz; ++r) {
+    if (r == zero_at) add_zero_group();
+    const float xv = nzg[r];
+    const uint32_t bits = std::bit_cast<uint32_t>(xv);
     int64_t g;
     uint32_t h = (bits * 0x9E3779B1u) >> shift;
     for (;;) {
       if (hidx[h] == 0.0f) {
-        g = new_group(x[j]);
-        hkey[h] = x[j];
+        g = new_group(xv);
+        hkey[h] = xv;
         hidx[h] = static_cast<float>(g + 1);
         break;
       }
@@ -75,13 +111,54 @@ void group_values(const float* HWY_RESTRICT x, const float* HWY_RESTRICT v, int6
       h = (h + 1) & static_cast<uint32_t>(hsize - 1);
     }
     gr.cnt[g] += 1.0f;
-    if (gr.sum != nullptr) gr.sum[g] += v[j];
-    pos[j] = static_cast<float>(g);
+    if (gr.sum != nullptr) gr.sum[g] += v[static_cast<int64_t>(nzi[r])];
+    nzg[r] = static_cast<float>(g);
   }
-  if (zero_group >= 0) {
-    gr.cnt[zero_group] = static_cast<float>(zero_count);
-    if (gr.sum != nullptr) gr.sum[zero_group] = zero_sum;
+  if (zero_at == nnz) add_zero_group();
+}
+
+// pos [len] = the group of each element.
+void expand_groups(const Groups& gr, int64_t len, float* HWY_RESTRICT pos) {
+  std::fill(pos, pos + len, static_cast<float>(gr.zero_group));
+  for (int64_t t = 0; t < gr.nnz; ++t) pos[static_cast<int64_t>(gr.nzi[t])] = gr.nzg[t];
+}
+
+// Row statistics of query group a (value u) against the key groups (val, cnt, sum [gp], gp a
+// multiple of the vector length, padding with zero count and sum): m, l, out, c, w (see
+// layout::saved_floats). Exp-bound: two query groups per pass sharing the key loads measured the
+// same on AVX2, so one it is.
+void row_stats(float u, int64_t a, const float* HWY_RESTRICT val, const float* HWY_RESTRICT cnt,
+               const float* HWY_RESTRICT sum, int64_t gp, float kmin, float kmax, float scale, float* HWY_RESTRICT rm,
+               float* HWY_RESTRICT rl, float* HWY_RESTRICT ro, float* HWY_RESTRICT rc, float* HWY_RESTRICT rw) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  const auto vscale = hn::Set(df, scale);
+  const auto vu = hn::Set(df, u);
+  // Scores as Keras rounds them: fl(fl(u * k) * scale).
+  // Rounding is monotone, so the row max is attained at the largest or smallest key.
+  const float m = std::max((u * kmax) * scale, (u * kmin) * scale);
+  const auto vm = hn::Set(df, m);
+  auto sl = hn::Zero(df), snum = hn::Zero(df), skb = hn::Zero(df), svk = hn::Zero(df);
+  for (int64_t g = 0; g < gp; g += n) {
+    const auto kv = hn::LoadU(df, val + g);
+    const auto e = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, kv), vscale), vm));
+    const auto ne = hn::Mul(hn::LoadU(df, cnt + g), e);
+    const auto se = hn::Mul(hn::LoadU(df, sum + g), e);
+    sl = hn::Add(sl, ne);
+    snum = hn::Add(snum, se);
+    skb = hn::MulAdd(ne, kv, skb);
+    svk = hn::MulAdd(se, kv, svk);
   }
+  const double l = hn::GetLane(hn::SumOfLanes(df, sl));
+  const double o = hn::GetLane(hn::SumOfLanes(df, snum)) / l;
+  const double kbar = hn::GetLane(hn::SumOfLanes(df, skb)) / l;
+  const double vk = hn::GetLane(hn::SumOfLanes(df, svk)) / l;
+  rm[a] = m;
+  rl[a] = static_cast<float>(l);
+  ro[a] = static_cast<float>(o);
+  // sum_j dS_ij raw_ij / dout_i = u (E_P[v k] - out E_P[k]); dq_i / (scale dout_i) = w.
+  rc[a] = static_cast<float>(static_cast<double>(u) * (vk - o * kbar));
+  rw[a] = static_cast<float>(vk - o * kbar);
 }
 
 void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
@@ -91,13 +168,12 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t hs = layout::hash_size(cfg);
   const int64_t tq = cfg.tq, tv = cfg.tv;
-  const auto vscale = hn::Set(df, cfg.scale);
   for (int64_t b = 0; b < cfg.batch; ++b) {
     const float* qb = q + b * tq;
     const float* kb = k + b * tv;
     const float* vb = v + b * tv;
-    Groups kg{scratch + L.gval, scratch + L.gcnt, scratch + L.gsum};
-    group_values(kb, vb, tv, scratch + L.hkey, scratch + L.hidx, hs, kg, scratch + L.kpos);
+    Groups kg{scratch + L.gval, scratch + L.gcnt, scratch + L.gsum, scratch + L.knzi, scratch + L.knzg};
+    group_values(kb, vb, tv, scratch + L.hkey, scratch + L.hidx, hs, kg);
     const int64_t gp = layout::round_up(kg.g, n);
     for (int64_t g = kg.g; g < gp; ++g) {  // padding: a real value with zero weight
       kg.val[g] = kg.val[0];
@@ -109,59 +185,40 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
       kmin = std::min(kmin, kg.val[g]);
       kmax = std::max(kmax, kg.val[g]);
     }
-    const float* qval = kg.val;
-    const float* qpos = scratch + L.kpos;
-    int64_t nq = kg.g;
+    const Groups* qs = &kg;
+    // rl doubles as the query groups' count array here
+    Groups qg{scratch + L.qval, scratch + L.rl, nullptr, scratch + L.qnzi, scratch + L.qnzg};
     if (qb != kb || tq != tv) {
-      Groups qg{scratch + L.qval, scratch + L.rl, nullptr};  // rl doubles as a count array here
-      group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg, scratch + L.qpos);
-      qval = qg.val;
-      qpos = scratch + L.qpos;
-      nq = qg.g;
+      group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg);
+      qs = &qg;
     }
+    const int64_t nq = qs->g;
     float* rm = scratch + L.rm;
     float* rl = scratch + L.rl;
     float* ro = scratch + L.ro;
     float* rc = scratch + L.rc;
     float* rw = scratch + L.rw;
-    for (int64_t a = 0; a < nq; ++a) {
-      const float u = qval[a];
-      const auto vu = hn::Set(df, u);
-      // Scores as Keras rounds them: fl(fl(u * k) * scale).
-      // Rounding is monotone, so the row max is attained at the largest or smallest key.
-      const float m = std::max((u * kmax) * cfg.scale, (u * kmin) * cfg.scale);
-      const auto vm = hn::Set(df, m);
-      auto sl = hn::Zero(df), snum = hn::Zero(df), skb = hn::Zero(df), svk = hn::Zero(df);
-      for (int64_t g = 0; g < gp; g += n) {
-        const auto kv = hn::LoadU(df, kg.val + g);
-        const auto e = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, kv), vscale), vm));
-        const auto ne = hn::Mul(hn::LoadU(df, kg.cnt + g), e);
-        const auto se = hn::Mul(hn::LoadU(df, kg.sum + g), e);
-        sl = hn::Add(sl, ne);
-        snum = hn::Add(snum, se);
-        skb = hn::MulAdd(ne, kv, skb);
-        svk = hn::MulAdd(se, kv, svk);
-      }
-      const double l = hn::GetLane(hn::SumOfLanes(df, sl));
-      const double o = hn::GetLane(hn::SumOfLanes(df, snum)) / l;
-      const double kbar = hn::GetLane(hn::SumOfLanes(df, skb)) / l;
-      const double vk = hn::GetLane(hn::SumOfLanes(df, svk)) / l;
-      rm[a] = m;
-      rl[a] = static_cast<float>(l);
-      ro[a] = static_cast<float>(o);
-      // sum_j dS_ij raw_ij / dout_i = u (E_P[v k] - out E_P[k]); dq_i / (scale dout_i) = w.
-      rc[a] = static_cast<float>(static_cast<double>(u) * (vk - o * kbar));
-      rw[a] = static_cast<float>(vk - o * kbar);
-    }
+    for (int64_t a = 0; a < nq; ++a)
+      row_stats(qs->val[a], a, kg.val, kg.cnt, kg.sum, gp, kmin, kmax, cfg.scale, rm, rl, ro, rc, rw);
+    // Scatter: the zero queries' rows all at once, then each nonzero query's.
     float* sv = saved + b * layout::saved_floats(cfg);
     float* ob = out + b * tq;
-    for (int64_t i = 0; i < tq; ++i) {
-      const int64_t a = static_cast<int64_t>(qpos[i]);
-      ob[i] = ro[a];
-      sv[i] = rm[a];
-      sv[tq + i] = rl[a];
-      sv[2 * tq + i] = rc[a];
-      sv[3 * tq + i] = rw[a];
+    if (qs->zero_group >= 0) {
+      const int64_t z = qs->zero_group;
+      std::fill(ob, ob + tq, ro[z]);
+      std::fill(sv, sv + tq, rm[z]);
+      std::fill(sv + tq, sv + 2 * tq, rl[z]);
+      std::fill(sv + 2 * tq, sv + 3 * tq, rc[z]);
+      std::fill(sv + 3 * tq, sv + 4 * tq, rw[z]);
+    }
+    for (int64_t t = 0; t < qs->nnz; ++t) {
+      const int64_t i = static_cast<int64_t>(qs->nzi[t]);
+      const int64_t g = static_cast<int64_t>(qs->nzg[t]);
+      ob[i] = ro[g];
+      sv[i] = rm[g];
+      sv[tq + i] = rl[g];
+      sv[2 * tq + i] = rc[g];
+      sv[3 * tq + i] = rw[g];
     }
     if (weights != nullptr) {
       for (int64_t i = 0; i < tq; ++i) {
@@ -226,16 +283,19 @@ void backward_keys(const AttentionConfig& cfg, const layout::ScratchLayout& L, c
   const int64_t hs = layout::hash_size(cfg);
   const int64_t tq = cfg.tq, tv = cfg.tv;
   float* kpos = scratch + L.kpos;
-  Groups kg{scratch + L.gval, scratch + L.gcnt, nullptr};
-  group_values(kb, nullptr, tv, scratch + L.hkey, scratch + L.hidx, hs, kg, kpos);
+  Groups kg{scratch + L.gval, scratch + L.gcnt, nullptr, scratch + L.knzi, scratch + L.knzg};
+  group_values(kb, nullptr, tv, scratch + L.hkey, scratch + L.hidx, hs, kg);
+  expand_groups(kg, tv, kpos);
   const int64_t gp = layout::round_up(kg.g, 2 * n);
   for (int64_t g = kg.g; g < gp; ++g) kg.val[g] = kg.val[0];  // padding: a real value, result unused
   const float* qval = kg.val;
   const float* qpos = kpos;
   int64_t nq = kg.g;
   if (qb != kb || tq != tv) {
-    Groups qg{scratch + L.qval, scratch + L.rl, nullptr};  // rl doubles as a count array here
-    group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg, scratch + L.qpos);
+    // rl doubles as a count array here
+    Groups qg{scratch + L.qval, scratch + L.rl, nullptr, scratch + L.qnzi, scratch + L.qnzg};
+    group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg);
+    expand_groups(qg, tq, scratch + L.qpos);
     qval = qg.val;
     qpos = scratch + L.qpos;
     nq = qg.g;

@@ -50,6 +50,8 @@ struct ScratchLayout {
   int64_t gval = 0, gcnt = 0, gsum = 0;     // [tv + kPad] per key group: value, count, sum of v
   int64_t qval = 0, qpos = 0;               // [tq + kPad] query group values; [tq] group of each query
   int64_t kpos = 0;                         // [tv] group of each key
+  int64_t knzi = 0, knzg = 0;               // [tv + kPad] nonzero keys: index, group
+  int64_t qnzi = 0, qnzg = 0;               // [tq + kPad] nonzero queries: index, group
   int64_t rm = 0, rl = 0, ro = 0, rc = 0;   // [tq + kPad] per query group: m, l, out, c
   int64_t rw = 0;                           // [tq + kPad] per query group: w (forward), weight (backward)
   int64_t ka = 0, kb = 0, kc = 0;           // [tv + kPad] per key group: column sums A, B, C (backward)
@@ -83,6 +85,10 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
     s.qval = take(cfg.tq + kPad);
     s.qpos = take(cfg.tq);
     s.kpos = take(cfg.tv);
+    s.knzi = take(cfg.tv + kPad);
+    s.knzg = take(cfg.tv + kPad);
+    s.qnzi = take(cfg.tq + kPad);
+    s.qnzg = take(cfg.tq + kPad);
     s.rm = take(cfg.tq + kPad);
     s.rl = take(cfg.tq + kPad);
     s.ro = take(cfg.tq + kPad);
