@@ -1,7 +1,8 @@
 // Google Benchmarks of the attention kernels, forward + backward per call: the reference
 // model's configuration (MNIST test images if found, else synthetic digit-like images), dense
-// inputs at d = 1, 16, 64 and lengths 784 / 4096 with and without masks, the scalar reference at
-// small sizes, and one-thread OpenBLAS sgemm as the machine's matrix-product yardstick.
+// inputs at d = 1, 16, 64 and lengths 784 / 4096 with and without masks (d = 1 and 64 at T = 784
+// also with the batch split over 2 threads), the scalar reference at small sizes, and one-thread
+// OpenBLAS sgemm as the machine's matrix-product yardstick.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "kernels/attention.hpp"
+#include "model/thread_pool.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -150,6 +152,53 @@ BENCHMARK(BM_AttentionDense)
     ->Args({64, 4096, 0, 1})
     ->Args({64, 16384, 0, 1})
     ->Unit(benchmark::kMillisecond);
+
+// The same work split across threads the way the model does it: each thread takes a contiguous
+// share of the batch with its own scratch (the kernels are single-threaded). Args: d, T, masks,
+// batch, threads; the "threads:N" in the name is what bench/compare.sh looks for at N threads.
+void BM_AttentionDenseThreaded(benchmark::State& state) {
+  Problem p = dense_problem(state.range(3), state.range(1), state.range(0), state.range(2) != 0);
+  const int threads = static_cast<int>(state.range(4));
+  const int64_t batch = p.cfg.batch, t = p.cfg.tq, d = p.cfg.d;
+  const int64_t saved_per_sample = attn::kernels::attention_saved_floats(p.cfg);
+  std::vector<AttentionConfig> cfgs(static_cast<size_t>(threads));
+  std::vector<std::vector<float>> scratch(static_cast<size_t>(threads));
+  std::vector<int64_t> first(static_cast<size_t>(threads) + 1);
+  std::vector<float> dscale(static_cast<size_t>(threads), 0.0f);
+  for (int i = 0; i <= threads; ++i) first[static_cast<size_t>(i)] = batch * i / threads;
+  for (int i = 0; i < threads; ++i) {
+    AttentionConfig& c = cfgs[static_cast<size_t>(i)];
+    c = p.cfg;
+    c.batch = first[static_cast<size_t>(i) + 1] - first[static_cast<size_t>(i)];
+    c.sample_offset = first[static_cast<size_t>(i)];
+    if (c.query_mask != nullptr) c.query_mask += first[static_cast<size_t>(i)] * t;
+    if (c.value_mask != nullptr) c.value_mask += first[static_cast<size_t>(i)] * t;
+    scratch[static_cast<size_t>(i)].resize(static_cast<size_t>(attn::kernels::attention_scratch_floats(c)));
+  }
+  attn::ThreadPool pool(threads);
+  auto work = [&](int i) {
+    const auto u = static_cast<size_t>(i);
+    const AttentionConfig& c = cfgs[u];
+    const int64_t off = first[u] * t * d;  // q, k, v, out, dout, dq, dk, dv: [batch, t, d]
+    float* saved = p.saved.data() + first[u] * saved_per_sample;
+    attn::kernels::attention_forward(c, p.q.data() + off, p.k.data() + off, p.v.data() + off, p.out.data() + off,
+                                     saved, nullptr, scratch[u].data());
+    attn::kernels::attention_backward(c, p.q.data() + off, p.k.data() + off, p.v.data() + off, p.out.data() + off,
+                                      p.dout.data() + off, saved, p.dq.data() + off, p.dk.data() + off,
+                                      p.dv.data() + off, &dscale[u], nullptr, scratch[u].data());
+  };
+  for (auto _ : state) {
+    pool.run(work);
+    benchmark::DoNotOptimize(dscale.data());
+  }
+  set_flops(state, p.cfg);
+}
+BENCHMARK(BM_AttentionDenseThreaded)
+    ->ArgNames({"d", "T", "masks", "batch", "threads"})
+    ->Args({1, 784, 0, 20, 2})
+    ->Args({64, 784, 0, 20, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_AttentionDenseReference(benchmark::State& state) {
   Problem p = dense_problem(1, state.range(1), state.range(0), false);

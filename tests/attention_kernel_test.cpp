@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "kernels/attention.hpp"
+#include "kernels/attention_d1.hpp"
+#include "kernels/attention_layout.hpp"
 #include "kernels/dropout_hash.hpp"
 
 namespace attn::kernels {
@@ -75,6 +77,7 @@ struct Case {
   bool want_weights = true;
   unsigned grads = 31;  // bits: dq, dk, dv, dscale, dconcat
   bool full_mask_row = false;
+  bool d1_direct = false;  // backward through attention_d1_backward, which must accept the request
   std::string name;
 };
 
@@ -130,8 +133,15 @@ void run_case(const Case& c, uint32_t seed) {
   const auto pick = [&](unsigned bit, auto* p) { return (c.grads & bit) ? p : nullptr; };
   attention_backward_reference(cfg, in.qp(), in.kp(), in.vp(), dout.data(), pick(1, dq_r.data()), pick(2, dk_r.data()),
                                pick(4, dv_r.data()), pick(8, &ds_r), pick(16, &dc_r));
-  attention_backward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), dout.data(), saved.data(), pick(1, dq_f.data()),
-                     pick(2, dk_f.data()), pick(4, dv_f.data()), pick(8, &ds_f), pick(16, &dc_f), scratch.data());
+  if (c.d1_direct) {
+    ASSERT_TRUE(layout::grouped_eligible(cfg));
+    ASSERT_TRUE(attention_d1_backward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), dout.data(), saved.data(),
+                                      pick(1, dq_f.data()), pick(2, dk_f.data()), pick(4, dv_f.data()), pick(8, &ds_f),
+                                      scratch.data()));
+  } else {
+    attention_backward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), dout.data(), saved.data(), pick(1, dq_f.data()),
+                       pick(2, dk_f.data()), pick(4, dv_f.data()), pick(8, &ds_f), pick(16, &dc_f), scratch.data());
+  }
   expect_close(dq_f, dq_r, 1e-4, "dq");
   expect_close(dk_f, dk_r, 1e-4, "dk");
   expect_close(dv_f, dv_r, 1e-4, "dv");
@@ -237,6 +247,94 @@ TEST(AttentionKernel, ReferenceModelConfiguration) {
   c.grads = 8;
   c.name = "grouped, dense random values";
   run_case(c, 14);
+  c.grads = 31;
+  c.name = "grouped, dense random values, all gradients";
+  run_case(c, 15);
+}
+
+// The grouped d = 1 path's backward on its own (attention_d1_backward, so a silent fallback to
+// the general kernel cannot pass): every subset of dq, dk, dv, dscale, into nonzero gradients,
+// over odd lengths with tq != tv, dense random values (every key its own group), MNIST-like
+// zero-heavy values (few large groups), q, k, v distinct or aliased, positive and negative scale.
+TEST(AttentionKernel, GroupedBackwardAllGradientSubsets) {
+  const int64_t lens[][2] = {{1, 1}, {3, 17}, {17, 3}, {100, 1}, {1, 100}, {17, 100}, {100, 784}, {784, 17}, {784, 784}};
+  unsigned grads = 1;
+  int n = 0;
+  for (const auto& len : lens) {
+    // 0 dense, 1 zero-heavy pixels, 2 aliased zero-heavy (tq = tv only), 3 all zeros (short only)
+    for (int data = 0; data < 4; ++data) {
+      if (data == 2 && len[0] != len[1]) continue;
+      if (data == 3 && len[0] * len[1] > 2000) continue;
+      for (float scale : {1.3f, -0.7f}) {
+        Case c;
+        c.cfg.batch = len[0] * len[1] > 100000 ? 1 : 2;
+        c.cfg.tq = len[0];
+        c.cfg.tv = len[1];
+        c.cfg.scale = scale;
+        c.alias = data == 2;
+        c.zero_frac = data == 0 ? 0.0 : data == 3 ? 1.0 : 0.8;
+        c.pixels = data != 0;
+        c.want_weights = n % 4 == 0;
+        c.grads = grads;
+        grads = grads % 15 + 1;  // cycles through the 15 nonempty subsets of dq, dk, dv, dscale
+        c.d1_direct = true;
+        c.name = "grouped " + std::to_string(len[0]) + "x" + std::to_string(len[1]) + " data " + std::to_string(data) +
+                 " scale " + std::to_string(scale) + " grads " + std::to_string(c.grads);
+        run_case(c, 500 + static_cast<uint32_t>(n++));
+        if (len[0] * len[1] <= 2000) {  // and all four at once
+          c.grads = 15;
+          c.name += " -> all";
+          run_case(c, 500 + static_cast<uint32_t>(n++));
+        }
+      }
+    }
+  }
+}
+
+// Gradients land only where asked and ADD: a second backward doubles each requested gradient's
+// increment and leaves the others untouched.
+TEST(AttentionKernel, GroupedBackwardAddsIntoRequestedGradientsOnly) {
+  AttentionConfig cfg;
+  cfg.batch = 2;
+  cfg.tq = 17;
+  cfg.tv = 33;
+  cfg.scale = 0.9f;
+  std::mt19937 rng(77);
+  const Vec q = random_vec(rng, cfg.batch * cfg.tq, 0.5, true), k = random_vec(rng, cfg.batch * cfg.tv, 0.5, true),
+            v = random_vec(rng, cfg.batch * cfg.tv, 0.0, false), dout = random_vec(rng, cfg.batch * cfg.tq, 0.0, false);
+  Vec out(cfg.batch * cfg.tq), saved(cfg.batch * attention_saved_floats(cfg)), scratch(attention_scratch_floats(cfg));
+  attention_forward(cfg, q.data(), k.data(), v.data(), out.data(), saved.data(), nullptr, scratch.data());
+  for (unsigned grads = 1; grads < 16; ++grads) {
+    SCOPED_TRACE("grads " + std::to_string(grads));
+    Vec dq(q.size(), 1.0f), dk(k.size(), 2.0f), dv(v.size(), 3.0f);
+    float ds = 4.0f;
+    const auto pick = [&](unsigned bit, auto* p) { return (grads & bit) ? p : nullptr; };
+    const auto step = [&] {
+      attention_backward(cfg, q.data(), k.data(), v.data(), out.data(), dout.data(), saved.data(), pick(1, dq.data()),
+                         pick(2, dk.data()), pick(4, dv.data()), pick(8, &ds), nullptr, scratch.data());
+    };
+    step();
+    const Vec dq1 = dq, dk1 = dk, dv1 = dv;
+    const float ds1 = ds;
+    step();
+    const auto check = [&](unsigned bit, const Vec& once, const Vec& twice, float init, const char* what) {
+      for (size_t i = 0; i < once.size(); ++i) {
+        if (grads & bit) {
+          EXPECT_NEAR(twice[i] - init, 2.0f * (once[i] - init), 1e-5f) << what << "[" << i << "]";
+        } else {
+          EXPECT_EQ(twice[i], init) << what << "[" << i << "]";
+        }
+      }
+    };
+    check(1, dq1, dq, 1.0f, "dq");
+    check(2, dk1, dk, 2.0f, "dk");
+    check(4, dv1, dv, 3.0f, "dv");
+    if (grads & 8) {
+      EXPECT_NEAR(ds - 4.0f, 2.0f * (ds1 - 4.0f), 1e-5f);
+    } else {
+      EXPECT_EQ(ds, 4.0f);
+    }
+  }
 }
 
 TEST(AttentionKernel, Dense784) {
@@ -311,6 +409,17 @@ TEST(AttentionKernel, EverySupportedSimdTarget) {
     c.grads = 8;
     c.name = "grouped";
     run_case(c, 32);
+    c.grads = 31;
+    c.cfg.tq = 70;
+    c.alias = true;
+    c.name = "grouped aliased, all gradients";
+    run_case(c, 33);
+    c.alias = false;
+    c.zero_frac = 0.0;
+    c.pixels = false;
+    c.cfg.tq = 23;
+    c.name = "grouped dense, all gradients";
+    run_case(c, 34);
   }
   hwy::SetSupportedTargetsForTest(0);
 }

@@ -24,9 +24,10 @@ inline bool grouped_eligible(const AttentionConfig& cfg) {
 }
 
 // Per-sample saved: m [tq] row max, l [tq] softmax denominator (before dropout), and for the
-// grouped path c [tq] with dL/dscale = sum_i dout_i c_i.
+// grouped path c [tq] with dL/dscale = sum_i dout_i c_i and w [tq] = E_P[v k]_i - out_i E_P[k]_i
+// with dL/dq_i = scale dout_i w_i (c_i = q_i w_i, kept apart so dscale rounds as before).
 inline int64_t saved_floats(const AttentionConfig& cfg) {
-  return (grouped_eligible(cfg) ? 3 : 2) * cfg.tq;
+  return (grouped_eligible(cfg) ? 4 : 2) * cfg.tq;
 }
 
 inline int64_t hash_size(const AttentionConfig& cfg) {
@@ -49,7 +50,11 @@ struct ScratchLayout {
   int64_t gval = 0, gcnt = 0, gsum = 0;     // [tv + kPad] per key group: value, count, sum of v
   int64_t qval = 0, qpos = 0;               // [tq + kPad] query group values; [tq] group of each query
   int64_t kpos = 0;                         // [tv] group of each key
+  int64_t knzi = 0, knzg = 0;               // [tv + kPad] nonzero keys: index, group
+  int64_t qnzi = 0, qnzg = 0;               // [tq + kPad] nonzero queries: index, group
   int64_t rm = 0, rl = 0, ro = 0, rc = 0;   // [tq + kPad] per query group: m, l, out, c
+  int64_t rw = 0;                           // [tq + kPad] per query group: w (forward), weight (backward)
+  int64_t ka = 0, kb = 0, kc = 0;           // [tv + kPad] per key group: column sums A, B, C (backward)
   int64_t total = 0;
 };
 
@@ -79,10 +84,18 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
     s.qval = take(cfg.tq + kPad);
     s.qpos = take(cfg.tq);
     s.kpos = take(cfg.tv);
+    s.knzi = take(cfg.tv + kPad);
+    s.knzg = take(cfg.tv + kPad);
+    s.qnzi = take(cfg.tq + kPad);
+    s.qnzg = take(cfg.tq + kPad);
     s.rm = take(cfg.tq + kPad);
     s.rl = take(cfg.tq + kPad);
     s.ro = take(cfg.tq + kPad);
     s.rc = take(cfg.tq + kPad);
+    s.rw = take(cfg.tq + kPad);
+    s.ka = take(cfg.tv + kPad);
+    s.kb = take(cfg.tv + kPad);
+    s.kc = take(cfg.tv + kPad);
   }
   s.total = at + 16;
   return s;
