@@ -299,8 +299,8 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
   const bool concat = cfg.mode == ScoreMode::kConcat;
   if (!concat) dconcat_weight = nullptr;
   if (dq == nullptr && dk == nullptr && dv == nullptr && dscale == nullptr && dconcat_weight == nullptr) return;
-  if (layout::grouped_eligible(cfg) && attention_d1_backward(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch))
-    return;
+  if (layout::grouped_eligible(cfg))
+    return attention_d1_backward(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch);
   const layout::ScratchLayout L = layout::scratch_layout(cfg);
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));

@@ -330,7 +330,7 @@ void backward_keys(const AttentionConfig& cfg, const layout::ScratchLayout& L, c
   }
 }
 
-bool backward_impl(const AttentionConfig& cfg, const float* q, const float* k, const float* v, const float* out,
+void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, const float* v, const float* out,
                    const float* dout, const float* saved, float* dq, float* dk, float* dv, float* dscale,
                    float* scratch) {
   const int64_t tq = cfg.tq, tv = cfg.tv;
@@ -372,7 +372,6 @@ bool backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
       backward_keys(cfg, L, q + b * tq, k + b * tv, v + b * tv, out + b * tq, dout + b * tq, saved + b * sf,
                     dk != nullptr ? dk + b * tv : nullptr, dv != nullptr ? dv + b * tv : nullptr, scratch);
   }
-  return true;
 }
 
 }  // namespace HWY_NAMESPACE
@@ -390,10 +389,10 @@ void attention_d1_forward(const AttentionConfig& cfg, const float* q, const floa
   HWY_DYNAMIC_DISPATCH(forward_grouped)(cfg, q, k, v, out, saved, weights, scratch);
 }
 
-bool attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
+void attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
                            const float* out, const float* dout, const float* saved, float* dq, float* dk, float* dv,
                            float* dscale, float* scratch) {
-  return HWY_DYNAMIC_DISPATCH(backward_impl)(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch);
+  HWY_DYNAMIC_DISPATCH(backward_impl)(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch);
 }
 
 }  // namespace attn::kernels

@@ -11,9 +11,8 @@ namespace attn::kernels {
 void attention_d1_forward(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
                           float* saved, float* weights, float* scratch);
 
-// Handles every subset of dq, dk, dv, dscale and returns true (the bool lets a future limit hand a
-// request back to the general kernel, which the caller then runs).
-bool attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
+// Handles every subset of dq, dk, dv, dscale.
+void attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
                            const float* out, const float* dout, const float* saved, float* dq, float* dk, float* dv,
                            float* dscale, float* scratch);
 
