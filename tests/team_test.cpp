@@ -1,10 +1,11 @@
-// Layers run as a team across threads (Layer::runs_as_team: Dense split by weights, Attention
-// handing out samples) must compute what one thread computes: predictions and one step's
-// gradients (SGD with learning rate 1: g = w - w') against the 1-thread run, for batches that do
-// and do not divide among the threads, fewer samples than threads (the team falls back to batch
-// slices), more rows than the small-batch kernels take (BLAS), Dense on 3-D inputs, a large Dense
-// called at two sites, a softmax output whose logits feed the loss, the clipping optimizer path,
-// and Attention with masks, causal, concat scores, dropout, a key input and returned scores. Summation order
+// A model on several threads (Dense layers with large W run as a team split by weights, the other
+// layers on batch slices around them) must compute what one thread computes: predictions and
+// one step's gradients (SGD with learning rate 1: g = w - w') against the 1-thread run, for
+// batches that do and do not divide among the threads, fewer samples than threads (the team
+// falls back to batch slices), more rows than the small-batch kernels take (BLAS), Dense on 3-D
+// inputs, a large Dense called at two sites, a softmax output whose logits feed the loss, the
+// clipping optimizer path, and Attention with masks, causal, concat scores, dropout, a key input
+// and returned scores. Summation order
 // differs between thread counts, so the comparison has a float32 tolerance; the same thread
 // count must reproduce bit for bit.
 #include <gtest/gtest.h>

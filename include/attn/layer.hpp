@@ -7,7 +7,6 @@
 // (kept from forward to backward, per sample) and `scratch` (temporary) memory.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -61,9 +60,10 @@ struct Weight {
 // A team run of one layer: with several threads, each thread normally runs every layer on its
 // own slice of the batch. A layer can instead run as a team (Layer::runs_as_team): every thread
 // then calls it with the whole batch visible and meets the others at barriers. Dense splits its
-// weights (at batch 20 its 313 KB of W outweigh its 63 KB of inputs, so each thread should read
-// only its share); Attention hands out samples one at a time (their cost varies with the data).
-// The context's own slice fields (batch, saved, scratch, logits, slice pointers) stay valid.
+// weights this way: at batch 20 its 313 KB of W outweigh its 63 KB of inputs, so each thread
+// should read only its share. (Attention handing out samples one at a time, to even out their
+// data-dependent cost, measured slower than equal slices.) The context's own slice fields
+// (batch, saved, scratch, logits, slice pointers) stay valid.
 struct TeamBarrier {
   virtual void wait() = 0;  // returns once every thread of the team has called it
  protected:
@@ -83,9 +83,6 @@ struct Team {
   float* saved = nullptr;        // whole-batch [batch * saved_floats_per_sample]
   float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
-  // Two counters shared by the team, zero when a run starts: [0] for forward, [1] for backward
-  // (for handing out work items dynamically, e.g. counter[0].fetch_add(1)).
-  std::atomic<int64_t>* counters = nullptr;
 };
 
 struct ForwardContext {

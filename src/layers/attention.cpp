@@ -88,158 +88,59 @@ void attach_masks(kernels::AttentionConfig& cfg, const float* qm, const float* v
 }
 }  // namespace
 
-bool AttentionLayer::runs_as_team() const { return true; }
-
-int64_t AttentionLayer::team_floats(int64_t batch, int) const { return 2 * batch; }
-
-// Pointers of one call: a batch slice, or one sample of a team run.
-struct AttentionLayer::Call {
-  int64_t batch = 0, sample_offset = 0;
-  const float *q = nullptr, *k = nullptr, *v = nullptr, *qmask = nullptr, *vmask = nullptr;
-  float *out = nullptr, *weights = nullptr, *saved = nullptr;
-  const float* dout = nullptr;
-  float *dq = nullptr, *dk = nullptr, *dv = nullptr;
-};
-
-AttentionLayer::Call AttentionLayer::sample_call(const Team& team, const CallOptions& call,
-                                                 const std::vector<float*>& input_grads, const float* qmask,
-                                                 const float* vmask, int64_t b) const {
-  const std::vector<const float*>& inputs = team.inputs;
-  const Dims m = dims();
-  Call c;
-  c.batch = 1;
-  c.sample_offset = b;
-  const bool has_key = inputs.size() > 2;
-  c.q = inputs[0] + b * m.tq * m.d;
-  c.v = inputs[1] + b * m.tv * m.dv;
-  c.k = has_key ? inputs[2] + b * m.tv * m.d : c.v;
-  c.qmask = qmask ? qmask + b * m.tq : nullptr;
-  c.vmask = vmask ? vmask + b * m.tv : nullptr;
-  c.out = team.outputs[0] + b * m.tq * m.dv;
-  c.weights = team.outputs.size() > 1 ? team.outputs[1] + b * m.tq * m.tv : nullptr;
-  c.saved = team.saved + b * saved_floats_per_sample(call);
-  c.dout = team.output_grads[0] ? team.output_grads[0] + b * m.tq * m.dv : nullptr;
-  if (!input_grads.empty()) {
-    c.dq = input_grads[0] ? input_grads[0] + b * m.tq * m.d : nullptr;
-    c.dv = input_grads[1] ? input_grads[1] + b * m.tv * m.dv : nullptr;
-    c.dk = has_key ? (input_grads[2] ? input_grads[2] + b * m.tv * m.d : nullptr) : c.dv;
-  }
-  return c;
-}
-
-void AttentionLayer::run_forward(const Call& c, bool causal, bool training, uint64_t seed, float* scratch) const {
-  Dims m = dims();
-  auto cfg = make_config(c.batch, m.tq, m.tv, m.d, m.dv, concat_, causal, false);
-  int w = 0;
-  if (options_.use_scale) cfg.scale = weights_[w++].value[0];
-  if (concat_) cfg.concat_weight = weights_[w++].value[0];
-  if (training) {
-    cfg.dropout = options_.dropout;
-    cfg.dropout_seed = seed;
-    cfg.sample_offset = c.sample_offset;
-  }
-  float* tail = scratch + kernels::attention_scratch_floats(cfg);
-  attach_masks(cfg, c.qmask, c.vmask, tail);
-  kernels::attention_forward(cfg, c.q, c.k, c.v, c.out, c.saved, c.weights, scratch);
-}
-
-void AttentionLayer::run_backward(const Call& c, bool causal, bool training, uint64_t seed, float* dscale,
-                                  float* dconcat, float* scratch) const {
-  if (!c.dq && !c.dk && !c.dv && !dscale && !dconcat) return;
-  Dims m = dims();
-  auto cfg = make_config(c.batch, m.tq, m.tv, m.d, m.dv, concat_, causal, false);
-  int w = 0;
-  if (options_.use_scale) cfg.scale = weights_[w++].value[0];
-  if (concat_) cfg.concat_weight = weights_[w++].value[0];
-  if (training) {
-    cfg.dropout = options_.dropout;
-    cfg.dropout_seed = seed;
-    cfg.sample_offset = c.sample_offset;
-  }
-  float* tail = scratch + kernels::attention_scratch_floats(cfg);
-  attach_masks(cfg, c.qmask, c.vmask, tail);
-  kernels::attention_backward(cfg, c.q, c.k, c.v, c.out, c.dout, c.saved, c.dq, c.dk, c.dv, dscale, dconcat, scratch);
-}
-
 void AttentionLayer::forward(ForwardContext& ctx) {
-  const bool causal = ctx.call->use_causal_mask;
-  if (ctx.team) {
-    // Samples are handed out one at a time: on MNIST-like data a sample's cost grows with the
-    // square of its number of distinct values, so equal slices would leave one thread waiting.
-    Team& team = *ctx.team;
-    const float* qmask = ctx.query_mask ? ctx.query_mask - team.slice_begin * dims().tq : nullptr;
-    const float* vmask = ctx.value_mask ? ctx.value_mask - team.slice_begin * dims().tv : nullptr;
-    team.barrier->wait();  // every thread's slice of the inputs is written
-    for (int64_t b; (b = team.counters[0].fetch_add(1, std::memory_order_relaxed)) < team.batch;)
-      run_forward(sample_call(team, *ctx.call, {}, qmask, vmask, b), causal, ctx.training, ctx.seed, ctx.scratch);
-    team.barrier->wait();  // every sample's output is written
-    return;
+  Dims m = dims();
+  auto cfg = make_config(ctx.batch, m.tq, m.tv, m.d, m.dv, concat_, ctx.call->use_causal_mask, false);
+  int w = 0;
+  if (options_.use_scale) cfg.scale = weights_[w++].value[0];
+  if (concat_) cfg.concat_weight = weights_[w++].value[0];
+  if (ctx.training) {
+    cfg.dropout = options_.dropout;
+    cfg.dropout_seed = ctx.seed;
+    cfg.sample_offset = ctx.sample_offset;
   }
-  Call c;
-  c.batch = ctx.batch;
-  c.sample_offset = ctx.sample_offset;
-  c.q = ctx.inputs[0];
-  c.v = ctx.inputs[1];
-  c.k = ctx.inputs.size() > 2 ? ctx.inputs[2] : c.v;
-  c.qmask = ctx.query_mask;
-  c.vmask = ctx.value_mask;
-  c.out = ctx.outputs[0];
-  c.weights = ctx.outputs.size() > 1 ? ctx.outputs[1] : nullptr;
-  c.saved = ctx.saved;
-  run_forward(c, causal, ctx.training, ctx.seed, ctx.scratch);
+  float* tail = ctx.scratch + kernels::attention_scratch_floats(cfg);
+  attach_masks(cfg, ctx.query_mask, ctx.value_mask, tail);
+  const float* q = ctx.inputs[0];
+  const float* v = ctx.inputs[1];
+  const float* k = ctx.inputs.size() > 2 ? ctx.inputs[2] : v;
+  float* weights = ctx.outputs.size() > 1 ? ctx.outputs[1] : nullptr;
+  kernels::attention_forward(cfg, q, k, v, ctx.outputs[0], ctx.saved, weights, ctx.scratch);
 }
 
 void AttentionLayer::backward(BackwardContext& ctx) {
   if (!ctx.output_grads[0]) return;
-  const bool causal = ctx.call->use_causal_mask;
-  // Offsets of the trainable scalars, or -1 where no gradient is wanted.
-  int64_t scale_at = -1, concat_at = -1;
+  Dims m = dims();
+  auto cfg = make_config(ctx.batch, m.tq, m.tv, m.d, m.dv, concat_, ctx.call->use_causal_mask, false);
+  float* dscale = nullptr;
+  float* dconcat = nullptr;
   int w = 0;
   if (options_.use_scale) {
-    if (ctx.param_grads && trainable_) scale_at = weights_[w].offset;
+    cfg.scale = weights_[w].value[0];
+    if (ctx.param_grads && trainable_) dscale = ctx.param_grads + weights_[w].offset;
     ++w;
   }
-  if (concat_ && ctx.param_grads && trainable_) concat_at = weights_[w].offset;
-  if (ctx.team) {
-    // Per-sample scalar gradients go to team.shared and are summed in sample order afterwards,
-    // so the result does not depend on which thread took which sample.
-    Team& team = *ctx.team;
-    const float* qmask = ctx.query_mask ? ctx.query_mask - team.slice_begin * dims().tq : nullptr;
-    const float* vmask = ctx.value_mask ? ctx.value_mask - team.slice_begin * dims().tv : nullptr;
-    float* per_sample = team.shared;  // [2, batch]: d(scale), d(concat_score_weight)
-    team.barrier->wait();  // every thread's slice of the output gradient is written
-    for (int64_t b; (b = team.counters[1].fetch_add(1, std::memory_order_relaxed)) < team.batch;) {
-      per_sample[b] = per_sample[team.batch + b] = 0.0f;
-      run_backward(sample_call(team, *ctx.call, team.input_grads, qmask, vmask, b), causal, ctx.training, ctx.seed,
-                   scale_at >= 0 ? per_sample + b : nullptr, concat_at >= 0 ? per_sample + team.batch + b : nullptr,
-                   ctx.scratch);
-    }
-    team.barrier->wait();  // every sample's gradients are written
-    if (team.index == 0) {
-      for (int64_t b = 0; b < team.batch; ++b) {
-        if (scale_at >= 0) team.param_grads[scale_at] += per_sample[b];
-        if (concat_at >= 0) team.param_grads[concat_at] += per_sample[team.batch + b];
-      }
-    }
-    return;
+  if (concat_) {
+    cfg.concat_weight = weights_[w].value[0];
+    if (ctx.param_grads && trainable_) dconcat = ctx.param_grads + weights_[w].offset;
   }
-  Call c;
-  c.batch = ctx.batch;
-  c.sample_offset = ctx.sample_offset;
-  c.q = ctx.inputs[0];
-  c.v = ctx.inputs[1];
+  if (ctx.training) {
+    cfg.dropout = options_.dropout;
+    cfg.dropout_seed = ctx.seed;
+    cfg.sample_offset = ctx.sample_offset;
+  }
+  float* tail = ctx.scratch + kernels::attention_scratch_floats(cfg);
+  attach_masks(cfg, ctx.query_mask, ctx.value_mask, tail);
+  const float* q = ctx.inputs[0];
+  const float* v = ctx.inputs[1];
   const bool has_key = ctx.inputs.size() > 2;
-  c.k = has_key ? ctx.inputs[2] : c.v;
-  c.qmask = ctx.query_mask;
-  c.vmask = ctx.value_mask;
-  c.out = const_cast<float*>(ctx.outputs[0]);  // read only by the backward pass
-  c.saved = ctx.saved;
-  c.dout = ctx.output_grads[0];
-  c.dq = ctx.input_grads[0];
-  c.dv = ctx.input_grads[1];
-  c.dk = has_key ? ctx.input_grads[2] : c.dv;  // the key is the value when none is given
-  run_backward(c, causal, ctx.training, ctx.seed, scale_at >= 0 ? ctx.param_grads + scale_at : nullptr,
-               concat_at >= 0 ? ctx.param_grads + concat_at : nullptr, ctx.scratch);
+  const float* k = has_key ? ctx.inputs[2] : v;
+  float* dq = ctx.input_grads[0];
+  float* dv = ctx.input_grads[1];
+  float* dk = has_key ? ctx.input_grads[2] : dv;  // the key is the value when none is given
+  if (!dq && !dk && !dv && !dscale && !dconcat) return;
+  kernels::attention_backward(cfg, q, k, v, ctx.outputs[0], ctx.output_grads[0], ctx.saved, dq, dk, dv, dscale,
+                              dconcat, ctx.scratch);
 }
 
 nlohmann::json AttentionLayer::get_config() const {

@@ -106,7 +106,6 @@ void Executor::plan(int64_t max_batch) {
     saved_per_sample_[i] = sites[i]->layer->saved_floats_per_sample(sites[i]->options);
     saved_[i] = allocate_floats(std::max<int64_t>(rows * saved_per_sample_[i], 1));
   }
-  team_counters_ = std::make_unique<std::atomic<int64_t>[]>(2 * sites.size());
   for (auto& st : states_) st->param_grads = allocate_floats(model_->param_count_);
   for (int thread = 0; thread < n_threads; ++thread) {
     ThreadState& s = *states_[thread];
@@ -145,7 +144,6 @@ void Executor::plan(int64_t max_batch) {
       team.shared = team_shared_.get();
       team.param_grads = states_[0]->param_grads.get();
       team.saved = saved_[i].get();
-      team.counters = team_counters_.get() + 2 * i;
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
       if (site_outputs_[i][0] == output_tensor_ && model_->hidden_logits_) {
@@ -179,7 +177,6 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   }
   // Teams need every thread to hold samples (each meets the others at barriers).
   team_active_ = std::find(site_team_.begin(), site_team_.end(), true) != site_team_.end() && batch >= n;
-  for (size_t i = 0; i < 2 * model_->sites_.size(); ++i) team_counters_[i].store(0, std::memory_order_relaxed);
   auto slice_fn = [this](int t) { run_slice(t); };
   pool_.run(slice_fn);
   BatchResult total;

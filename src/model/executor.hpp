@@ -7,7 +7,6 @@
 // buffer, which then needs no reduction for them.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -72,7 +71,6 @@ class Executor {
   std::vector<std::shared_ptr<float[]>> saved_;  // per call site [planned_, saved floats per sample]
   std::vector<int64_t> saved_per_sample_;
   std::shared_ptr<float[]> team_shared_;
-  std::unique_ptr<std::atomic<int64_t>[]> team_counters_;  // two per call site
   std::vector<bool> site_team_;                  // runs as a team when team_active_
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
   PoolBarrier barrier_;

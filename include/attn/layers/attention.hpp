@@ -28,9 +28,6 @@ class AttentionLayer : public Layer {
 
   int64_t saved_floats_per_sample(const CallOptions& call) const override;
   int64_t scratch_floats(int64_t batch, const CallOptions& call) const override;
-  // On several threads, samples are handed out one at a time (see Team).
-  bool runs_as_team() const override;
-  int64_t team_floats(int64_t batch, int threads) const override;
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
@@ -42,13 +39,7 @@ class AttentionLayer : public Layer {
   struct Dims {
     int64_t tq, tv, d, dv;
   };
-  struct Call;
   Dims dims() const;
-  Call sample_call(const Team& team, const CallOptions& call, const std::vector<float*>& input_grads,
-                   const float* qmask, const float* vmask, int64_t b) const;
-  void run_forward(const Call& c, bool causal, bool training, uint64_t seed, float* scratch) const;
-  void run_backward(const Call& c, bool causal, bool training, uint64_t seed, float* dscale, float* dconcat,
-                    float* scratch) const;
   AttentionOptions options_;
   bool concat_ = false;
 };
