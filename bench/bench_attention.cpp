@@ -147,9 +147,12 @@ BENCHMARK(BM_AttentionDense)
     ->Args({64, 784, 0, 20})
     ->Args({1, 784, 1, 20})
     ->Args({64, 784, 1, 20})
+    ->Args({1, 784, 0, 1})
+    ->Args({64, 784, 0, 1})
     ->Args({1, 4096, 0, 1})
     ->Args({16, 4096, 0, 1})
     ->Args({64, 4096, 0, 1})
+    ->Args({1, 16384, 0, 1})
     ->Args({64, 16384, 0, 1})
     ->Unit(benchmark::kMillisecond);
 
