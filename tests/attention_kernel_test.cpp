@@ -291,6 +291,37 @@ TEST(AttentionKernel, GroupedBackwardAllGradientSubsets) {
   }
 }
 
+// The d = 1 path's own exponential (all its arguments are scores minus the row max, so <= 0):
+// within 2 ulp of exp in double over [-87, 0], including both ends, multiples of ln 2 (where
+// the reduction switches) and an odd count (the scalar tail); below -87 a clamped tiny value.
+TEST(AttentionKernel, D1ExponentialWithinTwoUlp) {
+  std::vector<float> x;
+  for (int i = 0; i <= 200001; ++i) x.push_back(static_cast<float>(-87.0 * i / 200001.0));
+  for (int k = 0; k <= 125; ++k)
+    for (float d : {-1e-6f, 0.0f, 1e-6f}) x.push_back(std::min(0.0f, -static_cast<float>(k) * 0.6931472f + d));
+  x.push_back(-0.0f);
+  x.push_back(-1e-30f);
+  if (x.size() % 2 == 0) x.push_back(-3.0f);
+  ASSERT_EQ(x.size() % 2, 1u);
+  std::vector<float> y(x.size());
+  attention_d1_exp(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  double worst = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i]));
+    const double ulps = std::fabs(y[i] - want) / (want * std::ldexp(1.0, -23));
+    worst = std::max(worst, ulps);
+    ASSERT_LE(ulps, 2.0) << "exp(" << x[i] << ") = " << y[i] << ", want " << want;
+  }
+  EXPECT_GT(worst, 0.0);  // the comparison saw rounding, so it compared real values
+  const float tiny[] = {-87.5f, -100.0f, -1e9f, -std::numeric_limits<float>::infinity(), -88.0f};
+  float out[5];
+  attention_d1_exp(tiny, out, 5);
+  for (float o : out) {
+    EXPECT_GE(o, 0.0f);
+    EXPECT_LE(o, 2e-38f);
+  }
+}
+
 // Gradients land only where asked and ADD: a second backward doubles each requested gradient's
 // increment and leaves the others untouched.
 TEST(AttentionKernel, GroupedBackwardAddsIntoRequestedGradientsOnly) {

@@ -23,6 +23,29 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 
+// exp(x) for x <= 0 (every argument here is a score minus its row maximum). x = n ln2 + r with
+// |r| <= ln2 / 2; e^r by its Taylor series to r^7 (truncation below 2e-8 relative); 2^n built
+// in the exponent bits. Arguments below -87 are clamped there: the term is then ~1e-38 instead
+// of 0 or a denormal, negligible against a row sum that holds exp(0) = 1.
+template <class D, class V>
+HWY_INLINE V ExpNonPositive(D df, V x) {
+  const hn::RebindToSigned<D> di;
+  x = hn::Max(x, hn::Set(df, -87.0f));
+  const V n = hn::Round(hn::Mul(x, hn::Set(df, 1.44269504088896341f)));
+  V r = hn::MulAdd(n, hn::Set(df, -0.693145751953125f), x);  // ln2 split in a high part with
+  r = hn::MulAdd(n, hn::Set(df, -1.4286068202862268e-06f), r);  // few bits, and the rest
+  V p = hn::Set(df, 1.0f / 5040.0f);
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 720.0f));
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 120.0f));
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 24.0f));
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 6.0f));
+  p = hn::MulAdd(p, r, hn::Set(df, 0.5f));
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f));
+  p = hn::MulAdd(p, r, hn::Set(df, 1.0f));
+  const auto bits = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  return hn::Mul(p, hn::BitCast(df, bits));
+}
+
 struct Groups {
   float* val;  // [G padded] distinct values
   float* cnt;  // [G padded] multiplicity
@@ -141,7 +164,7 @@ void row_stats(float u, int64_t a, const float* HWY_RESTRICT val, const float* H
   auto sl = hn::Zero(df), snum = hn::Zero(df), skb = hn::Zero(df), svk = hn::Zero(df);
   for (int64_t g = 0; g < gp; g += n) {
     const auto kv = hn::LoadU(df, val + g);
-    const auto e = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, kv), vscale), vm));
+    const auto e = ExpNonPositive(df, hn::Sub(hn::Mul(hn::Mul(vu, kv), vscale), vm));
     const auto ne = hn::Mul(hn::LoadU(df, cnt + g), e);
     const auto se = hn::Mul(hn::LoadU(df, sum + g), e);
     sl = hn::Add(sl, ne);
@@ -249,8 +272,8 @@ void column_sums(const float* HWY_RESTRICT kval, int64_t gp, const float* HWY_RE
     for (int64_t a = 0; a < nq; ++a) {
       const auto vu = hn::Set(df, qu[a]);
       const auto vm = hn::Set(df, qm[a]);
-      const auto e0 = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, k0), vs), vm));
-      const auto e1 = hn::Exp(df, hn::Sub(hn::Mul(hn::Mul(vu, k1), vs), vm));
+      const auto e0 = ExpNonPositive(df, hn::Sub(hn::Mul(hn::Mul(vu, k0), vs), vm));
+      const auto e1 = ExpNonPositive(df, hn::Sub(hn::Mul(hn::Mul(vu, k1), vs), vm));
       const auto va = hn::Set(df, wa[a]);
       a0 = hn::MulAdd(va, e0, a0);
       a1 = hn::MulAdd(va, e1, a1);
@@ -374,6 +397,18 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
   }
 }
 
+// y[i] = exp(x[i]) for x[i] <= 0 with the kernel's exponential (for its tests).
+void exp_nonpositive_impl(const float* HWY_RESTRICT x, float* HWY_RESTRICT y, int64_t count) {
+  const DF df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + n <= count; i += n) hn::StoreU(ExpNonPositive(df, hn::LoadU(df, x + i)), df, y + i);
+  for (; i < count; ++i) {
+    const hn::CappedTag<float, 1> d1;
+    hn::StoreU(ExpNonPositive(d1, hn::LoadU(d1, x + i)), d1, y + i);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace attn::kernels
 HWY_AFTER_NAMESPACE();
@@ -383,6 +418,11 @@ namespace attn::kernels {
 
 HWY_EXPORT(forward_grouped);
 HWY_EXPORT(backward_impl);
+HWY_EXPORT(exp_nonpositive_impl);
+
+void attention_d1_exp(const float* x, float* y, int64_t count) {
+  HWY_DYNAMIC_DISPATCH(exp_nonpositive_impl)(x, y, count);
+}
 
 void attention_d1_forward(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
                           float* saved, float* weights, float* scratch) {

@@ -4,6 +4,8 @@
 // attention_forward / attention_backward in attention.hpp.
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/attention.hpp"
 
 namespace attn::kernels {
@@ -15,5 +17,8 @@ void attention_d1_forward(const AttentionConfig& cfg, const float* q, const floa
 void attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
                            const float* out, const float* dout, const float* saved, float* dq, float* dk, float* dv,
                            float* dscale, float* scratch);
+
+// The path's exponential, exp(x) for x <= 0, on an array (exposed for its accuracy test).
+void attention_d1_exp(const float* x, float* y, int64_t count);
 
 }  // namespace attn::kernels
