@@ -77,10 +77,7 @@ struct Team {
   int64_t slice_begin = 0;    // this thread's slice: samples [slice_begin, slice_begin + slice count)
   TeamBarrier* barrier = nullptr;
   std::vector<const float*> inputs;     // whole-batch [batch, shape], same on every thread
-  std::vector<float*> outputs;
-  std::vector<const float*> output_grads;
   std::vector<float*> input_grads;      // ADD into; null where no gradient is needed
-  float* saved = nullptr;        // whole-batch [batch * saved_floats_per_sample]
   float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
 };

@@ -131,19 +131,15 @@ void Executor::plan(int64_t max_batch) {
         team.inputs.push_back(act_[t].get());
         team.input_grads.push_back(needs_grad_[t] ? grad_[t].get() : nullptr);
       }
-      for (int t : site_outputs_[i]) {
-        f.outputs.push_back(nullptr);
-        b.outputs.push_back(nullptr);
-        b.output_grads.push_back(nullptr);
-        team.outputs.push_back(act_[t].get());
-        team.output_grads.push_back(needs_grad_[t] ? grad_[t].get() : nullptr);
-      }
+      const size_t outputs = site_outputs_[i].size();
+      f.outputs.assign(outputs, nullptr);
+      b.outputs.assign(outputs, nullptr);
+      b.output_grads.assign(outputs, nullptr);
       team.index = thread;
       team.size = n_threads;
       team.barrier = &barrier_;
       team.shared = team_shared_.get();
       team.param_grads = states_[0]->param_grads.get();
-      team.saved = saved_[i].get();
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
       if (site_outputs_[i][0] == output_tensor_ && model_->hidden_logits_) {
