@@ -15,6 +15,7 @@
 
 #include "kernels/attention.hpp"
 #include "kernels/attention_d1.hpp"
+#include "kernels/attention_d1_series.hpp"
 #include "kernels/attention_layout.hpp"
 #include "kernels/dropout_hash.hpp"
 
@@ -77,7 +78,8 @@ struct Case {
   bool want_weights = true;
   unsigned grads = 31;  // bits: dq, dk, dv, dscale, dconcat
   bool full_mask_row = false;
-  bool d1_direct = false;  // backward through attention_d1_backward itself, not the dispatcher
+  bool d1_direct = false;  // through attention_d1_forward/backward with `method`, not the dispatcher
+  D1Method method = D1Method::kAuto;
   std::string name;
 };
 
@@ -119,8 +121,14 @@ void run_case(const Case& c, uint32_t seed) {
   // Poisoned saved and scratch: the kernel must write everything it reads.
   Vec saved(cfg.batch * attention_saved_floats(cfg), std::numeric_limits<float>::quiet_NaN());
   Vec scratch(attention_scratch_floats(cfg), std::numeric_limits<float>::quiet_NaN());
-  attention_forward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), saved.data(),
-                    c.want_weights ? w_fast.data() : nullptr, scratch.data());
+  if (c.d1_direct) {
+    ASSERT_TRUE(layout::grouped_eligible(cfg));
+    attention_d1_forward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), saved.data(),
+                         c.want_weights ? w_fast.data() : nullptr, scratch.data(), c.method);
+  } else {
+    attention_forward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), saved.data(),
+                      c.want_weights ? w_fast.data() : nullptr, scratch.data());
+  }
   expect_close(out_fast, out_ref, 2e-5, "out");
   if (c.want_weights) expect_close(w_fast, w_ref, 2e-5, "weights");
 
@@ -134,10 +142,9 @@ void run_case(const Case& c, uint32_t seed) {
   attention_backward_reference(cfg, in.qp(), in.kp(), in.vp(), dout.data(), pick(1, dq_r.data()), pick(2, dk_r.data()),
                                pick(4, dv_r.data()), pick(8, &ds_r), pick(16, &dc_r));
   if (c.d1_direct) {
-    ASSERT_TRUE(layout::grouped_eligible(cfg));
     attention_d1_backward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), dout.data(), saved.data(),
                           pick(1, dq_f.data()), pick(2, dk_f.data()), pick(4, dv_f.data()), pick(8, &ds_f),
-                          scratch.data());
+                          scratch.data(), c.method);
   } else {
     attention_backward(cfg, in.qp(), in.kp(), in.vp(), out_fast.data(), dout.data(), saved.data(), pick(1, dq_f.data()),
                        pick(2, dk_f.data()), pick(4, dv_f.data()), pick(8, &ds_f), pick(16, &dc_f), scratch.data());
@@ -252,14 +259,16 @@ TEST(AttentionKernel, ReferenceModelConfiguration) {
   run_case(c, 15);
 }
 
-// The grouped d = 1 path's backward on its own (attention_d1_backward, so a silent fallback to
-// the general kernel cannot pass): every subset of dq, dk, dv, dscale, into nonzero gradients,
-// over odd lengths with tq != tv, dense random values (every key its own group), MNIST-like
-// zero-heavy values (few large groups), q, k, v distinct or aliased, positive and negative scale.
+// The d = 1 path on its own (attention_d1_forward/backward, so a silent fallback to the general
+// kernel cannot pass), by grouping and by series: every subset of dq, dk, dv, dscale, into
+// nonzero gradients, over odd lengths with tq != tv, dense random values (every key its own
+// group), MNIST-like zero-heavy values (few large groups), q, k, v distinct or aliased, positive
+// and negative scale.
 TEST(AttentionKernel, GroupedBackwardAllGradientSubsets) {
   const int64_t lens[][2] = {{1, 1}, {3, 17}, {17, 3}, {100, 1}, {1, 100}, {17, 100}, {100, 784}, {784, 17}, {784, 784}};
   unsigned grads = 1;
   int n = 0;
+  for (const D1Method method : {D1Method::kGrouped, D1Method::kSeries}) {
   for (const auto& len : lens) {
     // 0 dense, 1 zero-heavy pixels, 2 aliased zero-heavy (tq = tv only), 3 all zeros (short only)
     for (int data = 0; data < 4; ++data) {
@@ -278,7 +287,8 @@ TEST(AttentionKernel, GroupedBackwardAllGradientSubsets) {
         c.grads = grads;
         grads = grads % 15 + 1;  // cycles through the 15 nonempty subsets of dq, dk, dv, dscale
         c.d1_direct = true;
-        c.name = "grouped " + std::to_string(len[0]) + "x" + std::to_string(len[1]) + " data " + std::to_string(data) +
+        c.method = method;
+        c.name = std::string(method == D1Method::kGrouped ? "grouped " : "series ") + std::to_string(len[0]) + "x" + std::to_string(len[1]) + " data " + std::to_string(data) +
                  " scale " + std::to_string(scale) + " grads " + std::to_string(c.grads);
         run_case(c, 500 + static_cast<uint32_t>(n++));
         if (len[0] * len[1] <= 2000) {  // and all four at once
@@ -289,6 +299,100 @@ TEST(AttentionKernel, GroupedBackwardAllGradientSubsets) {
       }
     }
   }
+  }
+}
+
+// The series path itself (attention_d1_series_*, which say whether they ran, so this cannot pass
+// by falling back): against the reference from one key bucket to dozens (the spread
+// max|scale q| (max k - min k) sets their number), odd lengths, tq != tv, all keys equal, all
+// queries zero, MNIST-like pixels; every gradient, added into nonzero buffers.
+TEST(AttentionKernel, SeriesPathOverScoreSpreads) {
+  struct Spread {
+    int64_t tq, tv;
+    float scale;
+    int data;  // 0 dense in [-1, 1], 1 zero-heavy pixels, 2 keys all equal, 3 queries all zero
+  };
+  const Spread cases[] = {{784, 784, 0.5f, 0}, {784, 784, 20.0f, 0}, {784, 784, -3.0f, 1}, {100, 100, 5.0f, 0},
+                          {17, 100, -4.0f, 0}, {100, 17, 1.5f, 0},   {23, 17, 1.9f, 1},   {3, 3, 0.4f, 0},
+                          {1, 1, 7.0f, 0},     {5, 1, -2.0f, 0},     {33, 65, 9.0f, 2},   {65, 33, 9.0f, 3}};
+  uint32_t seed = 900;
+  for (const Spread& sp : cases) {
+    AttentionConfig cfg;
+    cfg.batch = 2;
+    cfg.tq = sp.tq;
+    cfg.tv = sp.tv;
+    cfg.scale = sp.scale;
+    SCOPED_TRACE("series " + std::to_string(sp.tq) + "x" + std::to_string(sp.tv) + " scale " +
+                 std::to_string(sp.scale) + " data " + std::to_string(sp.data));
+    std::mt19937 rng(seed++);
+    const bool pixels = sp.data == 1;
+    Vec q = random_vec(rng, cfg.batch * cfg.tq, pixels ? 0.8 : 0.0, pixels);
+    Vec k = random_vec(rng, cfg.batch * cfg.tv, pixels ? 0.8 : 0.0, pixels);
+    const Vec v = random_vec(rng, cfg.batch * cfg.tv, 0.0, false);
+    const Vec dout = random_vec(rng, cfg.batch * cfg.tq, 0.0, false);
+    if (sp.data == 2) std::fill(k.begin(), k.end(), 0.3f);
+    if (sp.data == 3) std::fill(q.begin(), q.end(), 0.0f);
+    const int64_t sf = attention_saved_floats(cfg);
+    Vec out_ref(q.size()), out(q.size(), std::numeric_limits<float>::quiet_NaN());
+    Vec saved(cfg.batch * sf, std::numeric_limits<float>::quiet_NaN());
+    Vec scratch(attention_scratch_floats(cfg), std::numeric_limits<float>::quiet_NaN());
+    attention_forward_reference(cfg, q.data(), k.data(), v.data(), out_ref.data(), nullptr);
+    for (int64_t b = 0; b < cfg.batch; ++b)
+      ASSERT_TRUE(attention_d1_series_forward(cfg, q.data() + b * cfg.tq, k.data() + b * cfg.tv,
+                                              v.data() + b * cfg.tv, out.data() + b * cfg.tq, saved.data() + b * sf,
+                                              scratch.data()));
+    expect_close(out, out_ref, 2e-5, "out");
+    Vec dq_r(q.size(), 0.5f), dk_r(k.size(), -0.25f), dv_r(v.size(), 0.75f);
+    Vec dq = dq_r, dk = dk_r, dv = dv_r;
+    float ds_r = 0.125f, ds = 0.125f;
+    attention_backward_reference(cfg, q.data(), k.data(), v.data(), dout.data(), dq_r.data(), dk_r.data(), dv_r.data(),
+                                 &ds_r, nullptr);
+    for (int64_t b = 0; b < cfg.batch; ++b)
+      ASSERT_TRUE(attention_d1_series_backward(cfg, q.data() + b * cfg.tq, k.data() + b * cfg.tv,
+                                               v.data() + b * cfg.tv, out.data() + b * cfg.tq,
+                                               dout.data() + b * cfg.tq, saved.data() + b * sf, dk.data() + b * cfg.tv,
+                                               dv.data() + b * cfg.tv, scratch.data()));
+    // dq and dscale come from the saved statistics alone (no column sums).
+    attention_d1_backward(cfg, q.data(), k.data(), v.data(), out.data(), dout.data(), saved.data(), dq.data(), nullptr,
+                          nullptr, &ds, scratch.data(), D1Method::kSeries);
+    expect_close(dq, dq_r, 1e-4, "dq");
+    expect_close(dk, dk_r, 1e-4, "dk");
+    expect_close(dv, dv_r, 1e-4, "dv");
+    const double mag = std::sqrt(static_cast<double>(cfg.batch * cfg.tq)) * (max_abs(dout) + 1e-3);
+    EXPECT_NEAR(ds, ds_r, 1e-4 * (mag + std::fabs(ds_r))) << "dscale";
+  }
+}
+
+// The series refuses, writing nothing, a spread that needs more buckets than the layout holds
+// (tv / 4 here) and non-finite input; the dispatcher then groups and still matches.
+TEST(AttentionKernel, SeriesPathRefusesWideSpreadAndNonFinite) {
+  AttentionConfig cfg;
+  cfg.tq = 9;
+  cfg.tv = 17;  // at most 4 buckets: |scale| max|q| (max k - min k) must stay under 4
+  cfg.scale = 10.0f;
+  std::mt19937 rng(41);
+  Vec q = random_vec(rng, cfg.tq, 0.0, false), k = random_vec(rng, cfg.tv, 0.0, false);
+  const Vec v = random_vec(rng, cfg.tv, 0.0, false), dout = random_vec(rng, cfg.tq, 0.0, false);
+  Vec out(cfg.tq, -7.0f), saved(attention_saved_floats(cfg), -7.0f), scratch(attention_scratch_floats(cfg));
+  Vec dk(cfg.tv, -7.0f), dv(cfg.tv, -7.0f);
+  EXPECT_FALSE(attention_d1_series_forward(cfg, q.data(), k.data(), v.data(), out.data(), saved.data(), scratch.data()));
+  EXPECT_FALSE(attention_d1_series_backward(cfg, q.data(), k.data(), v.data(), out.data(), dout.data(), saved.data(),
+                                            dk.data(), dv.data(), scratch.data()));
+  for (const Vec* a : {&out, &saved, &dk, &dv})
+    for (float x : *a) ASSERT_EQ(x, -7.0f);
+  Case c;
+  c.cfg = cfg;
+  c.d1_direct = true;
+  c.method = D1Method::kSeries;
+  c.name = "wide spread, series asked for, grouped used";
+  run_case(c, 42);
+  cfg.scale = 0.5f;  // a narrow spread, but one value is not a number
+  q[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(attention_d1_series_forward(cfg, q.data(), k.data(), v.data(), out.data(), saved.data(), scratch.data()));
+  q[3] = 0.5f;
+  k[16] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(attention_d1_series_forward(cfg, q.data(), k.data(), v.data(), out.data(), saved.data(), scratch.data()));
+  for (float x : out) ASSERT_EQ(x, -7.0f);
 }
 
 // The d = 1 path's own exponential (all its arguments are scores minus the row max, so <= 0):
@@ -437,20 +541,29 @@ TEST(AttentionKernel, EverySupportedSimdTarget) {
     c.cfg.d = c.cfg.dv = 1;
     c.zero_frac = 0.8;
     c.pixels = true;
-    c.grads = 8;
-    c.name = "grouped";
-    run_case(c, 32);
-    c.grads = 31;
-    c.cfg.tq = 70;
-    c.alias = true;
-    c.name = "grouped aliased, all gradients";
-    run_case(c, 33);
-    c.alias = false;
-    c.zero_frac = 0.0;
-    c.pixels = false;
-    c.cfg.tq = 23;
-    c.name = "grouped dense, all gradients";
-    run_case(c, 34);
+    c.d1_direct = true;
+    for (const D1Method method : {D1Method::kGrouped, D1Method::kSeries}) {
+      c.method = method;
+      c.grads = 8;
+      c.zero_frac = 0.8;
+      c.pixels = true;
+      c.cfg.tq = 17;
+      const std::string how = method == D1Method::kGrouped ? " (grouped)" : " (series)";
+      c.name = "d = 1" + how;
+      run_case(c, 32);
+      c.grads = 31;
+      c.cfg.tq = 70;
+      c.alias = true;
+      c.name = "d = 1 aliased, all gradients" + how;
+      run_case(c, 33);
+      c.alias = false;
+      c.zero_frac = 0.0;
+      c.pixels = false;
+      c.cfg.tq = 23;
+      c.name = "d = 1 dense, all gradients" + how;
+      run_case(c, 34);
+    }
+    c.d1_direct = false;
   }
   hwy::SetSupportedTargetsForTest(0);
 }

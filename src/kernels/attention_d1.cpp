@@ -9,42 +9,20 @@
 #include <cmath>
 
 #include "kernels/attention_d1.hpp"
+#include "kernels/attention_d1_series.hpp"
 #include "kernels/attention_layout.hpp"
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/attention_d1.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
+#include "kernels/exp_nonpositive-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
-
-// exp(x) for x <= 0 (every argument here is a score minus its row maximum). x = n ln2 + r with
-// |r| <= ln2 / 2; e^r by its Taylor series to r^7 (truncation below 2e-8 relative); 2^n built
-// in the exponent bits. Arguments below -87 are clamped there: the term is then ~1e-38 instead
-// of 0 or a denormal, negligible against a row sum that holds exp(0) = 1.
-template <class D, class V>
-HWY_INLINE V ExpNonPositive(D df, V x) {
-  const hn::RebindToSigned<D> di;
-  x = hn::Max(x, hn::Set(df, -87.0f));
-  const V n = hn::Round(hn::Mul(x, hn::Set(df, 1.44269504088896341f)));
-  V r = hn::MulAdd(n, hn::Set(df, -0.693145751953125f), x);  // ln2 split in a high part with
-  r = hn::MulAdd(n, hn::Set(df, -1.4286068202862268e-06f), r);  // few bits, and the rest
-  V p = hn::Set(df, 1.0f / 5040.0f);
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 720.0f));
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 120.0f));
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 24.0f));
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f / 6.0f));
-  p = hn::MulAdd(p, r, hn::Set(df, 0.5f));
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f));
-  p = hn::MulAdd(p, r, hn::Set(df, 1.0f));
-  const auto bits = hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
-  return hn::Mul(p, hn::BitCast(df, bits));
-}
 
 struct Groups {
   float* val;  // [G padded] distinct values
@@ -184,17 +162,13 @@ void row_stats(float u, int64_t a, const float* HWY_RESTRICT val, const float* H
   rw[a] = static_cast<float>(vk - o * kbar);
 }
 
-void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
-                     float* saved, float* weights, float* scratch) {
-  const layout::ScratchLayout L = layout::scratch_layout(cfg);
+void forward_grouped_sample(const AttentionConfig& cfg, const layout::ScratchLayout& L, const float* qb,
+                            const float* kb, const float* vb, float* ob, float* sv, float* scratch) {
   const DF df;
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t hs = layout::hash_size(cfg);
   const int64_t tq = cfg.tq, tv = cfg.tv;
-  for (int64_t b = 0; b < cfg.batch; ++b) {
-    const float* qb = q + b * tq;
-    const float* kb = k + b * tv;
-    const float* vb = v + b * tv;
+  {  // keys grouped, then queries (or the keys' groups again when q is k)
     Groups kg{scratch + L.gval, scratch + L.gcnt, scratch + L.gsum, scratch + L.knzi, scratch + L.knzg};
     group_values(kb, vb, tv, scratch + L.hkey, scratch + L.hidx, hs, kg);
     const int64_t gp = layout::round_up(kg.g, n);
@@ -224,8 +198,6 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
     for (int64_t a = 0; a < nq; ++a)
       row_stats(qs->val[a], a, kg.val, kg.cnt, kg.sum, gp, kmin, kmax, cfg.scale, rm, rl, ro, rc, rw);
     // Scatter: the zero queries' rows all at once, then each nonzero query's.
-    float* sv = saved + b * layout::saved_floats(cfg);
-    float* ob = out + b * tq;
     if (qs->zero_group >= 0) {
       const int64_t z = qs->zero_group;
       std::fill(ob, ob + tq, ro[z]);
@@ -243,6 +215,22 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
       sv[2 * tq + i] = rc[g];
       sv[3 * tq + i] = rw[g];
     }
+  }
+}
+
+// Each sample by the series where it applies (unless told otherwise), else by grouping.
+void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
+                     float* saved, float* weights, float* scratch, D1Method method) {
+  const layout::ScratchLayout L = layout::scratch_layout(cfg);
+  const int64_t tq = cfg.tq, tv = cfg.tv;
+  for (int64_t b = 0; b < cfg.batch; ++b) {
+    const float* qb = q + b * tq;
+    const float* kb = k + b * tv;
+    const float* vb = v + b * tv;
+    float* sv = saved + b * layout::saved_floats(cfg);
+    float* ob = out + b * tq;
+    if (method == D1Method::kGrouped || !attention_d1_series_forward(cfg, qb, kb, vb, ob, sv, scratch))
+      forward_grouped_sample(cfg, L, qb, kb, vb, ob, sv, scratch);
     if (weights != nullptr) {
       for (int64_t i = 0; i < tq; ++i) {
         float* w = weights + (b * tq + i) * tv;
@@ -252,6 +240,7 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
     }
   }
 }
+
 
 // Column sums over query groups for every key group (kval [gp], gp a multiple of 2 vectors):
 // A(k) = sum_a E_a(k) wa_a, B(k) = sum_a E_a(k) wb_a, C(k) = sum_a E_a(k) wc_a with
@@ -355,7 +344,7 @@ void backward_keys(const AttentionConfig& cfg, const layout::ScratchLayout& L, c
 
 void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, const float* v, const float* out,
                    const float* dout, const float* saved, float* dq, float* dk, float* dv, float* dscale,
-                   float* scratch) {
+                   float* scratch, D1Method method) {
   const int64_t tq = cfg.tq, tv = cfg.tv;
   const int64_t sf = layout::saved_floats(cfg);
   const DF df;
@@ -391,9 +380,14 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
   }
   if (dk != nullptr || dv != nullptr) {
     const layout::ScratchLayout L = layout::scratch_layout(cfg);
-    for (int64_t b = 0; b < cfg.batch; ++b)
-      backward_keys(cfg, L, q + b * tq, k + b * tv, v + b * tv, out + b * tq, dout + b * tq, saved + b * sf,
-                    dk != nullptr ? dk + b * tv : nullptr, dv != nullptr ? dv + b * tv : nullptr, scratch);
+    for (int64_t b = 0; b < cfg.batch; ++b) {
+      const float *qb = q + b * tq, *kb = k + b * tv, *vb = v + b * tv, *ob = out + b * tq, *gb = dout + b * tq;
+      float* dkb = dk != nullptr ? dk + b * tv : nullptr;
+      float* dvb = dv != nullptr ? dv + b * tv : nullptr;
+      if (method == D1Method::kGrouped ||
+          !attention_d1_series_backward(cfg, qb, kb, vb, ob, gb, saved + b * sf, dkb, dvb, scratch))
+        backward_keys(cfg, L, qb, kb, vb, ob, gb, saved + b * sf, dkb, dvb, scratch);
+    }
   }
 }
 
@@ -425,14 +419,14 @@ void attention_d1_exp(const float* x, float* y, int64_t count) {
 }
 
 void attention_d1_forward(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
-                          float* saved, float* weights, float* scratch) {
-  HWY_DYNAMIC_DISPATCH(forward_grouped)(cfg, q, k, v, out, saved, weights, scratch);
+                          float* saved, float* weights, float* scratch, D1Method method) {
+  HWY_DYNAMIC_DISPATCH(forward_grouped)(cfg, q, k, v, out, saved, weights, scratch, method);
 }
 
 void attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,
                            const float* out, const float* dout, const float* saved, float* dq, float* dk, float* dv,
-                           float* dscale, float* scratch) {
-  HWY_DYNAMIC_DISPATCH(backward_impl)(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch);
+                           float* dscale, float* scratch, D1Method method) {
+  HWY_DYNAMIC_DISPATCH(backward_impl)(cfg, q, k, v, out, dout, saved, dq, dk, dv, dscale, scratch, method);
 }
 
 }  // namespace attn::kernels

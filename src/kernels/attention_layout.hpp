@@ -30,6 +30,18 @@ inline int64_t saved_floats(const AttentionConfig& cfg) {
   return (grouped_eligible(cfg) ? 4 : 2) * cfg.tq;
 }
 
+// The d = 1 series path (attention_d1_series.cpp): keys fall in buckets of half-width r with
+// |scale q_i| r <= kSeriesRadius, and exp(scale q_i (k_j - c_b)) is summed as its Taylor series
+// to kSeriesTerms terms (truncation below 5e-10 relative). A sample whose score spread needs more
+// buckets than series_max_buckets goes to the grouped path, which is then as cheap or cheaper.
+inline constexpr int kSeriesTerms = 10;
+inline constexpr float kSeriesRadius = 0.5f;
+
+inline int64_t series_max_buckets(const AttentionConfig& cfg) {
+  const int64_t b = cfg.tv / 4;
+  return b < 1 ? 1 : b > 256 ? 256 : b;
+}
+
 inline int64_t hash_size(const AttentionConfig& cfg) {
   int64_t h = 16;
   const int64_t n = cfg.tq > cfg.tv ? cfg.tq : cfg.tv;
@@ -55,6 +67,13 @@ struct ScratchLayout {
   int64_t rm = 0, rl = 0, ro = 0, rc = 0;   // [tq + kPad] per query group: m, l, out, c
   int64_t rw = 0;                           // [tq + kPad] per query group: w (forward), weight (backward)
   int64_t ka = 0, kb = 0, kc = 0;           // [tv + kPad] per key group: column sums A, B, C (backward)
+  // series path
+  int64_t ru = 0, ralpha = 0, rt = 0;      // [tq + kPad] queries, scale * queries, that times r (0 padded)
+  int64_t rea = 0, reb = 0, rec = 0;        // [tq + kPad] per row: one bucket's term times weights A, B, C
+  int64_t sx = 0, sv = 0, si = 0;           // [tv + kPad] keys by bucket: offset / r, value, index
+  int64_t bstart = 0;                       // [max buckets + 1] first key of each bucket
+  int64_t bcentre = 0;                      // [max buckets] centre of each nonempty bucket
+  int64_t bcoef = 0;                        // [max buckets, 4, kSeriesTerms] series coefficients
   int64_t total = 0;
 };
 
@@ -96,6 +115,19 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
     s.ka = take(cfg.tv + kPad);
     s.kb = take(cfg.tv + kPad);
     s.kc = take(cfg.tv + kPad);
+    const int64_t nb = series_max_buckets(cfg);
+    s.ru = take(cfg.tq + kPad);
+    s.ralpha = take(cfg.tq + kPad);
+    s.rt = take(cfg.tq + kPad);
+    s.rea = take(cfg.tq + kPad);
+    s.reb = take(cfg.tq + kPad);
+    s.rec = take(cfg.tq + kPad);
+    s.sx = take(cfg.tv + kPad);
+    s.sv = take(cfg.tv + kPad);
+    s.si = take(cfg.tv + kPad);
+    s.bstart = take(nb + 1);
+    s.bcentre = take(nb);
+    s.bcoef = take(nb * 4 * kSeriesTerms);
   }
   s.total = at + 16;
   return s;
