@@ -310,11 +310,13 @@ TEST(AttentionKernel, SeriesPathOverScoreSpreads) {
   struct Spread {
     int64_t tq, tv;
     float scale;
-    int data;  // 0 dense in [-1, 1], 1 zero-heavy pixels, 2 keys all equal, 3 queries all zero
+    int data;  // 0 dense in [-1, 1], 1 zero-heavy pixels, 2 keys all equal, 3 queries all zero,
+               // 4 keys 1e-38 apart (a bucket too narrow to scale by), 5 keys one float apart
   };
   const Spread cases[] = {{784, 784, 0.5f, 0}, {784, 784, 20.0f, 0}, {784, 784, -3.0f, 1}, {100, 100, 5.0f, 0},
                           {17, 100, -4.0f, 0}, {100, 17, 1.5f, 0},   {23, 17, 1.9f, 1},   {3, 3, 0.4f, 0},
-                          {1, 1, 7.0f, 0},     {5, 1, -2.0f, 0},     {33, 65, 9.0f, 2},   {65, 33, 9.0f, 3}};
+                          {1, 1, 7.0f, 0},     {5, 1, -2.0f, 0},     {33, 65, 9.0f, 2},   {65, 33, 9.0f, 3},
+                          {40, 50, 3.0f, 4},   {50, 40, 3.0f, 5}};
   uint32_t seed = 900;
   for (const Spread& sp : cases) {
     AttentionConfig cfg;
@@ -332,6 +334,8 @@ TEST(AttentionKernel, SeriesPathOverScoreSpreads) {
     const Vec dout = random_vec(rng, cfg.batch * cfg.tq, 0.0, false);
     if (sp.data == 2) std::fill(k.begin(), k.end(), 0.3f);
     if (sp.data == 3) std::fill(q.begin(), q.end(), 0.0f);
+    for (size_t j = 0; j < k.size() && sp.data >= 4; ++j)
+      k[j] = sp.data == 4 ? (j % 2 == 0 ? 2e-38f : 3e-38f) : (j % 2 == 0 ? 0.5f : std::nextafter(0.5f, 1.0f));
     const int64_t sf = attention_saved_floats(cfg);
     Vec out_ref(q.size()), out(q.size(), std::numeric_limits<float>::quiet_NaN());
     Vec saved(cfg.batch * sf, std::numeric_limits<float>::quiet_NaN());
@@ -395,9 +399,10 @@ TEST(AttentionKernel, SeriesPathRefusesWideSpreadAndNonFinite) {
   for (float x : out) ASSERT_EQ(x, -7.0f);
 }
 
-// The d = 1 path's own exponential (all its arguments are scores minus the row max, so <= 0):
-// within 2 ulp of exp in double over [-87, 0], including both ends, multiples of ln 2 (where
-// the reduction switches) and an odd count (the scalar tail); below -87 a clamped tiny value.
+// The d = 1 paths' own exponential (its arguments are scores minus the row max, so <= 0, or
+// for the series up to 1/2 above): within 2 ulp of exp in double over [-87, 1], including the
+// ends, multiples of ln 2 (where the reduction switches) and an odd count (the scalar tail);
+// below -87 a clamped tiny value.
 TEST(AttentionKernel, D1ExponentialWithinTwoUlp) {
   std::vector<float> x;
   for (int i = 0; i <= 200001; ++i) x.push_back(static_cast<float>(-87.0 * i / 200001.0));
@@ -405,6 +410,8 @@ TEST(AttentionKernel, D1ExponentialWithinTwoUlp) {
     for (float d : {-1e-6f, 0.0f, 1e-6f}) x.push_back(std::min(0.0f, -static_cast<float>(k) * 0.6931472f + d));
   x.push_back(-0.0f);
   x.push_back(-1e-30f);
+  // The series path's bucket terms exp(alpha c - m) reach slightly above 0 (at most 1/2).
+  for (int i = 1; i <= 2001; ++i) x.push_back(static_cast<float>(i) / 2001.0f);
   if (x.size() % 2 == 0) x.push_back(-3.0f);
   ASSERT_EQ(x.size() % 2, 1u);
   std::vector<float> y(x.size());

@@ -75,17 +75,24 @@ Plan make_plan(const AttentionConfig& cfg, const float* HWY_RESTRICT q, const fl
   // The margin covers alpha_i = fl(scale q_i) and the rounding of the bucket centres.
   const double need = static_cast<double>(qmax) * std::fabs(static_cast<double>(cfg.scale)) *
                       (static_cast<double>(kmax) - kmin) * (1.0 + 1e-5) / (2.0 * layout::kSeriesRadius);
-  if (!std::isfinite(sum) || !(need <= static_cast<double>(layout::series_max_buckets(cfg)))) return p;
-  p.buckets = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(need)));
-  p.kmin = kmin;
-  p.kmax = kmax;
-  const double h = (static_cast<double>(kmax) - kmin) / static_cast<double>(p.buckets);
-  if (h > 0.0) {
+  const double amax = static_cast<double>(qmax) * std::fabs(static_cast<double>(cfg.scale));
+  if (!std::isfinite(sum) || !(amax < 1e30) || !(need <= static_cast<double>(layout::series_max_buckets(cfg))))
+    return p;
+  const auto buckets = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(need)));
+  const double h = (static_cast<double>(kmax) - kmin) / static_cast<double>(buckets);
+  // Offsets are scaled by 1/r to lie in [-1, 1]. With one bucket any r keeps |t x| =
+  // |alpha (k - c)| <= kSeriesRadius, so r = 1 where h / 2 is too small to invert.
+  if (h / 2.0 >= 1e-30) {
     p.h = static_cast<float>(h);
     p.inv_h = static_cast<float>(1.0 / h);
     p.r = static_cast<float>(h / 2.0);
     p.inv_r = 1.0f / p.r;
+  } else if (buckets > 1) {
+    return p;
   }
+  p.buckets = buckets;
+  p.kmin = kmin;
+  p.kmax = kmax;
   return p;
 }
 

@@ -13,7 +13,7 @@ HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
-// exp(x) for x <= 1 (the arguments are scores minus their row maximum, or that plus a little).
+// exp(x) for x <= 1 (the arguments are scores minus their row maximum, or up to 1/2 above it).
 // x = n ln2 + r with |r| <= ln2 / 2; e^r by its Taylor series to r^7 (truncation below 2e-8
 // relative); 2^n built in the exponent bits. Arguments below -87 are clamped there: the term is
 // then ~1e-38 instead of 0 or a denormal, negligible against a row sum that holds exp(0) = 1.
