@@ -3,8 +3,9 @@
 // one step's gradients (SGD with learning rate 1: g = w - w') against the 1-thread run, for
 // batches that do and do not divide among the threads, fewer samples than threads (the team
 // falls back to batch slices), more rows than the small-batch kernels take (BLAS), Dense on 3-D
-// inputs, a large Dense called at two sites, a softmax output whose logits feed the loss, the
-// clipping optimizer path, and Attention with masks, causal, concat scores, dropout, a key input
+// inputs, a large Dense called at two sites, a team Dense applying its own update among small
+// layers updated after the run, a softmax output whose logits feed the loss, the clipping
+// optimizer path, and Attention with masks, causal, concat scores, dropout, a key input
 // and returned scores. Summation order
 // differs between thread counts, so the comparison has a float32 tolerance; the same thread
 // count must reproduce bit for bit.
@@ -75,6 +76,15 @@ std::vector<Case> cases() {
          return Model(in, L::Dense(4)(shared(shared(in))));
        },
        {{150}}, 4, sparse_logits},
+      {"a team Dense among small ones (over 16,384 parameters left to update after the run)",
+       [] {
+         auto in = attn::Input({200});
+         auto h = L::Dense(100, {.activation = "relu"})(in);  // 20,000 weights: a team, updated inside
+         h = L::Dense(120, {.activation = "tanh"})(h);        // 12,000: batch slices
+         h = L::Dense(60, {.activation = "relu"})(h);         // 7,200: batch slices
+         return Model(in, L::Dense(5)(h));
+       },
+       {{200}}, 5, sparse_logits},
       {"softmax output, logits to the loss, clipping",
        [] {
          auto in = attn::Input({100});

@@ -70,6 +70,13 @@ struct TeamBarrier {
   ~TeamBarrier() = default;
 };
 
+// The optimizer step for a range of parameters, called from inside a team backward.
+struct TeamUpdate {
+  virtual void apply(int64_t begin, int64_t end) = 0;  // parameter offsets [begin, end)
+ protected:
+  ~TeamUpdate() = default;
+};
+
 struct Team {
   int index = 0;              // this thread
   int size = 1;               // threads in the team
@@ -80,6 +87,10 @@ struct Team {
   std::vector<float*> input_grads;      // ADD into; null where no gradient is needed
   float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
+  // Set in training when the step may be fused (no gradient clipping, the layer called at this
+  // site only): the layer calls update->apply on each parameter range it has finished, once no
+  // thread reads those parameters again this step, while they are still in this core's cache.
+  TeamUpdate* update = nullptr;
 };
 
 struct ForwardContext {

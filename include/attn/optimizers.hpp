@@ -45,6 +45,8 @@ class Optimizer {
   virtual void update_range(float* params, const float* grads, int64_t begin, int64_t end) = 0;
   virtual void end_step() { ++iterations_; }
   // True when begin_step() reads the gradients (clipping); then they must be complete first.
+  // Otherwise it reads none (grads may be null) and update_range() may follow per range as
+  // each range's gradients complete.
   bool clips() const { return clip_.clipnorm || clip_.clipvalue || clip_.global_clipnorm; }
 
   int64_t iterations() const { return iterations_; }

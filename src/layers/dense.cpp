@@ -160,12 +160,13 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   team.barrier->wait();  // every partial is complete
   const float* bias = options_.use_bias ? weights_[1].value.data() : nullptr;
   const int64_t first = team.slice_begin * rows_per_sample_ * units_;
-  const int64_t count = ctx.batch * rows_per_sample_ * units_;
-  for (int64_t e = 0; e < count; ++e) {
-    const int64_t j = (first + e) % units_;
-    float acc = bias ? bias[j] : 0.0f;
-    for (int t = 0; t < team.size; ++t) acc += team.shared[t * partial_size + first + e];
-    z[e] = acc;
+  const int64_t rows = ctx.batch * rows_per_sample_;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* zr = z + r * units_;
+    const float* part = team.shared + first + r * units_;
+    for (int64_t j = 0; j < units_; ++j) zr[j] = bias ? bias[j] : 0.0f;
+    for (int t = 0; t < team.size; ++t)
+      for (int64_t j = 0; j < units_; ++j) zr[j] += part[t * partial_size + j];
   }
 }
 
@@ -193,6 +194,14 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   if (team.input_grads[0])
     add_grad_input(dz_all, weights_[0].value.data() + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows,
                    k1 - k0, units_);
+  // Rows [k0, k1) of W and this share of the bias are read and differentiated by this thread only.
+  if (team.update != nullptr && trainable_) {
+    team.update->apply(weights_[0].offset + k0 * units_, weights_[0].offset + k1 * units_);
+    if (options_.use_bias) {
+      const auto [j0, j1] = share(units_, team.index, team.size);
+      team.update->apply(weights_[1].offset + j0, weights_[1].offset + j1);
+    }
+  }
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }
 

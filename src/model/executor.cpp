@@ -10,6 +10,12 @@
 
 namespace attn {
 
+namespace {
+// Below this many parameters left after a fused run, the caller updates them alone: a pool
+// round costs more than the work.
+constexpr int64_t kSerialRest = 16384;
+}  // namespace
+
 struct Executor::ThreadState {
   std::shared_ptr<float[]> scratch;
   std::shared_ptr<float[]> logits, logits_grad;
@@ -77,6 +83,32 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     (team_param[i] ? team_ranges_ : slice_ranges_).emplace_back(i, j);
     i = j;
   }
+  // A team layer called at one site only finishes its gradients within that site's backward, so
+  // it may apply the optimizer step there; everything else is updated after the run.
+  update_.executor = this;
+  std::vector<bool> fused_param(model_->param_count_, false);
+  for (size_t i = 0; i < sites.size(); ++i) {
+    int calls = 0;
+    for (const auto& other : sites) calls += other->layer == sites[i]->layer ? 1 : 0;
+    site_fusable_.push_back(site_team_[i] && calls == 1);
+    if (!site_fusable_.back()) continue;
+    for (const Weight& w : sites[i]->layer->weights())
+      std::fill(fused_param.begin() + w.offset, fused_param.begin() + w.offset + shape_size(w.shape), true);
+  }
+  for (int64_t i = 0; i < model_->param_count_;) {
+    int64_t j = i;
+    while (j < model_->param_count_ && fused_param[j] == fused_param[i]) ++j;
+    if (!fused_param[i]) {
+      rest_ranges_.emplace_back(i, j);
+      rest_count_ += j - i;
+    }
+    i = j;
+  }
+}
+
+void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
+  Model& m = *executor->model_;
+  m.optimizer_->update_range(m.params_.get(), executor->states_[0]->param_grads.get(), begin, end);
 }
 
 Executor::~Executor() = default;
@@ -173,6 +205,10 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   }
   // Teams need every thread to hold samples (each meets the others at barriers).
   team_active_ = std::find(site_team_.begin(), site_team_.end(), true) != site_team_.end() && batch >= n;
+  // Without clipping, begin_step() reads no gradient, so the step can start before they exist.
+  fused_ = train && team_active_ && !model_->optimizer_->clips() &&
+           std::find(site_fusable_.begin(), site_fusable_.end(), true) != site_fusable_.end();
+  if (fused_) model_->optimizer_->begin_step(nullptr);
   auto slice_fn = [this](int t) { run_slice(t); };
   pool_.run(slice_fn);
   BatchResult total;
@@ -180,7 +216,17 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     total.loss_sum += s->result.loss_sum;
     total.correct += s->result.correct;
   }
-  if (train) {
+  if (fused_) {
+    // The fused teams updated their ranges; the rest (small layers, shared ones) are reduced and
+    // updated here, on the caller alone when they are few.
+    if (rest_count_ < kSerialRest) {
+      update_rest(-1);
+    } else {
+      auto rest_fn = [this](int t) { update_rest(t); };
+      pool_.run(rest_fn);
+    }
+    model_->optimizer_->end_step();
+  } else if (train) {
     // Each thread sums its range of the per-thread gradients (always in thread order, so a
     // thread count is bit-reproducible) and updates that range of the parameters: one pass
     // over memory, split across threads. Clipping needs the complete gradients first.
@@ -206,6 +252,24 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     opt.end_step();
   }
   return total;
+}
+
+void Executor::update_rest(int t) {
+  const int n = pool_.size();
+  float* grads = states_[0]->param_grads.get();
+  const int64_t begin = t < 0 ? 0 : range_begin(t), end = t < 0 ? model_->param_count_ : range_begin(t + 1);
+  for (const auto& [a, b] : rest_ranges_) {
+    const int64_t lo = std::max(a, begin), hi = std::min(b, end);
+    if (lo >= hi) continue;
+    for (const auto& [sa, sb] : slice_ranges_) {  // per-thread gradients: sum into thread 0's
+      const int64_t rlo = std::max(lo, sa), rhi = std::min(hi, sb);
+      for (int s = 1; s < n && rlo < rhi; ++s) {
+        const float* src = states_[s]->param_grads.get();
+        for (int64_t i = rlo; i < rhi; ++i) grads[i] += src[i];
+      }
+    }
+    model_->optimizer_->update_range(model_->params_.get(), grads, lo, hi);
+  }
 }
 
 int64_t Executor::range_begin(int t) const {
@@ -277,6 +341,7 @@ void Executor::run_slice(int t) {
     f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
     s.teams[i].batch = batch_;
     s.teams[i].slice_begin = s.begin;
+    s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
     f.batch = count;
     f.sample_offset = s.begin;
     f.training = sites[i]->options.training.value_or(training_mode_);

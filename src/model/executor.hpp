@@ -49,7 +49,12 @@ class Executor {
     ThreadPool* pool = nullptr;
     void wait() override { pool->barrier(); }
   };
+  struct PoolUpdate : TeamUpdate {
+    Executor* executor = nullptr;
+    void apply(int64_t begin, int64_t end) override;
+  };
   void run_slice(int t);
+  void update_rest(int t);  // after a fused run: the ranges no team updated
   void zero_param_grads(int t);
   void reduce_gradients(int t);
   int64_t range_begin(int t) const;  // thread t's share of the parameter buffer
@@ -73,8 +78,13 @@ class Executor {
   std::shared_ptr<float[]> team_shared_;
   std::vector<bool> site_team_;                  // runs as a team when team_active_
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
+  std::vector<bool> site_fusable_;  // team site whose layer is called nowhere else
+  std::vector<std::pair<int64_t, int64_t>> rest_ranges_;  // ranges not updated inside fused teams
+  int64_t rest_count_ = 0;
   PoolBarrier barrier_;
+  PoolUpdate update_;
   bool team_active_ = false;  // this run: team sites run as teams (batch >= threads)
+  bool fused_ = false;        // this run: fusable team sites apply the optimizer step themselves
 
   // The current run's arguments, read by every thread.
   const std::vector<Tensor>* xs_ = nullptr;

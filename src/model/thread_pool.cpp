@@ -17,8 +17,9 @@ namespace attn {
 namespace {
 constexpr int kSpins = 1 << 15;
 // Barrier waits inside a step are short when every thread has a core; when threads outnumber
-// cores, long spins only delay the thread being waited for.
-constexpr int kBarrierSpins = 1 << 11;
+// cores, spinning only delays the thread being waited for, so the spin yields now and then.
+constexpr int kBarrierSpins = 1 << 16;
+constexpr int kBarrierYieldEvery = 1 << 10;
 }
 
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
@@ -65,11 +66,16 @@ void ThreadPool::barrier() {
     if (barrier_sleepers_.load(std::memory_order_seq_cst) != 0) barrier_phase_.notify_all();
     return;
   }
-  // Spin, then sleep: on a machine with more runnable threads than cores, a spinning thread
-  // would burn the time slice the thread it waits for needs.
+  // Spin (yielding the core every so often), then sleep. A wait inside a step is usually a few
+  // microseconds, but the other thread is sometimes held up by tens (interrupts, the host): a
+  // futex sleep and wake-up there costs far more than the wait itself on these virtual machines.
+  // The yields let the awaited thread run first where threads outnumber cores.
   for (int spin = 0; barrier_phase_.load(std::memory_order_acquire) == phase; ++spin) {
     if (spin < kBarrierSpins) {
-      ATTN_CPU_RELAX();
+      if (spin % kBarrierYieldEvery == kBarrierYieldEvery - 1)
+        std::this_thread::yield();
+      else
+        ATTN_CPU_RELAX();
       continue;
     }
     barrier_sleepers_.fetch_add(1, std::memory_order_seq_cst);
