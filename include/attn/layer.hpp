@@ -90,6 +90,7 @@ struct Team {
   // Set in training when the step may be fused (no gradient clipping, the layer called at this
   // site only): the layer calls update->apply on each parameter range it has finished, once no
   // thread reads those parameters again this step, while they are still in this core's cache.
+  // The layer's gradients in param_grads are then not cleared beforehand: it writes them.
   TeamUpdate* update = nullptr;
 };
 

@@ -19,6 +19,9 @@ namespace {
 
 // Below this many weights a thread's share of W is too small to pay for the team's barriers.
 constexpr int64_t kTeamMinWeights = 16384;
+// Rows of W finished together when the team applies the optimizer step (a few KB, so the block
+// and its gradient stay in L1 between their computation and the update).
+constexpr int64_t kTeamUpdateRows = 16;
 
 // y[m,n] = bias + x[m,k] w[k,n] (x rows ldx apart; bias may be null).
 void product(const float* x, int64_t ldx, const float* w, const float* bias, float* y, int64_t m, int64_t k,
@@ -181,26 +184,33 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   std::memcpy(dz_all + team.slice_begin * rows_per_sample_ * units_, dz, rows * units_ * sizeof(float));
   team.barrier->wait();  // d(pre-activation) of every sample is published
   const auto [k0, k1] = share(in_features_, team.index, team.size);
-  if (trainable_) {
-    add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, team.param_grads + weights_[0].offset + k0 * units_,
-                    all_rows, k1 - k0, units_);
-    if (options_.use_bias) {
-      const auto [j0, j1] = share(units_, team.index, team.size);
-      float* dbias = team.param_grads + weights_[1].offset;
-      for (int64_t r = 0; r < all_rows; ++r)
-        for (int64_t j = j0; j < j1; ++j) dbias[j] += dz_all[r * units_ + j];
-    }
+  const auto [j0, j1] = share(units_, team.index, team.size);
+  const float* w = weights_[0].value.data();
+  float* dw = team.param_grads + weights_[0].offset;
+  float* dbias = options_.use_bias ? team.param_grads + weights_[1].offset : nullptr;
+  const bool update = team.update != nullptr && trainable_;
+  if (trainable_ && dbias != nullptr) {
+    if (update) std::fill(dbias + j0, dbias + j1, 0.0f);  // not cleared beforehand: see Team::update
+    for (int64_t r = 0; r < all_rows; ++r)
+      for (int64_t j = j0; j < j1; ++j) dbias[j] += dz_all[r * units_ + j];
+    if (update) team.update->apply(weights_[1].offset + j0, weights_[1].offset + j1);
   }
-  if (team.input_grads[0])
-    add_grad_input(dz_all, weights_[0].value.data() + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows,
-                   k1 - k0, units_);
-  // Rows [k0, k1) of W and this share of the bias are read and differentiated by this thread only.
-  if (team.update != nullptr && trainable_) {
-    team.update->apply(weights_[0].offset + k0 * units_, weights_[0].offset + k1 * units_);
-    if (options_.use_bias) {
-      const auto [j0, j1] = share(units_, team.index, team.size);
-      team.update->apply(weights_[1].offset + j0, weights_[1].offset + j1);
+  if (update) {
+    // Rows [k0, k1) of W are read and differentiated by this thread only, so each block of rows
+    // is finished in turn while it is in L1: its share of the input gradient (with W as it was),
+    // its gradient rows (written, not added), and the optimizer step on it.
+    for (int64_t p = k0; p < k1; p += kTeamUpdateRows) {
+      const int64_t q = std::min(k1, p + kTeamUpdateRows);
+      if (team.input_grads[0])
+        add_grad_input(dz_all, w + p * units_, team.input_grads[0] + p, in_features_, all_rows, q - p, units_);
+      std::fill(dw + p * units_, dw + q * units_, 0.0f);
+      add_grad_weight(team.inputs[0] + p, in_features_, dz_all, dw + p * units_, all_rows, q - p, units_);
+      team.update->apply(weights_[0].offset + p * units_, weights_[0].offset + q * units_);
     }
+  } else {
+    if (trainable_) add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, dw + k0 * units_, all_rows, k1 - k0, units_);
+    if (team.input_grads[0])
+      add_grad_input(dz_all, w + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows, k1 - k0, units_);
   }
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }

@@ -104,6 +104,11 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     }
     i = j;
   }
+  for (int64_t i = 0; i < model_->param_count_; ++i)
+    if (team_param[i] && !fused_param[i]) {
+      if (team_unfused_ranges_.empty() || team_unfused_ranges_.back().second != i) team_unfused_ranges_.emplace_back(i, i);
+      ++team_unfused_ranges_.back().second;
+    }
 }
 
 void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
@@ -306,7 +311,7 @@ void Executor::zero_param_grads(int t) {
   // layer writes gradients only after a barrier, so every share is clear by then).
   float* shared = states_[0]->param_grads.get();
   const int64_t begin = range_begin(t), end = range_begin(t + 1);
-  for (const auto& [a, b] : team_ranges_)
+  for (const auto& [a, b] : fused_ ? team_unfused_ranges_ : team_ranges_)  // fused teams write theirs
     if (std::max(a, begin) < std::min(b, end))
       std::memset(shared + std::max(a, begin), 0, (std::min(b, end) - std::max(a, begin)) * sizeof(float));
 }

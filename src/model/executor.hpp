@@ -80,6 +80,7 @@ class Executor {
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
   std::vector<bool> site_fusable_;  // team site whose layer is called nowhere else
   std::vector<std::pair<int64_t, int64_t>> rest_ranges_;  // ranges not updated inside fused teams
+  std::vector<std::pair<int64_t, int64_t>> team_unfused_ranges_;  // team ranges among them
   int64_t rest_count_ = 0;
   PoolBarrier barrier_;
   PoolUpdate update_;
