@@ -1,8 +1,9 @@
 // Google Benchmarks of the attention kernels, forward + backward per call: the reference
 // model's configuration (MNIST test images if found, else synthetic digit-like images), dense
 // inputs at d = 1, 16, 64 and lengths 784 / 4096 with and without masks (d = 1 and 64 at T = 784
-// also with the batch split over 2 threads), the scalar reference at small sizes, and one-thread
-// OpenBLAS sgemm as the machine's matrix-product yardstick.
+// also with the batch split over 2 threads), d = 1 over a range of score spreads (the series
+// path's cost driver, up to where grouping takes over), the scalar reference at small sizes, and
+// one-thread OpenBLAS sgemm as the machine's matrix-product yardstick.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -155,6 +156,26 @@ BENCHMARK(BM_AttentionDense)
     ->Args({1, 16384, 0, 1})
     ->Args({64, 16384, 0, 1})
     ->Unit(benchmark::kMillisecond);
+
+// d = 1 dense inputs by score spread, max|scale q| (max k - min k): the series path needs about
+// one key bucket per unit of spread, and gives way to grouping past tv / 4 buckets (here 196).
+// Arg: scale x 10 on values in [-1, 1] (spread about 2 x scale).
+void BM_AttentionD1Spread(benchmark::State& state) {
+  Problem p = dense_problem(20, 784, 1, false);
+  p.cfg.scale = static_cast<float>(state.range(0)) / 10.0f;
+  for (auto _ : state) {
+    attn::kernels::attention_forward(p.cfg, p.q.data(), p.k.data(), p.v.data(), p.out.data(), p.saved.data(), nullptr,
+                                     p.scratch.data());
+    attn::kernels::attention_backward(p.cfg, p.q.data(), p.k.data(), p.v.data(), p.out.data(), p.dout.data(),
+                                      p.saved.data(), p.dq.data(), p.dk.data(), p.dv.data(), &p.dscale, nullptr,
+                                      p.scratch.data());
+    benchmark::DoNotOptimize(p.dscale);
+  }
+  state.counters["spread"] = 2.0 * p.cfg.scale;
+  set_flops(state, p.cfg);
+}
+BENCHMARK(BM_AttentionD1Spread)->ArgName("scale_x10")->Arg(5)->Arg(50)->Arg(200)->Arg(900)->Arg(1100)->Unit(
+    benchmark::kMillisecond);
 
 // The same work split across threads the way the model does it: each thread takes a contiguous
 // share of the batch with its own scratch (the kernels are single-threaded). Args: d, T, masks,
