@@ -9,6 +9,8 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <random>
 
 #include "attn/attn.hpp"
@@ -245,3 +247,33 @@ TEST_F(Fit, VerboseTwoPrintsOneLinePerEpoch) {
 }
 
 }  // namespace
+
+// A non-finite input value is refused before anything runs, naming the call, input and sample,
+// and the weights stay as they were.
+TEST_F(Fit, NonFiniteInputIsRefusedNamingTheSample) {
+  Separable d(12, 5);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  const auto before = m.get_weights_flat();
+  const float bad_values[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity()};
+  for (const float bad : bad_values) {
+    Tensor x = d.x.clone();
+    x[7 * 8 + 5] = bad;  // sample 7 of [12, 4, 2]
+    const auto expect_refused = [&](const std::function<void()>& call, const std::string& what) {
+      try {
+        call();
+        ADD_FAILURE() << what << " accepted " << bad;
+      } catch (const std::invalid_argument& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find(what + ": input 0 has a non-finite value"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("in sample 7"), std::string::npos) << msg;
+      }
+    };
+    expect_refused([&] { m.predict(x); }, "predict");
+    expect_refused([&] { m.evaluate(x, d.y); }, "evaluate");
+    expect_refused([&] { m.fit(x, d.y, {.epochs = 1, .verbose = 0}); }, "fit");
+  }
+  EXPECT_EQ(m.get_weights_flat(), before);
+  EXPECT_NO_THROW(m.predict(d.x));  // and the clean data still passes the same check
+}
