@@ -36,8 +36,8 @@ std::shared_ptr<float[]> allocate_floats(int64_t count) {
   return std::shared_ptr<float[]>(static_cast<float*>(p), [](float* q) { std::free(q); });
 }
 
-Tensor::Tensor(Shape shape) : shape_(std::move(shape)) {
-  storage_ = allocate_floats(shape_size(shape_));
+Tensor::Tensor(Shape shape) : shape_(std::move(shape)), size_(shape_size(shape_)) {
+  storage_ = allocate_floats(size_);
   data_ = storage_.get();
 }
 
@@ -52,6 +52,7 @@ Tensor Tensor::view(float* data, Shape shape) {
   Tensor t;
   t.data_ = data;
   t.shape_ = std::move(shape);
+  t.size_ = shape_size(t.shape_);
   return t;
 }
 
@@ -61,7 +62,7 @@ Tensor Tensor::reshaped(Shape shape) const {
                                 shape_to_string(shape));
   Tensor t = *this;
   t.shape_ = std::move(shape);
-  return t;
+  return t;  // same size
 }
 
 Tensor Tensor::rows(int64_t begin, int64_t end) const {
@@ -72,6 +73,7 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
   int64_t row = shape_[0] ? size() / shape_[0] : 0;
   t.data_ = data_ + begin * row;
   t.shape_[0] = end - begin;
+  t.size_ = (end - begin) * row;
   return t;
 }
 

@@ -29,7 +29,7 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   int64_t dim(int axis) const { return shape_.at(axis < 0 ? shape_.size() + axis : axis); }
   int rank() const { return static_cast<int>(shape_.size()); }
-  int64_t size() const { return shape_size(shape_); }
+  int64_t size() const { return size_; }
   bool empty() const { return data_ == nullptr; }
   float* data() { return data_; }
   const float* data() const { return data_; }
@@ -47,6 +47,7 @@ class Tensor {
   std::shared_ptr<float[]> storage_;
   float* data_ = nullptr;
   Shape shape_;
+  int64_t size_ = 1;  // shape_size(shape_) (1 for the shape {}), kept in step: size() sits in inner loops
 };
 
 // 64-byte aligned, zero-initialised float buffer, touched once at allocation so
