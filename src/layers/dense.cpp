@@ -211,6 +211,9 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
     // its gradient rows (written, not added), and the optimizer step on it.
     for (int64_t p = k0; p < k1; p += kTeamUpdateRows) {
       const int64_t q = std::min(k1, p + kTeamUpdateRows);
+      // The next block's optimizer state (Adam's m and v) loads while this block computes.
+      const int64_t next_end = std::min(k1, q + kTeamUpdateRows);
+      if (q < next_end) team.update->prefetch(weights_[0].offset + q * units_, weights_[0].offset + next_end * units_);
       if (team.input_grads[0])
         add_grad_input(dz_all, w + p * units_, team.input_grads[0] + p, in_features_, all_rows, q - p, units_);
       std::fill(dw + p * units_, dw + q * units_, 0.0f);
