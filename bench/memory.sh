@@ -14,7 +14,7 @@ for t in 784 4096 16384; do
     log=$(mktemp)
     /usr/bin/time -f '%M' -o "$log.rss" "$bench" --benchmark_filter="^BM_AttentionDense/d:$d/T:$t/masks:0/batch:1\$" \
       --benchmark_format=json --benchmark_min_time=0.2 >"$log" 2>/dev/null || true
-    ms=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["benchmarks"]; print("%.1f" % b[0]["real_time"] if b else "n/a")' "$log" 2>/dev/null || echo n/a)
+    ms=$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["benchmarks"]; x = b[0]["real_time"] if b else None; print("n/a" if x is None else ("%.3g" if x < 100 else "%.0f") % x)' "$log" 2>/dev/null || echo n/a)
     rss=$(( $(cat "$log.rss" 2>/dev/null || echo 0) / 1024 ))
     printf '| %d | %d | %s | %d | %d |\n' "$t" "$d" "$ms" "$rss" $(( t * t * 4 / 1048576 ))
     rm -f "$log" "$log.rss"
