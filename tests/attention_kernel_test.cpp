@@ -79,7 +79,7 @@ struct Case {
   unsigned grads = 31;  // bits: dq, dk, dv, dscale, dconcat
   bool full_mask_row = false;
   bool d1_direct = false;  // through attention_d1_forward/backward with `method`, not the dispatcher
-  D1Method method = D1Method::kAuto;
+  D1Method method = D1Method::kSeries;
   std::string name;
 };
 

@@ -3,7 +3,9 @@
 // queries) are grouped by exact value and each query group needs one exp per key group. The row
 // max has a closed form (rounding is monotone: the largest or smallest key), and dL/dscale and
 // dL/dq reduce to per-row moments saved by the forward pass; dk and dv are column sums over query
-// groups, one exp per (query group, key group). Compiled once per SIMD target by Highway.
+// groups, one exp per (query group, key group). Each sample goes to the series method
+// (attention_d1_series.cpp) first, and is grouped here when that one declines it.
+// Compiled once per SIMD target by Highway.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -168,58 +170,56 @@ void forward_grouped_sample(const AttentionConfig& cfg, const layout::ScratchLay
   const int64_t n = static_cast<int64_t>(hn::Lanes(df));
   const int64_t hs = layout::hash_size(cfg);
   const int64_t tq = cfg.tq, tv = cfg.tv;
-  {  // keys grouped, then queries (or the keys' groups again when q is k)
-    Groups kg{scratch + L.gval, scratch + L.gcnt, scratch + L.gsum, scratch + L.knzi, scratch + L.knzg};
-    group_values(kb, vb, tv, scratch + L.hkey, scratch + L.hidx, hs, kg);
-    const int64_t gp = layout::round_up(kg.g, n);
-    for (int64_t g = kg.g; g < gp; ++g) {  // padding: a real value with zero weight
-      kg.val[g] = kg.val[0];
-      kg.cnt[g] = 0.0f;
-      kg.sum[g] = 0.0f;
-    }
-    float kmin = kg.val[0], kmax = kg.val[0];
-    for (int64_t g = 1; g < kg.g; ++g) {
-      kmin = std::min(kmin, kg.val[g]);
-      kmax = std::max(kmax, kg.val[g]);
-    }
-    const Groups* qs = &kg;
-    // rl doubles as the query groups' count array here
-    Groups qg{scratch + L.qval, scratch + L.rl, nullptr, scratch + L.qnzi, scratch + L.qnzg};
-    if (qb != kb || tq != tv) {
-      group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg);
-      qs = &qg;
-    }
-    const int64_t nq = qs->g;
-    float* rm = scratch + L.rm;
-    float* rl = scratch + L.rl;
-    float* ro = scratch + L.ro;
-    float* rc = scratch + L.rc;
-    float* rw = scratch + L.rw;
-    for (int64_t a = 0; a < nq; ++a)
-      row_stats(qs->val[a], a, kg.val, kg.cnt, kg.sum, gp, kmin, kmax, cfg.scale, rm, rl, ro, rc, rw);
-    // Scatter: the zero queries' rows all at once, then each nonzero query's.
-    if (qs->zero_group >= 0) {
-      const int64_t z = qs->zero_group;
-      std::fill(ob, ob + tq, ro[z]);
-      std::fill(sv, sv + tq, rm[z]);
-      std::fill(sv + tq, sv + 2 * tq, rl[z]);
-      std::fill(sv + 2 * tq, sv + 3 * tq, rc[z]);
-      std::fill(sv + 3 * tq, sv + 4 * tq, rw[z]);
-    }
-    for (int64_t t = 0; t < qs->nnz; ++t) {
-      const int64_t i = static_cast<int64_t>(qs->nzi[t]);
-      const int64_t g = static_cast<int64_t>(qs->nzg[t]);
-      ob[i] = ro[g];
-      sv[i] = rm[g];
-      sv[tq + i] = rl[g];
-      sv[2 * tq + i] = rc[g];
-      sv[3 * tq + i] = rw[g];
-    }
+  Groups kg{scratch + L.gval, scratch + L.gcnt, scratch + L.gsum, scratch + L.knzi, scratch + L.knzg};
+  group_values(kb, vb, tv, scratch + L.hkey, scratch + L.hidx, hs, kg);
+  const int64_t gp = layout::round_up(kg.g, n);
+  for (int64_t g = kg.g; g < gp; ++g) {  // padding: a real value with zero weight
+    kg.val[g] = kg.val[0];
+    kg.cnt[g] = 0.0f;
+    kg.sum[g] = 0.0f;
+  }
+  float kmin = kg.val[0], kmax = kg.val[0];
+  for (int64_t g = 1; g < kg.g; ++g) {
+    kmin = std::min(kmin, kg.val[g]);
+    kmax = std::max(kmax, kg.val[g]);
+  }
+  const Groups* qs = &kg;
+  // rl doubles as the query groups' count array here
+  Groups qg{scratch + L.qval, scratch + L.rl, nullptr, scratch + L.qnzi, scratch + L.qnzg};
+  if (qb != kb || tq != tv) {
+    group_values(qb, nullptr, tq, scratch + L.hkey, scratch + L.hidx, hs, qg);
+    qs = &qg;
+  }
+  const int64_t nq = qs->g;
+  float* rm = scratch + L.rm;
+  float* rl = scratch + L.rl;
+  float* ro = scratch + L.ro;
+  float* rc = scratch + L.rc;
+  float* rw = scratch + L.rw;
+  for (int64_t a = 0; a < nq; ++a)
+    row_stats(qs->val[a], a, kg.val, kg.cnt, kg.sum, gp, kmin, kmax, cfg.scale, rm, rl, ro, rc, rw);
+  // Scatter: the zero queries' rows all at once, then each nonzero query's.
+  if (qs->zero_group >= 0) {
+    const int64_t z = qs->zero_group;
+    std::fill(ob, ob + tq, ro[z]);
+    std::fill(sv, sv + tq, rm[z]);
+    std::fill(sv + tq, sv + 2 * tq, rl[z]);
+    std::fill(sv + 2 * tq, sv + 3 * tq, rc[z]);
+    std::fill(sv + 3 * tq, sv + 4 * tq, rw[z]);
+  }
+  for (int64_t t = 0; t < qs->nnz; ++t) {
+    const int64_t i = static_cast<int64_t>(qs->nzi[t]);
+    const int64_t g = static_cast<int64_t>(qs->nzg[t]);
+    ob[i] = ro[g];
+    sv[i] = rm[g];
+    sv[tq + i] = rl[g];
+    sv[2 * tq + i] = rc[g];
+    sv[3 * tq + i] = rw[g];
   }
 }
 
 // Each sample by the series where it applies (unless told otherwise), else by grouping.
-void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
+void forward_samples(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
                      float* saved, float* weights, float* scratch, D1Method method) {
   const layout::ScratchLayout L = layout::scratch_layout(cfg);
   const int64_t tq = cfg.tq, tv = cfg.tv;
@@ -240,7 +240,6 @@ void forward_grouped(const AttentionConfig& cfg, const float* q, const float* k,
     }
   }
 }
-
 
 // Column sums over query groups for every key group (kval [gp], gp a multiple of 2 vectors):
 // A(k) = sum_a E_a(k) wa_a, B(k) = sum_a E_a(k) wb_a, C(k) = sum_a E_a(k) wc_a with
@@ -410,7 +409,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace attn::kernels {
 
-HWY_EXPORT(forward_grouped);
+HWY_EXPORT(forward_samples);
 HWY_EXPORT(backward_impl);
 HWY_EXPORT(exp_nonpositive_impl);
 
@@ -420,7 +419,7 @@ void attention_d1_exp(const float* x, float* y, int64_t count) {
 
 void attention_d1_forward(const AttentionConfig& cfg, const float* q, const float* k, const float* v, float* out,
                           float* saved, float* weights, float* scratch, D1Method method) {
-  HWY_DYNAMIC_DISPATCH(forward_grouped)(cfg, q, k, v, out, saved, weights, scratch, method);
+  HWY_DYNAMIC_DISPATCH(forward_samples)(cfg, q, k, v, out, saved, weights, scratch, method);
 }
 
 void attention_d1_backward(const AttentionConfig& cfg, const float* q, const float* k, const float* v,

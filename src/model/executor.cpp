@@ -14,6 +14,18 @@ namespace {
 // Below this many parameters left after a fused run, the caller updates them alone: a pool
 // round costs more than the work.
 constexpr int64_t kSerialRest = 16384;
+// The maximal runs [begin, end) of indices whose flag equals value.
+std::vector<std::pair<int64_t, int64_t>> runs_of(const std::vector<bool>& flags, bool value) {
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  const auto n = static_cast<int64_t>(flags.size());
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j < n && flags[j] == flags[i]) ++j;
+    if (flags[i] == value) runs.emplace_back(i, j);
+    i = j;
+  }
+  return runs;
+}
 }  // namespace
 
 struct Executor::ThreadState {
@@ -77,12 +89,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     for (const Weight& w : site->layer->weights())
       std::fill(team_param.begin() + w.offset, team_param.begin() + w.offset + shape_size(w.shape), true);
   }
-  for (int64_t i = 0; i < model_->param_count_;) {
-    int64_t j = i;
-    while (j < model_->param_count_ && team_param[j] == team_param[i]) ++j;
-    (team_param[i] ? team_ranges_ : slice_ranges_).emplace_back(i, j);
-    i = j;
-  }
+  team_ranges_ = runs_of(team_param, true);
+  slice_ranges_ = runs_of(team_param, false);
   // A team layer called at one site only finishes its gradients within that site's backward, so
   // it may apply the optimizer step there; everything else is updated after the run.
   update_.executor = this;
@@ -95,20 +103,11 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     for (const Weight& w : sites[i]->layer->weights())
       std::fill(fused_param.begin() + w.offset, fused_param.begin() + w.offset + shape_size(w.shape), true);
   }
-  for (int64_t i = 0; i < model_->param_count_;) {
-    int64_t j = i;
-    while (j < model_->param_count_ && fused_param[j] == fused_param[i]) ++j;
-    if (!fused_param[i]) {
-      rest_ranges_.emplace_back(i, j);
-      rest_count_ += j - i;
-    }
-    i = j;
-  }
-  for (int64_t i = 0; i < model_->param_count_; ++i)
-    if (team_param[i] && !fused_param[i]) {
-      if (team_unfused_ranges_.empty() || team_unfused_ranges_.back().second != i) team_unfused_ranges_.emplace_back(i, i);
-      ++team_unfused_ranges_.back().second;
-    }
+  rest_ranges_ = runs_of(fused_param, false);
+  for (const auto& [a, b] : rest_ranges_) rest_count_ += b - a;
+  std::vector<bool> team_unfused(model_->param_count_);
+  for (int64_t i = 0; i < model_->param_count_; ++i) team_unfused[i] = team_param[i] && !fused_param[i];
+  team_unfused_ranges_ = runs_of(team_unfused, true);
 }
 
 void Executor::PoolUpdate::prefetch(int64_t begin, int64_t end) {
