@@ -67,7 +67,16 @@ TEST_F(ModelTest, ReferenceModelParameterCount) {
   Model model = attn::reference_model();
   EXPECT_EQ(model.count_params(), 79511);
   EXPECT_EQ(model.count_trainable_params(), 79511);
-  EXPECT_EQ(model.parameter_count(), 79511);
+  // Each weight starts on a 64-byte line of the parameter buffer; the floats between are padding.
+  int64_t end = 0;
+  for (attn::Weight* w : model.weights()) {
+    EXPECT_EQ(w->offset % 16, 0) << w->name;
+    EXPECT_GE(w->offset, end) << w->name;
+    EXPECT_EQ(w->value.data(), model.parameter_buffer() + w->offset) << w->name;
+    end = w->offset + w->value.size();
+  }
+  EXPECT_EQ(model.parameter_buffer_floats(), end);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(model.parameter_buffer()) % 64, 0u);
   std::vector<std::pair<std::string, int64_t>> layers;
   for (const auto& l : model.layers()) layers.emplace_back(l->name(), l->count_params());
   EXPECT_EQ(layers, (std::vector<std::pair<std::string, int64_t>>{

@@ -129,8 +129,10 @@ class Model {
   std::vector<Weight*> weights();
   std::vector<float> get_weights_flat() const;
   void set_weights_flat(const std::vector<float>& values);
+  // Every weight lives in one buffer, each starting on a 64-byte line (Weight::offset); the
+  // floats between weights are zero and belong to no weight.
   float* parameter_buffer();
-  int64_t parameter_count() const { return param_count_; }
+  int64_t parameter_buffer_floats() const { return param_floats_; }
   // Trainable variables as the optimizer sees them (offset/size into the buffer).
   const std::vector<optimizers::VariableSlice>& trainable_variables() const { return trainable_slices_; }
 
@@ -158,7 +160,7 @@ class Model {
   std::vector<std::shared_ptr<Layer>> layers_;
   std::vector<std::shared_ptr<CallSite>> sites_;
   std::shared_ptr<float[]> params_;
-  int64_t param_count_ = 0;
+  int64_t param_floats_ = 0;  // length of params_, padding included
   std::vector<optimizers::VariableSlice> trainable_slices_;
   std::shared_ptr<optimizers::Optimizer> optimizer_;
   std::shared_ptr<losses::Loss> loss_;

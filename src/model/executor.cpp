@@ -81,7 +81,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
 
   // Parameter ranges written by team layers (into thread 0's buffer only) and by sliced layers
   // (into every thread's buffer, then reduced).
-  std::vector<bool> team_param(model_->param_count_, false);
+  std::vector<bool> team_param(model_->param_floats_, false);
   for (const auto& site : sites) {
     const bool team = pool_.size() > 1 && site->layer->runs_as_team();
     site_team_.push_back(team);
@@ -94,7 +94,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   // A team layer called at one site only finishes its gradients within that site's backward, so
   // it may apply the optimizer step there; everything else is updated after the run.
   update_.executor = this;
-  std::vector<bool> fused_param(model_->param_count_, false);
+  std::vector<bool> fused_param(model_->param_floats_, false);
   for (size_t i = 0; i < sites.size(); ++i) {
     int calls = 0;
     for (const auto& other : sites) calls += other->layer == sites[i]->layer ? 1 : 0;
@@ -105,8 +105,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   }
   rest_ranges_ = runs_of(fused_param, false);
   for (const auto& [a, b] : rest_ranges_) rest_count_ += b - a;
-  std::vector<bool> team_unfused(model_->param_count_);
-  for (int64_t i = 0; i < model_->param_count_; ++i) team_unfused[i] = team_param[i] && !fused_param[i];
+  std::vector<bool> team_unfused(model_->param_floats_);
+  for (int64_t i = 0; i < model_->param_floats_; ++i) team_unfused[i] = team_param[i] && !fused_param[i];
   team_unfused_ranges_ = runs_of(team_unfused, true);
 }
 
@@ -146,7 +146,7 @@ void Executor::plan(int64_t max_batch) {
     saved_per_sample_[i] = sites[i]->layer->saved_floats_per_sample(sites[i]->options);
     saved_[i] = allocate_floats(std::max<int64_t>(rows * saved_per_sample_[i], 1));
   }
-  for (auto& st : states_) st->param_grads = allocate_floats(model_->param_count_);
+  for (auto& st : states_) st->param_grads = allocate_floats(model_->param_floats_);
   for (int thread = 0; thread < n_threads; ++thread) {
     ThreadState& s = *states_[thread];
     int64_t scratch = 0;
@@ -265,7 +265,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
 void Executor::update_rest(int t) {
   const int n = pool_.size();
   float* grads = states_[0]->param_grads.get();
-  const int64_t begin = t < 0 ? 0 : range_begin(t), end = t < 0 ? model_->param_count_ : range_begin(t + 1);
+  const int64_t begin = t < 0 ? 0 : range_begin(t), end = t < 0 ? model_->param_floats_ : range_begin(t + 1);
   for (const auto& [a, b] : rest_ranges_) {
     const int64_t lo = std::max(a, begin), hi = std::min(b, end);
     if (lo >= hi) continue;
@@ -283,7 +283,7 @@ void Executor::update_rest(int t) {
 int64_t Executor::range_begin(int t) const {
   // Split points rounded to 16 floats (64 bytes) so threads never share a cache line.
   const int n = pool_.size();
-  const int64_t p = model_->param_count_;
+  const int64_t p = model_->param_floats_;
   if (t >= n) return p;
   return std::min(p, (p * t / n) & ~int64_t(15));
 }
@@ -306,7 +306,7 @@ void Executor::reduce_gradients(int t) {
 void Executor::zero_param_grads(int t) {
   float* own = states_[t]->param_grads.get();
   if (!team_active_) {
-    std::memset(own, 0, model_->param_count_ * sizeof(float));
+    std::memset(own, 0, model_->param_floats_ * sizeof(float));
     return;
   }
   for (const auto& [a, b] : slice_ranges_) std::memset(own + a, 0, (b - a) * sizeof(float));

@@ -17,6 +17,7 @@ extern "C" void openblas_set_num_threads(int);
 namespace attn {
 
 namespace {
+constexpr int64_t kParamAlignFloats = 16;  // one 64-byte cache line
 std::string default_model_name() { return unique_layer_name("functional"); }
 }  // namespace
 
@@ -69,13 +70,16 @@ void Model::build_graph() {
 }
 
 void Model::gather_parameters() {
-  param_count_ = 0;
+  // Each weight starts on a 64-byte line: SIMD loads of a weight, its gradient and its optimizer
+  // state then never straddle lines (the reference model's first weight is one float), and
+  // threads splitting a weight at multiples of 16 floats never share a line.
+  param_floats_ = 0;
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
-      w.offset = param_count_;
-      param_count_ += shape_size(w.shape);
+      w.offset = (param_floats_ + kParamAlignFloats - 1) / kParamAlignFloats * kParamAlignFloats;
+      param_floats_ = w.offset + shape_size(w.shape);
     }
-  params_ = allocate_floats(param_count_);
+  params_ = allocate_floats(param_floats_);
   trainable_slices_.clear();
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
@@ -92,7 +96,11 @@ std::shared_ptr<Layer> Model::get_layer(const std::string& name) const {
   throw std::invalid_argument("model '" + name_ + "' has no layer named '" + name + "'");
 }
 
-int64_t Model::count_params() const { return param_count_; }
+int64_t Model::count_params() const {
+  int64_t n = 0;
+  for (const auto& layer : layers_) n += layer->count_params();
+  return n;
+}
 
 void Model::build_optimizer() {
   if (!optimizer_) throw std::logic_error("build_optimizer: compile the model first");
@@ -117,13 +125,25 @@ std::vector<Weight*> Model::weights() {
 
 float* Model::parameter_buffer() { return params_.get(); }
 
-std::vector<float> Model::get_weights_flat() const { return {params_.get(), params_.get() + param_count_}; }
+std::vector<float> Model::get_weights_flat() const {
+  std::vector<float> flat;
+  flat.reserve(static_cast<size_t>(count_params()));
+  for (const auto& layer : layers_)
+    for (const Weight& w : layer->weights()) flat.insert(flat.end(), w.value.data(), w.value.data() + w.value.size());
+  return flat;
+}
 
 void Model::set_weights_flat(const std::vector<float>& values) {
-  if (static_cast<int64_t>(values.size()) != param_count_)
-    throw std::invalid_argument("set_weights: expected " + std::to_string(param_count_) + " values, got " +
+  const int64_t expected = count_params();
+  if (static_cast<int64_t>(values.size()) != expected)
+    throw std::invalid_argument("set_weights: expected " + std::to_string(expected) + " values, got " +
                                 std::to_string(values.size()));
-  if (param_count_) std::memcpy(params_.get(), values.data(), param_count_ * sizeof(float));
+  const float* next = values.data();
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights()) {
+      std::copy(next, next + w.value.size(), w.value.data());
+      next += w.value.size();
+    }
 }
 
 void Model::set_threads(int threads) {
