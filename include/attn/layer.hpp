@@ -72,8 +72,7 @@ struct TeamBarrier {
 
 // The optimizer step for a range of parameters, called from inside a team backward.
 struct TeamUpdate {
-  virtual void apply(int64_t begin, int64_t end) = 0;     // parameter offsets [begin, end)
-  virtual void prefetch(int64_t begin, int64_t end) = 0;  // apply(begin, end) comes soon
+  virtual void apply(int64_t begin, int64_t end) = 0;  // parameter offsets [begin, end)
  protected:
   ~TeamUpdate() = default;
 };

@@ -48,11 +48,6 @@ class Optimizer {
   // Otherwise it reads none (grads may be null) and update_range() may follow per range as
   // each range's gradients complete.
   bool clips() const { return clip_.clipnorm || clip_.clipvalue || clip_.global_clipnorm; }
-  // A hint that update_range(begin, end) comes soon: start loading its state into the cache.
-  virtual void prefetch_range(int64_t begin, int64_t end) const {
-    (void)begin;
-    (void)end;
-  }
 
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t it) { iterations_ = it; }

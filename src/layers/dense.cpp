@@ -19,9 +19,6 @@ namespace {
 
 // Below this many weights a thread's share of W is too small to pay for the team's barriers.
 constexpr int64_t kTeamMinWeights = 16384;
-// Rows of W finished together when the team applies the optimizer step (a few KB, so the block
-// and its gradient stay in L1 between their computation and the update).
-constexpr int64_t kTeamUpdateRows = 16;
 
 // y[m,n] = bias + x[m,k] w[k,n] (x rows ldx apart; bias may be null).
 void product(const float* x, int64_t ldx, const float* w, const float* bias, float* y, int64_t m, int64_t k,
@@ -205,25 +202,15 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
       for (int64_t j = j0; j < j1; ++j) dbias[j] += dz_all[r * units_ + j];
     if (update) team.update->apply(weights_[1].offset + j0, weights_[1].offset + j1);
   }
-  if (update) {
-    // Rows [k0, k1) of W are read and differentiated by this thread only, so each block of rows
-    // is finished in turn while it is in L1: its share of the input gradient (with W as it was),
-    // its gradient rows (written, not added), and the optimizer step on it.
-    for (int64_t p = k0; p < k1; p += kTeamUpdateRows) {
-      const int64_t q = std::min(k1, p + kTeamUpdateRows);
-      // The next block's optimizer state (Adam's m and v) loads while this block computes.
-      const int64_t next_end = std::min(k1, q + kTeamUpdateRows);
-      if (q < next_end) team.update->prefetch(weights_[0].offset + q * units_, weights_[0].offset + next_end * units_);
-      if (team.input_grads[0])
-        add_grad_input(dz_all, w + p * units_, team.input_grads[0] + p, in_features_, all_rows, q - p, units_);
-      std::fill(dw + p * units_, dw + q * units_, 0.0f);
-      add_grad_weight(team.inputs[0] + p, in_features_, dz_all, dw + p * units_, all_rows, q - p, units_);
-      team.update->apply(weights_[0].offset + p * units_, weights_[0].offset + q * units_);
-    }
-  } else {
-    if (trainable_) add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, dw + k0 * units_, all_rows, k1 - k0, units_);
-    if (team.input_grads[0])
-      add_grad_input(dz_all, w + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows, k1 - k0, units_);
+  // Rows [k0, k1) of W are read, differentiated and updated by this thread only: its share of the
+  // input gradient (with W as it was), then its gradient rows, then (fused) the optimizer step on
+  // them. One pass each over the share ran faster here than interleaving them in L1-sized blocks.
+  if (team.input_grads[0])
+    add_grad_input(dz_all, w + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows, k1 - k0, units_);
+  if (trainable_) {
+    if (update) std::fill(dw + k0 * units_, dw + k1 * units_, 0.0f);  // not cleared beforehand: see Team::update
+    add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, dw + k0 * units_, all_rows, k1 - k0, units_);
+    if (update) team.update->apply(weights_[0].offset + k0 * units_, weights_[0].offset + k1 * units_);
   }
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }

@@ -110,10 +110,6 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   team_unfused_ranges_ = runs_of(team_unfused, true);
 }
 
-void Executor::PoolUpdate::prefetch(int64_t begin, int64_t end) {
-  executor->model_->optimizer_->prefetch_range(begin, end);
-}
-
 void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
   Model& m = *executor->model_;
   m.optimizer_->update_range(m.params_.get(), executor->states_[0]->param_grads.get(), begin, end);

@@ -52,7 +52,6 @@ class Executor {
   struct PoolUpdate : TeamUpdate {
     Executor* executor = nullptr;
     void apply(int64_t begin, int64_t end) override;
-    void prefetch(int64_t begin, int64_t end) override;
   };
   void run_slice(int t);
   void update_rest(int t);  // after a fused run: the ranges no team updated

@@ -92,13 +92,6 @@ class OptimizerBase : public Optimizer {
     }
   }
 
-  void prefetch_range(int64_t begin, int64_t end) const override {
-    if (!built_) return;
-    for (const auto& [slot, buffer] : buffers_)
-      for (int64_t i = std::max<int64_t>(begin, 0); i < std::min(end, total_); i += 16)  // one 64-byte line
-        __builtin_prefetch(buffer.get() + i, 1);
-  }
-
   float* state(const std::string& slot) override {
     auto it = buffers_.find(slot);
     if (it == buffers_.end()) throw std::invalid_argument(class_name() + ": no state slot '" + slot + "'");
