@@ -116,6 +116,7 @@ Data make_data(const Case& c, int64_t batch, uint32_t seed) {
 
 struct Result {
   std::vector<float> pred;
+  double loss = 0.0;  // of the training step: the team forward's output
   std::vector<double> grad;
   std::vector<float> after;
 };
@@ -131,7 +132,7 @@ Result run(const Case& c, const Data& d, int threads) {
   Result r;
   r.pred = m.predict(d.xs, {.batch_size = static_cast<int>(d.y.dim(0))}).at(0).to_vector();
   const auto before = m.get_weights_flat();
-  m.train_on_batch(d.xs, d.y);
+  r.loss = m.train_on_batch(d.xs, d.y).at("loss");
   r.after = m.get_weights_flat();
   for (size_t i = 0; i < before.size(); ++i) r.grad.push_back(double(before[i]) - double(r.after[i]));
   return r;
@@ -162,6 +163,7 @@ TEST(Team, MatchesOneThread) {
                                  " threads";
         const Result many = run(c, d, threads);
         expect_close(widen(many.pred), widen(one.pred), what + ", predictions");
+        expect_close({many.loss}, {one.loss}, what + ", training loss");
         expect_close(many.grad, one.grad, what + ", gradients");
         if (HasFailure()) return;
       }
@@ -175,6 +177,26 @@ TEST(Team, SameThreadCountIsBitIdentical) {
     ASSERT_EQ(a.after.size(), b.after.size());
     EXPECT_EQ(0, std::memcmp(a.after.data(), b.after.data(), a.after.size() * sizeof(float))) << c.name;
   }
+}
+
+// Forward passes alone (predict, evaluate, validation) run every layer on batch slices, and a
+// sample's result does not depend on which slice it is in while the slices stay within the
+// small-batch Dense kernels: the reference model predicts the same bits on any thread count.
+TEST(Team, PredictionsAreTheSameBitsOnAnyThreadCount) {
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  Tensor x({20, 784, 1});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = gen() % 5 == 0 ? u(gen) : 0.0f;  // mostly zeros, like MNIST
+  std::vector<std::vector<float>> preds;
+  for (int threads : {1, 2, 3}) {
+    attn::set_random_seed(11);
+    Model m = attn::reference_model();
+    m.set_threads(threads);
+    preds.push_back(m.predict(x, {.batch_size = 20}).to_vector());
+  }
+  ASSERT_EQ(preds[0].size(), 200u);
+  for (size_t t = 1; t < preds.size(); ++t)
+    EXPECT_EQ(0, std::memcmp(preds[t].data(), preds[0].data(), preds[0].size() * sizeof(float))) << t + 1 << " threads";
 }
 
 }  // namespace

@@ -207,8 +207,12 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     states_[t]->begin = batch * t / n;
     states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
   }
-  // Teams need every thread to hold samples (each meets the others at barriers).
-  team_active_ = std::find(site_team_.begin(), site_team_.end(), true) != site_team_.end() && batch >= n;
+  // Teams need every thread to hold samples (each meets the others at barriers). They pay off in
+  // training, where each thread differentiates and updates only its share of a large W. Forward
+  // passes alone run every layer on each thread's slice: W is only read, so once each core has a
+  // copy no cache line moves, no barrier is met, and a sample's result does not depend on the
+  // thread count.
+  team_active_ = train && batch >= n && std::find(site_team_.begin(), site_team_.end(), true) != site_team_.end();
   // Without clipping, begin_step() reads no gradient, so the step can start before they exist.
   fused_ = train && team_active_ && !model_->optimizer_->clips() &&
            std::find(site_fusable_.begin(), site_fusable_.end(), true) != site_fusable_.end();

@@ -2,9 +2,10 @@
 // Each thread owns a slice of the batch (rows of whole-batch activation, gradient and
 // saved buffers), its own scratch buffer and its own parameter-gradient buffer;
 // gradients are reduced across threads in a fixed order, so a given thread count is
-// bit-reproducible. Layers that run as a team (Layer::runs_as_team) see the whole
-// batch on every thread and write their parameter gradients straight into thread 0's
-// buffer, which then needs no reduction for them.
+// bit-reproducible. In training, layers that run as a team (Layer::runs_as_team) see the
+// whole batch on every thread and write their parameter gradients straight into thread 0's
+// buffer, which then needs no reduction for them; forward passes alone run every layer on
+// slices.
 #pragma once
 
 #include <cstdint>
