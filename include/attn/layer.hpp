@@ -58,8 +58,9 @@ struct Weight {
 };
 
 // A team run of one layer: with several threads, each thread normally runs every layer on its
-// own slice of the batch. In training a layer can instead run as a team (Layer::runs_as_team): every thread
-// then calls it with the whole batch visible and meets the others at barriers. Dense splits its
+// own slice of the batch. In training a layer can instead run as a team (Layer::runs_as_team):
+// every thread then calls it with the whole batch visible and meets the others at barriers
+// (forward passes alone always run on slices: reading W needs no split). Dense splits its
 // weights this way: at batch 20 its 313 KB of W outweigh its 63 KB of inputs, so each thread
 // should read only its share. (Attention handing out samples one at a time, to even out their
 // data-dependent cost, measured slower than equal slices.) The context's own slice fields
