@@ -1,6 +1,6 @@
 // The small-m Dense kernels against single-threaded OpenBLAS sgemm for the reference model's
-// Dense(784 -> 100), at the batch slice of one of 2 threads (m = 10) and of 1 thread (m = 20):
-// forward y = x W + b, weight gradient dW += x^T dz, input gradient dx += dz W^T.
+// Dense(784 -> 100) and Dense(100 -> 10), at the batch slice of one of 2 threads (m = 10) and of
+// 1 thread (m = 20): forward y = x W + b, weight gradient dW += x^T dz, input gradient dx += dz W^T.
 #include <benchmark/benchmark.h>
 
 #if __has_include(<cblas.h>)
@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "kernels/dense_gemm.hpp"
@@ -19,11 +20,10 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
-constexpr int kK = 784, kN = 100;
-
 struct Data {
+  int kK, kN;
   std::vector<float> x, w, b, y, dz, dw, dx;
-  explicit Data(int m) {
+  Data(int m, int k, int n) : kK(k), kN(n) {
     std::mt19937 gen(5);
     std::normal_distribution<float> normal(0.0f, 0.1f);
     auto fill = [&](std::vector<float>& v, size_t size) {
@@ -43,6 +43,7 @@ struct Data {
 enum Product { kForward, kGradWeight, kGradInput };
 
 void run_kernel(Data& d, int m, Product p) {
+  const int kK = d.kK, kN = d.kN;
   switch (p) {
     case kForward: attn::kernels::dense_forward(d.x.data(), d.w.data(), d.b.data(), d.y.data(), m, kK, kN); break;
     case kGradWeight: attn::kernels::dense_grad_weight(d.x.data(), d.dz.data(), d.dw.data(), m, kK, kN); break;
@@ -52,6 +53,7 @@ void run_kernel(Data& d, int m, Product p) {
 
 // What src/layers/dense.cpp did with sgemm (the forward includes the bias broadcast).
 void run_sgemm(Data& d, int m, Product p) {
+  const int kK = d.kK, kN = d.kN;
   switch (p) {
     case kForward:
       for (int r = 0; r < m; ++r) std::memcpy(d.y.data() + r * kN, d.b.data(), kN * sizeof(float));
@@ -74,7 +76,8 @@ void BM_Dense(benchmark::State& state) {
   openblas_set_num_threads(1);
   const int m = static_cast<int>(state.range(0));
   const auto p = static_cast<Product>(state.range(1));
-  Data d(m);
+  const int k = static_cast<int>(state.range(2)), n = static_cast<int>(state.range(3));
+  Data d(m, k, n);
   for (auto _ : state) {
     if (kKernel)
       run_kernel(d, m, p);
@@ -84,13 +87,14 @@ void BM_Dense(benchmark::State& state) {
   }
   state.SetLabel(p == kForward ? "forward" : p == kGradWeight ? "grad_weight" : "grad_input");
   state.counters["GFLOPS"] =
-      benchmark::Counter(2.0 * m * kK * kN, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+      benchmark::Counter(2.0 * m * k * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  for (int p : {kForward, kGradWeight, kGradInput})
-    for (int m : {10, 20}) b->Args({m, p});
-  b->ArgNames({"m", "product"})->Unit(benchmark::kMicrosecond);
+  for (auto [k, n] : {std::pair{784, 100}, std::pair{100, 10}})
+    for (int p : {kForward, kGradWeight, kGradInput})
+      for (int m : {10, 20}) b->Args({m, p, k, n});
+  b->ArgNames({"m", "product", "k", "n"})->Unit(benchmark::kMicrosecond);
 }
 
 BENCHMARK(BM_Dense<true>)->Name("BM_DenseKernel")->Apply(shapes);

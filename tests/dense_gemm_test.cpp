@@ -40,7 +40,7 @@ void expect_close(const std::vector<float>& got, const std::vector<float>& want,
 }
 
 const int64_t kKs[] = {1, 3, 17, 784, 785};
-const int64_t kNs[] = {1, 7, 16, 100, 129};
+const int64_t kNs[] = {1, 7, 10, 16, 17, 22, 100, 129};  // narrow (<= 16 units) and wide input-gradient paths
 
 TEST(DenseGemm, ForwardMatchesReference) {
   std::mt19937 gen(11);

@@ -286,8 +286,51 @@ HWY_NOINLINE void GradInputCols4(const float* HWY_RESTRICT dz, const float* HWY_
 }
 #endif
 
+// Narrow W (few units, like a 10-class output layer): the dot products above would be n long,
+// mostly reduction overhead. Instead one vector of lanes spans L rows of W at a time, whose n
+// columns are transposed into wt on the stack; each dz row then costs n broadcast FMAs for L
+// outputs, 4 dz rows at a time for independent chains.
+constexpr int64_t kNarrowUnits = 16;  // at most this many units take the narrow path (measured)
+
+template <int R>
+HWY_INLINE void GradInputNarrowRows(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT wt, float* HWY_RESTRICT dx,
+                                    int64_t n, int64_t ldx) {
+  const hn::ScalableTag<float> d;
+  const size_t L = hn::Lanes(d);
+  using V = decltype(hn::Zero(d));
+  V acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = hn::Zero(d);
+  for (int64_t j = 0; j < n; ++j) {
+    const V wj = hn::Load(d, wt + j * L);
+    for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(hn::Set(d, dz[r * n + j]), wj, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) hn::StoreU(hn::Add(hn::LoadU(d, dx + r * ldx), acc[r]), d, dx + r * ldx);
+}
+
+HWY_NOINLINE void GradInputNarrow(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
+                                  int64_t m, int64_t k, int64_t n, int64_t ldx) {
+  const hn::ScalableTag<float> d;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(d));
+  HWY_ALIGN float wt[kNarrowUnits * hn::MaxLanes(hn::ScalableTag<float>())];
+  int64_t p = 0;
+  for (; p + L <= k; p += L) {
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < L; ++i) wt[j * L + i] = w[(p + i) * n + j];
+    int64_t r = 0;
+    for (; r + 4 <= m; r += 4) GradInputNarrowRows<4>(dz + r * n, wt, dx + r * ldx + p, n, ldx);
+    for (; r < m; ++r) GradInputNarrowRows<1>(dz + r * n, wt, dx + r * ldx + p, n, ldx);
+  }
+  for (; p < k; ++p)  // the last rows of W, fewer than a vector
+    for (int64_t r = 0; r < m; ++r) {
+      float sum = 0.0f;
+      for (int64_t j = 0; j < n; ++j) sum += dz[r * n + j] * w[p * n + j];
+      dx[r * ldx + p] += sum;
+    }
+}
+
 void DenseGradInput(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx, int64_t m,
                     int64_t k, int64_t n, int64_t ldx) {
+  if (n <= kNarrowUnits) return GradInputNarrow(dz, w, dx, m, k, n, ldx);
   int64_t p = 0;
 #if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
   for (; p + 4 <= k; p += 4) GradInputCols4(dz, w + p * n, dx + p, m, ldx, n);
