@@ -236,16 +236,13 @@ Model fan_out_model() {
   return Model(in, out);
 }
 
-TEST_F(ModelTest, GradientsAreSummedOverEveryConsumer) {
-  Tensor x({4, 3, 2}), y({4});
-  std::mt19937 gen(3);
-  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
-  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen);
-  for (int64_t i = 0; i < 4; ++i) y[i] = static_cast<float>(i % 2);
+// One SGD step's gradient (learning rate 1) against central finite differences of the batch
+// loss, on 1 and 2 threads.
+void expect_gradient_matches_finite_differences(Model (*build)(), const Tensor& x, const Tensor& y) {
   for (int threads : {1, 2}) {
     attn::clear_session();
     attn::set_random_seed(21);
-    Model m = fan_out_model();
+    Model m = build();
     m.set_threads(threads);
     auto w0 = m.get_weights_flat();
     m.compile(attn::optimizers::SGD({.learning_rate = 1.0f}),
@@ -273,6 +270,37 @@ TEST_F(ModelTest, GradientsAreSummedOverEveryConsumer) {
       EXPECT_NEAR(g[i], fd[i], 2e-3 * max_fd + 2e-2 * std::fabs(fd[i])) << "parameter " << i << ", " << threads
                                                                           << " thread(s)";
   }
+}
+
+void random_batch(Tensor& x, Tensor& y) {
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(-1.5f, 1.5f);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen);
+  for (int64_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 2);
+}
+
+TEST_F(ModelTest, GradientsAreSummedOverEveryConsumer) {
+  Tensor x({4, 3, 2}), y({4});
+  random_batch(x, y);
+  expect_gradient_matches_finite_differences(fan_out_model, x, y);
+}
+
+// Flatten and Reshape share their input's buffers: h feeds an Attention query directly and its
+// value through Flatten then Reshape (views, whose gradient adds into h's own), and the model
+// output is a Reshape (which keeps its own buffer: the loss writes its gradient).
+Model reshape_view_model() {
+  auto in = attn::Input({3, 2});
+  auto h = L::Dense(3, {.activation = "tanh"})(in);
+  auto back = L::Reshape({3, 3})(L::Flatten()(h));
+  auto a = L::Attention({.use_scale = true})({h, back});
+  auto logits = L::Dense(2)(L::Flatten()(a));
+  return Model(in, L::Reshape({2})(logits));
+}
+
+TEST_F(ModelTest, ReshapeViewsPassGradientsToEveryConsumer) {
+  Tensor x({5, 3, 2}), y({5});
+  random_batch(x, y);
+  expect_gradient_matches_finite_differences(reshape_view_model, x, y);
 }
 
 // Input(3) -> Dense(4, activation) named "head", with fixed weights.

@@ -163,6 +163,11 @@ class Layer : public std::enable_shared_from_this<Layer> {
   virtual bool runs_as_team() const { return false; }
   virtual int64_t team_floats(int64_t /*batch*/, int /*threads*/) const { return 0; }
 
+  // True when the one output is the one input's floats read with another shape (a row-major
+  // reshape): the executor then gives both one buffer (and one gradient buffer) and calls
+  // neither forward nor backward, except where the output is the model's output.
+  virtual bool output_is_input_view() const { return false; }
+
   virtual void forward(ForwardContext& ctx) = 0;
   virtual void backward(BackwardContext& ctx) = 0;
 

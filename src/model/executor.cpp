@@ -60,6 +60,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   output_tensor_ = lookup(model_->outputs_.at(0));
 
   needs_grad_.assign(tensor_size_.size(), false);
+  buffer_of_.resize(tensor_size_.size());
+  for (size_t t = 0; t < buffer_of_.size(); ++t) buffer_of_[t] = static_cast<int>(t);
   for (const auto& site : sites) {
     std::vector<int> ins, outs;
     for (const Node& n : site->inputs) ins.push_back(lookup(n));
@@ -73,6 +75,13 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     bool back = has_params || any_input_grad;
     for (int o : outs) needs_grad_[o] = back;
     site_backward_.push_back(back);
+    // A reshape's output reads its input's floats in place; its gradient adds straight into the
+    // input's (the sum the reshape's backward would have formed). Not for the model output: the
+    // loss writes that gradient before the others are cleared.
+    const bool view = site->layer->output_is_input_view() && ins.size() == 1 && outs.size() == 1 &&
+                      outs[0] != output_tensor_;
+    site_view_.push_back(view);
+    if (view) buffer_of_[outs[0]] = buffer_of_[ins[0]];
     site_inputs_.push_back(ins);
     site_outputs_.push_back(outs);
   }
@@ -129,8 +138,9 @@ void Executor::plan(int64_t max_batch) {
   act_.assign(tensor_size_.size(), nullptr);
   grad_.assign(tensor_size_.size(), nullptr);
   for (size_t t = 0; t < tensor_size_.size(); ++t) {
-    act_[t] = allocate_floats(rows * tensor_size_[t]);
-    if (needs_grad_[t]) grad_[t] = allocate_floats(rows * tensor_size_[t]);
+    const int root = buffer_of_[t];  // a view's root comes before it
+    act_[t] = root == static_cast<int>(t) ? allocate_floats(rows * tensor_size_[t]) : act_[root];
+    if (needs_grad_[t]) grad_[t] = root == static_cast<int>(t) ? allocate_floats(rows * tensor_size_[t]) : grad_[root];
   }
   int64_t team_floats = 0;
   for (size_t i = 0; i < sites.size(); ++i)
@@ -354,7 +364,7 @@ void Executor::run_slice(int t) {
     f.sample_offset = s.begin;
     f.training = sites[i]->options.training.value_or(training_mode_);
     f.seed = hash_combine(seed_, i);
-    sites[i]->layer->forward(f);
+    if (!site_view_[i]) sites[i]->layer->forward(f);
   }
   const int64_t out_size = output_size();
   const float* pred = slice_of(act_[output_tensor_], output_tensor_);
@@ -377,10 +387,10 @@ void Executor::run_slice(int t) {
   if (!train_) return;
   zero_param_grads(t);
   for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
-    if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_)
+    if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2))
       std::memset(slice_of(grad_[t2], static_cast<int>(t2)), 0, count * tensor_size_[t2] * sizeof(float));
   for (size_t i = sites.size(); i-- > 0;) {
-    if (!site_backward_[i]) continue;
+    if (!site_backward_[i] || site_view_[i]) continue;
     BackwardContext& b = s.bwd[i];
     for (size_t k = 0; k < b.inputs.size(); ++k) {
       const int tensor = site_inputs_[i][k];

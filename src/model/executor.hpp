@@ -66,6 +66,8 @@ class Executor {
   std::vector<int64_t> tensor_size_;
   std::vector<bool> needs_grad_;
   std::vector<bool> site_backward_;
+  std::vector<bool> site_view_;   // output shares its input's buffers: nothing to run
+  std::vector<int> buffer_of_;    // per tensor: the tensor whose buffers it uses (itself unless a view)
   std::vector<int> input_tensor_;        // model input i -> tensor id
   int output_tensor_ = -1;
   std::vector<std::vector<int>> site_inputs_, site_outputs_;

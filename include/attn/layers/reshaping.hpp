@@ -5,12 +5,14 @@
 
 namespace attn::layers {
 
-// Copies its input to an output of another shape; gradients flow back unchanged.
+// Its output is its input with another shape (the executor shares the buffer; forward and
+// backward copy, for the one case it does not: a reshape as the model's output).
 class ReshapeLayerBase : public Layer {
  public:
   using Layer::Layer;
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
+  bool output_is_input_view() const override { return true; }
 
  protected:
   int64_t sample_size_ = 0;
