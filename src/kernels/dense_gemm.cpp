@@ -71,11 +71,14 @@ void DenseForward(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, cons
   do {  // at least once, so that k == 0 still writes the bias
     const int64_t kc = std::min(kChunk, k - p);
     const bool accumulate = p > 0;
-    for (int64_t i = 0; i < m; i += kRows) {
+    for (int64_t i = 0, rows = 0; i < m; i += rows) {
       const float* xi = x + i * ldx + p;
       const float* wp = w + p * n;
       float* yi = y + i * n;
-      switch (std::min<int64_t>(kRows, m - i)) {
+      // Row tiles of 4, but 3 + 3 rather than 4 + 2 at the end: each tile streams W once, and a
+      // 2-row tile does the fewest multiply-adds per W load.
+      rows = m - i == 6 ? 3 : std::min<int64_t>(kRows, m - i);
+      switch (rows) {
         case 4: ForwardRows<4>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
         case 3: ForwardRows<3>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
         case 2: ForwardRows<2>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
