@@ -4,11 +4,13 @@
 // exit non-zero; output files are written to a temporary name and renamed.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "attn/attn.hpp"
@@ -213,6 +215,25 @@ int main(int argc, char** argv) {
   summary->add_option("--model", summary_model, "model file or config (.keras, .h5, .json); default: the reference model")
       ->check(CLI::ExistingFile);
 
+  // plot
+  auto* plot = app.add_subcommand("plot", "Draw training curves (SVG) from a history written by train --history");
+  std::string plot_history, plot_out;
+  plot->add_option("--history", plot_history, "history JSON (attn train --history)")->required()->check(CLI::ExistingFile);
+  plot->add_option("--out", plot_out, "SVG file to write")->required();
+
+  // attention
+  auto* attention = app.add_subcommand("attention", "Draw the attention weights of one MNIST test image as a PNG");
+  DataFlags adata;
+  std::string att_model, att_layer, att_out;
+  int64_t att_index = 0, att_query = -1;
+  attention->add_option("--model", att_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
+  attention->add_option("--data", adata.dir, "MNIST directory");
+  attention->add_option("--index", att_index, "test image to draw")->check(CLI::NonNegativeNumber);
+  attention->add_option("--query", att_query, "query position (pixel row * 28 + column; default: the brightest pixel)")
+      ->check(CLI::NonNegativeNumber);
+  attention->add_option("--layer", att_layer, "Attention layer name (default: the first)");
+  attention->add_option("--out", att_out, "PNG file to write")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -302,6 +323,37 @@ int main(int argc, char** argv) {
         std::fputs(csv.c_str(), stdout);
       else
         write_file_atomically(pred_out, csv);
+    } else if (*plot) {
+      check_writable(plot_out, "--out");
+      std::ifstream in(plot_history, std::ios::binary);
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      write_file_atomically(plot_out, plots::training_curves_svg(plots::history_from_json(text, plot_history)));
+      std::printf("wrote %s\n", plot_out.c_str());
+    } else if (*attention) {
+      check_writable(att_out, "--out");
+      Model model = io::load_model(att_model);
+      auto mnist = data::load_mnist(adata.dir.empty() ? data::default_mnist_dir() : adata.dir);
+      const int64_t count = mnist.test.x.dim(0);
+      if (att_index >= count)
+        throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
+                                 std::to_string(count) + " images");
+      Tensor x = prepare_images(mnist.test.x.rows(att_index, att_index + 1), 0, model.inputs().at(0)->shape,
+                                "test image");
+      Tensor w = plots::attention_weights(model, x, att_layer);
+      const int64_t t = w.dim(0);
+      const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(t))));
+      if (side * side != t || w.dim(1) != t || x.size() != t)
+        throw std::runtime_error("--model " + att_model + ": attention over " + std::to_string(t) + " x " +
+                                 std::to_string(w.dim(1)) + " positions of a " + std::to_string(x.size()) +
+                                 "-value input is not a square image's self-attention");
+      if (att_query < 0) att_query = std::max_element(x.data(), x.data() + t) - x.data();
+      if (att_query >= t)
+        throw std::runtime_error("--query " + std::to_string(att_query) + ": positions are 0.." + std::to_string(t - 1));
+      plots::write_png(plots::attention_map_image(x.data(), w.data(), side, att_query), att_out);
+      std::printf("wrote %s: test image %lld (label %d), query pixel %lld (row %lld, column %lld)\n", att_out.c_str(),
+                  static_cast<long long>(att_index), static_cast<int>(mnist.test.y[att_index]),
+                  static_cast<long long>(att_query), static_cast<long long>(att_query / side),
+                  static_cast<long long>(att_query % side));
     } else if (*summary) {
       Model model = load_or_reference(summary_model);
       model.summary(std::cout);

@@ -169,6 +169,41 @@ TEST_F(Cli, TrainsOnTinySyntheticDataAndWritesHistoryAndCsv) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
 }
 
+// Training curves from a history file and an attention map from a saved model; bad indices,
+// queries and history files are refused by name, and nothing is written for them.
+TEST_F(Cli, DrawsTrainingCurvesAndAttentionMaps) {
+  write_idx_set(dir_ / "data", 40, 10);
+  const std::string data = "--data '" + (dir_ / "data").string() + "' ";
+  CliRun r = attn("train " + data + "--epochs 2 --batch-size 20 --verbose 0 --seed 3 --history '" + file("h.json") +
+                  "' --save '" + file("m.keras") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+
+  CliRun p = attn("plot --history '" + file("h.json") + "' --out '" + file("curves.svg") + "'");
+  ASSERT_EQ(p.status, 0) << p.err;
+  const std::string svg = slurp(file("curves.svg"));
+  EXPECT_EQ(svg.rfind("<svg ", 0), 0u) << svg.substr(0, 80);
+  for (const char* series : {"\"loss\"", "\"val_loss\"", "\"accuracy\"", "\"val_accuracy\""})
+    EXPECT_NE(svg.find(std::string("<polyline class=") + series), std::string::npos) << series;
+  std::ofstream(file("not_history.json")) << "{\"loss\": 1}";
+  expect_one_line_error(attn("plot --history '" + file("not_history.json") + "' --out '" + file("x.svg") + "'"),
+                        "not_history.json");
+  EXPECT_FALSE(fs::exists(file("x.svg")));
+
+  CliRun a = attn("attention " + data + "--model '" + file("m.keras") + "' --index 3 --out '" + file("map.png") + "'");
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_NE(a.out.find("test image 3 (label 3)"), std::string::npos) << a.out;
+  const std::string png = slurp(file("map.png"));
+  ASSERT_GE(png.size(), 8u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  expect_one_line_error(attn("attention " + data + "--model '" + file("m.keras") + "' --index 10 --out '" +
+                             file("bad.png") + "'"),
+                        "--index 10");
+  expect_one_line_error(attn("attention " + data + "--model '" + file("m.keras") + "' --query 784 --out '" +
+                             file("bad.png") + "'"),
+                        "--query 784");
+  EXPECT_FALSE(fs::exists(file("bad.png")));
+}
+
 // The reference run on the first 6,000 training and 2,000 test images for 2 epochs. Measured
 // (seeds 1-6, this code): val_accuracy 0.75-0.80 after epoch 2 (0.56-0.69 after epoch 1); an
 // independent PyTorch twin reaches 0.83 on the full test set. The floor keeps a 0.05 margin.

@@ -15,5 +15,6 @@
 #include "attn/metrics.hpp"
 #include "attn/model.hpp"
 #include "attn/optimizers.hpp"
+#include "attn/plots.hpp"
 #include "attn/random.hpp"
 #include "attn/tensor.hpp"

@@ -1,0 +1,45 @@
+// Pictures of a model and its training, for people: training curves (SVG) and attention maps
+// (PNG).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "attn/model.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn::plots {
+
+// One SVG panel per metric (loss, accuracy, ...), epochs along x, with the metric's val_ twin
+// drawn beside it when the history has one. history: name -> one value per epoch (History::history,
+// or the per-epoch objects of `attn train --history`). Throws std::invalid_argument for an empty
+// history or series of different lengths.
+std::string training_curves_svg(const std::map<std::string, std::vector<double>>& history);
+
+// The per-epoch metrics of a history file as `attn train --history` writes it
+// ({"epochs": [{"epoch": 1, "seconds": ..., "loss": ..., ...}, ...]}; null reads as NaN).
+// Throws std::invalid_argument naming `what` (the file) when the text is not such a history.
+std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what);
+
+// The attention weights [tq, tv] of one sample, from the model's first Attention layer (or the
+// one named), whose inputs must be the model's inputs (as in the reference model, where the
+// image is its own query and value). sample: [1, input shape...].
+Tensor attention_weights(const Model& model, const Tensor& sample, const std::string& layer_name = "");
+
+struct RgbImage {
+  int64_t width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // row-major, 3 bytes per pixel
+};
+
+// Three panels of side x side pixels (tq = tv = side^2), each shown `zoom` times larger: the
+// input image (grey, the query pixel marked red), the weights the query pixel gives every key,
+// and the mean weight every key receives over all queries (both as heat maps, dark to bright).
+// image: [side^2] in [0, 1]; weights: [side^2, side^2].
+RgbImage attention_map_image(const float* image, const float* weights, int64_t side, int64_t query, int zoom = 8);
+
+// Writes the image as PNG through a temporary file and a rename; errors name the path.
+void write_png(const RgbImage& image, const std::string& path);
+
+}  // namespace attn::plots

@@ -1,0 +1,136 @@
+// Attention maps: the weights of one sample from the model's own Attention layer, drawn as
+// heat maps next to the input, written with libpng's simplified API.
+#include <png.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include "attn/plots.hpp"
+
+namespace attn::plots {
+namespace {
+
+struct Rgb {
+  uint8_t r, g, b;
+};
+
+// Dark to bright through purple and orange, so that small weights stay visible against zero.
+Rgb heat(float t) {
+  static constexpr float kStops[][4] = {
+      {0.00f, 0, 0, 4}, {0.35f, 120, 28, 109}, {0.70f, 237, 105, 37}, {1.00f, 252, 255, 164}};
+  t = std::clamp(std::isfinite(t) ? t : 0.0f, 0.0f, 1.0f);
+  int i = 0;
+  while (i < 2 && t > kStops[i + 1][0]) ++i;
+  const float u = (t - kStops[i][0]) / (kStops[i + 1][0] - kStops[i][0]);
+  auto mix = [&](int c) { return static_cast<uint8_t>(std::lround(kStops[i][c] + u * (kStops[i + 1][c] - kStops[i][c]))); };
+  return {mix(1), mix(2), mix(3)};
+}
+
+}  // namespace
+
+Tensor attention_weights(const Model& model, const Tensor& sample, const std::string& layer_name) {
+  const CallSite* site = nullptr;
+  for (const auto& s : model.call_sites())
+    if (s->layer->class_name() == "Attention" && (layer_name.empty() || s->layer->name() == layer_name)) {
+      site = s.get();
+      break;
+    }
+  if (site == nullptr)
+    throw std::invalid_argument(layer_name.empty() ? "attention map: the model has no Attention layer"
+                                                   : "attention map: the model has no Attention layer named '" +
+                                                         layer_name + "'");
+  const Node& input = model.inputs().at(0);
+  for (const Node& n : site->inputs)
+    if (n != input)
+      throw std::invalid_argument("attention map: layer '" + site->layer->name() +
+                                  "' does not read the model input directly (only such layers are drawn)");
+  if (site->options.query_mask || site->options.value_mask)
+    throw std::invalid_argument("attention map: layer '" + site->layer->name() + "' is called with masks");
+  Shape expected = input->shape;
+  expected.insert(expected.begin(), 1);
+  if (sample.shape() != expected)
+    throw std::invalid_argument("attention map: the sample has shape " + shape_to_string(sample.shape()) +
+                                ", the model input is " + shape_to_string(expected));
+
+  CallOptions options = site->options;
+  options.return_attention_scores = true;
+  options.training = false;
+  const int64_t t = input->shape.at(0);
+  const int64_t out_size = shape_size(site->outputs.at(0).lock()->shape);
+  Tensor out({out_size}), weights({1, t, t});
+  std::vector<float> saved(static_cast<size_t>(std::max<int64_t>(1, site->layer->saved_floats_per_sample(options))));
+  std::vector<float> scratch(static_cast<size_t>(std::max<int64_t>(1, site->layer->scratch_floats(1, options))));
+  ForwardContext ctx;
+  ctx.batch = 1;
+  ctx.call = &options;
+  for (size_t i = 0; i < site->inputs.size(); ++i) ctx.inputs.push_back(sample.data());
+  ctx.outputs = {out.data(), weights.data()};
+  ctx.saved = saved.data();
+  ctx.scratch = scratch.data();
+  site->layer->forward(ctx);
+  return weights.reshaped({t, t});
+}
+
+RgbImage attention_map_image(const float* image, const float* weights, int64_t side, int64_t query, int zoom) {
+  const int64_t t = side * side;
+  if (side <= 0 || zoom <= 0) throw std::invalid_argument("attention map: side and zoom must be positive");
+  if (query < 0 || query >= t)
+    throw std::invalid_argument("attention map: query " + std::to_string(query) + " is not a position in 0.." +
+                                std::to_string(t - 1));
+  // Panel 1: the input; 2: weights of the query row; 3: mean weight each key receives.
+  std::vector<float> row(weights + query * t, weights + (query + 1) * t), received(t, 0.0f);
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < t; ++j) received[j] += weights[i * t + j] / static_cast<float>(t);
+  auto normalise = [](std::vector<float>& v) {
+    const float top = *std::max_element(v.begin(), v.end());
+    if (top > 0.0f)
+      for (float& x : v) x /= top;
+  };
+  normalise(row);
+  normalise(received);
+
+  const int64_t cell = zoom, panel = side * cell, gap = 2 * cell;
+  RgbImage img;
+  img.width = 3 * panel + 4 * gap;
+  img.height = panel + 2 * gap;
+  img.rgb.assign(static_cast<size_t>(img.width * img.height * 3), 255);
+  auto put = [&](int64_t x, int64_t y, Rgb c) {
+    uint8_t* p = img.rgb.data() + (y * img.width + x) * 3;
+    p[0] = c.r, p[1] = c.g, p[2] = c.b;
+  };
+  for (int p = 0; p < 3; ++p) {
+    const int64_t x0 = gap + p * (panel + gap), y0 = gap;
+    for (int64_t k = 0; k < t; ++k) {
+      Rgb c;
+      if (p == 0) {
+        const auto g = static_cast<uint8_t>(std::lround(255.0f * std::clamp(image[k], 0.0f, 1.0f)));
+        c = k == query ? Rgb{255, 0, 0} : Rgb{g, g, g};
+      } else {
+        c = heat(p == 1 ? row[k] : received[k]);
+      }
+      for (int64_t dy = 0; dy < cell; ++dy)
+        for (int64_t dx = 0; dx < cell; ++dx) put(x0 + (k % side) * cell + dx, y0 + (k / side) * cell + dy, c);
+    }
+  }
+  return img;
+}
+
+void write_png(const RgbImage& image, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  png_image png{};
+  png.version = PNG_IMAGE_VERSION;
+  png.width = static_cast<png_uint_32>(image.width);
+  png.height = static_cast<png_uint_32>(image.height);
+  png.format = PNG_FORMAT_RGB;
+  if (!png_image_write_to_file(&png, tmp.c_str(), 0, image.rgb.data(), 0, nullptr)) {
+    std::error_code ec;
+    std::filesystem::remove(tmp, ec);
+    throw std::runtime_error(path + ": cannot write PNG (" + png.message + ")");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace attn::plots
