@@ -78,10 +78,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     // A reshape's output reads its input's floats in place; its gradient adds straight into the
     // input's (the sum the reshape's backward would have formed). Not for the model output: the
     // loss writes that gradient before the others are cleared.
-    const bool view = site->layer->output_is_input_view() && ins.size() == 1 && outs.size() == 1 &&
-                      outs[0] != output_tensor_;
-    site_view_.push_back(view);
-    if (view) buffer_of_[outs[0]] = buffer_of_[ins[0]];
+    if (site->layer->output_is_input_view() && ins.size() == 1 && outs.size() == 1 && outs[0] != output_tensor_)
+      buffer_of_[outs[0]] = buffer_of_[ins[0]];
     site_inputs_.push_back(ins);
     site_outputs_.push_back(outs);
   }
@@ -364,7 +362,7 @@ void Executor::run_slice(int t) {
     f.sample_offset = s.begin;
     f.training = sites[i]->options.training.value_or(training_mode_);
     f.seed = hash_combine(seed_, i);
-    if (!site_view_[i]) sites[i]->layer->forward(f);
+    if (!is_view_site(i)) sites[i]->layer->forward(f);
   }
   const int64_t out_size = output_size();
   const float* pred = slice_of(act_[output_tensor_], output_tensor_);
@@ -390,7 +388,7 @@ void Executor::run_slice(int t) {
     if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2))
       std::memset(slice_of(grad_[t2], static_cast<int>(t2)), 0, count * tensor_size_[t2] * sizeof(float));
   for (size_t i = sites.size(); i-- > 0;) {
-    if (!site_backward_[i] || site_view_[i]) continue;
+    if (!site_backward_[i] || is_view_site(i)) continue;
     BackwardContext& b = s.bwd[i];
     for (size_t k = 0; k < b.inputs.size(); ++k) {
       const int tensor = site_inputs_[i][k];

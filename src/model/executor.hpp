@@ -66,8 +66,9 @@ class Executor {
   std::vector<int64_t> tensor_size_;
   std::vector<bool> needs_grad_;
   std::vector<bool> site_backward_;
-  std::vector<bool> site_view_;   // output shares its input's buffers: nothing to run
   std::vector<int> buffer_of_;    // per tensor: the tensor whose buffers it uses (itself unless a view)
+  // The site's output shares its input's buffers: nothing to run.
+  bool is_view_site(size_t i) const { return buffer_of_[site_outputs_[i][0]] != site_outputs_[i][0]; }
   std::vector<int> input_tensor_;        // model input i -> tensor id
   int output_tensor_ = -1;
   std::vector<std::vector<int>> site_inputs_, site_outputs_;
