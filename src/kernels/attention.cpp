@@ -1,7 +1,9 @@
 // Fast fused attention (Keras layers.Attention semantics, see attention.hpp), flash style:
 // scores exist only as [kBlockRows, kBlockCols] blocks in scratch; forward saves per-row max m
 // and denominator l, backward recomputes the blocks. SIMD through Highway with run-time dispatch
-// (this file is compiled once per target via foreach_target.h). d = dv = 1 unmasked dot attention
+// (this file is compiled once per target via foreach_target.h); the softmax terms use the d = 1
+// path's exponential (exp_nonpositive-inl.h: arguments are scores minus the row max, so <= 0),
+// which costs fewer instructions than Highway's general Exp. d = dv = 1 unmasked dot attention
 // (the reference model) goes to attention_d1.cpp instead.
 // Single-threaded by design (the caller splits the batch); no allocation anywhere.
 #include <algorithm>
@@ -18,7 +20,7 @@
 #define HWY_TARGET_INCLUDE "kernels/attention.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
-#include <hwy/contrib/math/math-inl.h>
+#include "kernels/exp_nonpositive-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
@@ -205,8 +207,9 @@ void block_scores(const Sample& sm, int64_t i0, int64_t rows, int64_t j0, int64_
     for (int64_t c = cols; c < cw; ++c) s[r * kBlockCols + c] = -std::numeric_limits<float>::infinity();
 }
 
-// Exact skip of a block that is entirely causally masked for rows whose max is a real score:
-// its terms are exp(about -1e9 - m) = 0 in float (assumes |scores| well below 1e8).
+// Skip of a block that is entirely causally masked for rows whose max is a real score: its
+// terms are exp(about -1e9 - m), 0 in float (ExpNonPositive gives ~1e-38, negligible against
+// the row's exp(0) = 1; assumes |scores| well below 1e8).
 bool causal_skip(const AttentionConfig& cfg, int64_t i0, int64_t rows, int64_t j0, const float* m) {
   if (!cfg.causal || j0 <= i0 + rows - 1) return false;
   for (int64_t r = 0; r < rows; ++r)
@@ -256,7 +259,7 @@ void forward_impl(const AttentionConfig& cfg, const float* q, const float* k, co
           const auto vm = hn::Set(df, mnew);
           auto vs = hn::Zero(df);
           for (int64_t c = 0; c < cw; c += n) {
-            const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm));
+            const auto e = ExpNonPositive(df, hn::Sub(hn::LoadU(df, sr + c), vm));
             vs = hn::Add(vs, e);
             hn::StoreU(e, df, sr + c);
           }
@@ -354,7 +357,7 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
           auto vdscale = hn::Zero(df);
           if (cfg.dropout <= 0.0f) {
             for (int64_t c = 0; c < cw; c += n) {
-              const auto p = hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
+              const auto p = hn::Mul(ExpNonPositive(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv);
               hn::StoreU(p, df, sr + c);
               const auto ds = hn::Mul(p, hn::Sub(hn::LoadU(df, dr + c), vd));
               vdscale = hn::MulAdd(ds, hn::LoadU(df, rr + c), vdscale);
@@ -362,7 +365,7 @@ void backward_impl(const AttentionConfig& cfg, const float* q, const float* k, c
             }
           } else {
             for (int64_t c = 0; c < cw; c += n)
-              hn::StoreU(hn::Mul(hn::Exp(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv), df, sr + c);
+              hn::StoreU(hn::Mul(ExpNonPositive(df, hn::Sub(hn::LoadU(df, sr + c), vm)), vinv), df, sr + c);
             for (int64_t c = 0; c < cw; ++c) {
               const float f = c < cols ? dropout_factor(cfg.dropout, cfg.dropout_seed, sample, i0 + r, j0 + c) : 0.0f;
               dr[c] = sr[c] * (dr[c] * f - drow[i0 + r]);

@@ -1,4 +1,4 @@
-// exp(x) for the d = 1 attention paths, as a Highway per-target inline (included from a file that
+// exp(x) for the attention kernels (softmax terms), as a Highway per-target inline (included from a file that
 // is compiled once per SIMD target; the guard below toggles per target, Highway's -inl.h idiom).
 #if defined(ATTN_KERNELS_EXP_NONPOSITIVE_INL_H_) == defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_KERNELS_EXP_NONPOSITIVE_INL_H_
