@@ -50,13 +50,25 @@ HWY_NOINLINE void ForwardRows(const float* HWY_RESTRICT x, const float* HWY_REST
                               const float* HWY_RESTRICT bias, float* HWY_RESTRICT y, bool accumulate, int64_t kc,
                               int64_t k, int64_t n) {
   const hn::ScalableTag<float> d;
-  const hn::CappedTag<float, 4> d4;
-  const hn::CappedTag<float, 1> d1;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   auto b = [bias, accumulate](int64_t j) { return bias && !accumulate ? bias + j : nullptr; };
   int64_t j = 0;
   for (; j + 3 * L <= n; j += 3 * L) ForwardTile<R, 3>(d, x, w + j, b(j), y + j, accumulate, kc, k, n);
   for (; j + L <= n; j += L) ForwardTile<R, 1>(d, x, w + j, b(j), y + j, accumulate, kc, k, n);
+}
+
+// The last n mod L columns (fewer than one vector): 4-lane, then 1-lane tiles of R rows. Such a
+// tile has one accumulator per row, so it takes more rows than the full-width tiles (up to
+// kTailRows): with 4 chains of dependent multiply-adds the FMA units would wait on latency, and
+// the 4 columns left of Dense(100) cost a sixth of the product that way.
+template <int R>
+HWY_NOINLINE void ForwardTailCols(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w,
+                                  const float* HWY_RESTRICT bias, float* HWY_RESTRICT y, bool accumulate, int64_t kc,
+                                  int64_t k, int64_t n, int64_t j) {
+  const hn::CappedTag<float, 4> d4;
+  const hn::CappedTag<float, 1> d1;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  auto b = [bias, accumulate](int64_t c) { return bias && !accumulate ? bias + c : nullptr; };
   for (; L > 4 && j + 4 <= n; j += 4) ForwardTile<R, 1>(d4, x, w + j, b(j), y + j, accumulate, kc, k, n);
   for (; j < n; ++j) ForwardTile<R, 1>(d1, x, w + j, b(j), y + j, accumulate, kc, k, n);
 }
@@ -65,8 +77,22 @@ HWY_NOINLINE void ForwardRows(const float* HWY_RESTRICT x, const float* HWY_REST
 // partial sums go through y. The order of summation depends only on the shapes.
 constexpr int64_t kChunk = 64;
 
+// Rows per tile for column tails narrower than a vector (one accumulator per row).
+constexpr int kTailRows = 8;
+// The next tail tile's rows when `left` remain: tiles of kTailRows, the last two evened out.
+int64_t tail_rows(int64_t left) {
+  return left <= kTailRows ? left : left < 2 * kTailRows ? (left + 1) / 2 : kTailRows;
+}
+
+using ForwardTailFn = void (*)(const float*, const float*, const float*, float*, bool, int64_t, int64_t, int64_t,
+                               int64_t);
+constexpr ForwardTailFn kForwardTail[kTailRows + 1] = {
+    nullptr,           &ForwardTailCols<1>, &ForwardTailCols<2>, &ForwardTailCols<3>, &ForwardTailCols<4>,
+    &ForwardTailCols<5>, &ForwardTailCols<6>, &ForwardTailCols<7>, &ForwardTailCols<8>};
+
 void DenseForward(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, const float* HWY_RESTRICT bias,
                   float* HWY_RESTRICT y, int64_t m, int64_t k, int64_t n, int64_t ldx) {
+  const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
   int64_t p = 0;
   do {  // at least once, so that k == 0 still writes the bias
     const int64_t kc = std::min(kChunk, k - p);
@@ -84,6 +110,11 @@ void DenseForward(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, cons
         case 2: ForwardRows<2>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
         default: ForwardRows<1>(xi, wp, bias, yi, accumulate, kc, ldx, n); break;
       }
+    }
+    const int64_t tail = n / L * L;
+    for (int64_t i = 0, rows = 0; tail < n && i < m; i += rows) {
+      rows = tail_rows(m - i);
+      kForwardTail[rows](x + i * ldx + p, w + p * n, bias, y + i * n, accumulate, kc, ldx, n, tail);
     }
     p += kc;
   } while (p < k);
@@ -115,15 +146,34 @@ template <int R>
 HWY_NOINLINE void GradWeightRows(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz,
                                  float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n) {
   const hn::ScalableTag<float> d;
-  const hn::CappedTag<float, 4> d4;
-  const hn::CappedTag<float, 1> d1;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   int64_t j = 0;
   for (; j + 3 * L <= n; j += 3 * L) GradWeightTile<R, 3>(d, x, dz + j, dw + j, m, k, n);
   for (; j + L <= n; j += L) GradWeightTile<R, 1>(d, x, dz + j, dw + j, m, k, n);
+}
+
+// The last n mod L columns, as ForwardTailCols: up to kTailRows rows of dW per tile.
+template <int R>
+HWY_NOINLINE void GradWeightTailCols(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz,
+                                     float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n, int64_t j) {
+  const hn::CappedTag<float, 4> d4;
+  const hn::CappedTag<float, 1> d1;
+  const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
   for (; L > 4 && j + 4 <= n; j += 4) GradWeightTile<R, 1>(d4, x, dz + j, dw + j, m, k, n);
   for (; j < n; ++j) GradWeightTile<R, 1>(d1, x, dz + j, dw + j, m, k, n);
 }
+
+using GradWeightTailFn = void (*)(const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+constexpr GradWeightTailFn kGradWeightTail[kTailRows + 1] = {
+    nullptr,
+    &GradWeightTailCols<1>,
+    &GradWeightTailCols<2>,
+    &GradWeightTailCols<3>,
+    &GradWeightTailCols<4>,
+    &GradWeightTailCols<5>,
+    &GradWeightTailCols<6>,
+    &GradWeightTailCols<7>,
+    &GradWeightTailCols<8>};
 
 void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, float* HWY_RESTRICT dw, int64_t m,
                      int64_t k, int64_t n, int64_t ldx) {
@@ -134,6 +184,11 @@ void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, 
       case 2: GradWeightRows<2>(x + p, dz, dw + p * n, m, ldx, n); break;
       default: GradWeightRows<1>(x + p, dz, dw + p * n, m, ldx, n); break;
     }
+  }
+  const int64_t tail = n / static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())) * hn::Lanes(hn::ScalableTag<float>());
+  for (int64_t p = 0, rows = 0; tail < n && p < k; p += rows) {
+    rows = tail_rows(k - p);
+    kGradWeightTail[rows](x + p, dz, dw + p * n, m, ldx, n, tail);
   }
 }
 
