@@ -132,32 +132,52 @@ constexpr LeftPack make_left_pack() {
 }
 constexpr LeftPack kLeftPack = make_left_pack();
 
-// Lists the indices (as float, exact below 2^24) of the nonzero x, without a branch on the value
-// (it mispredicts at MNIST's stroke edges). Up to 8 elements at a time: the nonzero lanes' mask
-// picks their lane numbers from kLeftPack, and all 8 slots are written at the next free one,
-// which then advances by the count (the scalar form carried that dependency per element, at
-// about 3 cycles each). +0 and -0 both count as zero. Writes up to idx[count + 7]; returns count.
-int64_t list_nonzero(const float* HWY_RESTRICT x, int64_t len, float* HWY_RESTRICT idx) {
+// The lanes of v where `mask` (bit i: lane i) is set, moved to the front in order.
+template <class D>
+HWY_INLINE hn::Vec<D> LeftPack(D d, hn::Vec<D> v, unsigned mask) {
+  const hn::RebindToUnsigned<D> du;
+  const auto lanes = hn::And(hn::Shr(hn::Set(du, kLeftPack.lanes[mask]), hn::ShiftLeft<2>(hn::Iota(du, 0))),
+                             hn::Set(du, 15u));
+  return hn::TableLookupLanes(v, hn::IndicesFromVec(d, hn::BitCast(hn::RebindToSigned<D>(), lanes)));
+}
+
+// The mask's lanes as bits (bit i: lane i); at most 8 lanes.
+template <class D>
+HWY_INLINE unsigned MaskBits(D d, hn::Mask<D> m) {
+  uint8_t bits = 0;
+  hn::StoreMaskBits(d, m, &bits);
+  return bits;
+}
+
+// Lists the nonzero elements of x in order: their indices (as float, exact below 2^24) in idx,
+// and when asked their values in xval and the matching elements of v in vval. No branch on the
+// value (it mispredicts at MNIST's stroke edges): 8 elements at a time, the nonzero lanes are
+// left-packed with kLeftPack and all 8 slots written at the next free one, which then advances
+// by their count (the scalar form carried that dependency from element to element, at about 3
+// cycles each). +0 and -0 both count as zero. Writes up to 7 slots past the count; returns it.
+int64_t list_nonzero(const float* HWY_RESTRICT x, const float* HWY_RESTRICT v, int64_t len, float* HWY_RESTRICT idx,
+                     float* HWY_RESTRICT xval, float* HWY_RESTRICT vval) {
   const hn::CappedTag<float, 8> d;
   const hn::RebindToUnsigned<decltype(d)> du;
   const hn::RebindToSigned<decltype(d)> di;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-  const auto nibble_shift = hn::ShiftLeft<2>(hn::Iota(du, 0));
   int64_t count = 0, j = 0;
   for (; j + n <= len; j += n) {
-    const auto bits = hn::BitCast(du, hn::LoadU(d, x + j));
-    const auto nonzero = hn::Ne(hn::ShiftLeft<1>(bits), hn::Zero(du));
-    uint8_t mask = 0;
-    hn::StoreMaskBits(du, nonzero, &mask);
-    const auto lanes = hn::And(hn::Shr(hn::Set(du, kLeftPack.lanes[mask]), nibble_shift), hn::Set(du, 15u));
-    const auto index = hn::Add(hn::BitCast(di, lanes), hn::Set(di, static_cast<int32_t>(j)));
-    hn::StoreU(hn::ConvertTo(d, index), d, idx + count);
-    count += static_cast<int64_t>(hn::CountTrue(du, nonzero));
+    const auto xv = hn::LoadU(d, x + j);
+    const auto nonzero = hn::Ne(hn::ShiftLeft<1>(hn::BitCast(du, xv)), hn::Zero(du));
+    const unsigned mask = MaskBits(du, nonzero);
+    const auto index = hn::ConvertTo(d, hn::Add(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(j))));
+    hn::StoreU(LeftPack(d, index, mask), d, idx + count);
+    if (xval != nullptr) hn::StoreU(LeftPack(d, xv, mask), d, xval + count);
+    if (vval != nullptr) hn::StoreU(LeftPack(d, hn::LoadU(d, v + j), mask), d, vval + count);
+    count += static_cast<int64_t>(hwy::PopCount(mask));
   }
   for (; j < len; ++j) {
     uint32_t bits;
     std::memcpy(&bits, x + j, sizeof(bits));
     idx[count] = static_cast<float>(j);
+    if (xval != nullptr) xval[count] = x[j];
+    if (vval != nullptr) vval[count] = v[j];
     count += (bits << 1) != 0 ? 1 : 0;
   }
   return count;
@@ -176,11 +196,11 @@ double sum_where_zero(const float* HWY_RESTRICT k, const float* HWY_RESTRICT v, 
   return sum;
 }
 
-// nz and bid [tv + kPad] hold the nonzero keys' indices and buckets in between.
+// nz, nzk, nzv [tv + kPad] hold the nonzero keys' indices, keys and values in between.
 // Returns the number of nonzero keys listed in nz, -1 when none were listed (one bucket).
 int64_t sort_keys(const Plan& p, const float* HWY_RESTRICT k, const float* HWY_RESTRICT v, int64_t tv,
                   float* HWY_RESTRICT sx, float* HWY_RESTRICT sv, float* HWY_RESTRICT si, float* HWY_RESTRICT bstart,
-                  float* HWY_RESTRICT nz, float* HWY_RESTRICT bid, ZeroKeys& zero) {
+                  float* HWY_RESTRICT nz, float* HWY_RESTRICT nzk, float* HWY_RESTRICT nzv, ZeroKeys& zero) {
   zero = ZeroKeys{};
   if (p.buckets == 1) {
     const float c = centre_of(p, 0);
@@ -190,43 +210,50 @@ int64_t sort_keys(const Plan& p, const float* HWY_RESTRICT k, const float* HWY_R
     bstart[1] = static_cast<float>(tv);
     return -1;
   }
-  const int64_t nnz = list_nonzero(k, tv, nz);
+  const int64_t nnz = list_nonzero(k, v, tv, nz, nzk, v != nullptr ? nzv : nullptr);
   if (nnz < tv) {
     zero.count = tv - nnz;
     zero.bucket = bucket_of(p, 0.0f);
     zero.x = (0.0f - centre_of(p, zero.bucket)) * p.inv_r;
     if (v != nullptr) zero.vsum = sum_where_zero(k, v, tv);
   }
-  // Few buckets: each nonzero key's bucket goes in bid, then one branch-free pass per bucket
-  // picks its keys in order (a counting sort's increments in memory chain through store
-  // forwarding). Many buckets: a counting sort.
+  // Few buckets: one pass per bucket over the nonzero keys, 8 at a time, left-packing those in
+  // the bucket (bucket_of and the offsets in vector form, same operations). Many buckets: a
+  // counting sort.
   int64_t at = 0;
   if (p.buckets <= 8) {
-    for (int64_t t = 0; t < nnz; ++t) bid[t] = static_cast<float>(bucket_of(p, k[static_cast<int64_t>(nz[t])]));
+    const hn::CappedTag<float, 8> d;
+    const hn::RebindToSigned<decltype(d)> di;
+    const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+    const auto kmin = hn::Set(d, p.kmin), inv_h = hn::Set(d, p.inv_h), inv_r = hn::Set(d, p.inv_r);
+    const auto last = hn::Set(di, static_cast<int32_t>(p.buckets - 1));
     for (int64_t b = 0; b < p.buckets; ++b) {
       bstart[b] = static_cast<float>(at);
-      const float c = centre_of(p, b), fb = static_cast<float>(b);
-      for (int64_t t = 0; t < nnz; ++t) {
-        const auto j = static_cast<int64_t>(nz[t]);
-        sx[at] = (k[j] - c) * p.inv_r;
-        if (v != nullptr) sv[at] = v[j];
-        si[at] = nz[t];
-        at += bid[t] == fb ? 1 : 0;
+      const auto c = hn::Set(d, centre_of(p, b));
+      const auto vb = hn::Set(di, static_cast<int32_t>(b));
+      for (int64_t t = 0; t < nnz; t += n) {
+        const auto kv = hn::LoadU(d, nzk + t);
+        const auto bucket = hn::Min(hn::ConvertTo(di, hn::Mul(hn::Sub(kv, kmin), inv_h)), last);
+        const auto in = hn::And(hn::RebindMask(d, hn::Eq(bucket, vb)), hn::FirstN(d, static_cast<size_t>(nnz - t)));
+        const unsigned mask = MaskBits(d, in);
+        hn::StoreU(LeftPack(d, hn::Mul(hn::Sub(kv, c), inv_r), mask), d, sx + at);
+        if (v != nullptr) hn::StoreU(LeftPack(d, hn::LoadU(d, nzv + t), mask), d, sv + at);
+        hn::StoreU(LeftPack(d, hn::LoadU(d, nz + t), mask), d, si + at);
+        at += static_cast<int64_t>(hwy::PopCount(mask));
       }
     }
   } else {
     std::fill(bstart, bstart + p.buckets + 1, 0.0f);
-    for (int64_t t = 0; t < nnz; ++t) bstart[bucket_of(p, k[static_cast<int64_t>(nz[t])]) + 1] += 1.0f;
+    for (int64_t t = 0; t < nnz; ++t) bstart[bucket_of(p, nzk[t]) + 1] += 1.0f;
     for (int64_t b = 0; b < p.buckets; ++b) bstart[b + 1] += bstart[b];
     // bstart[b] is used as bucket b's cursor; afterwards it holds bucket b + 1's start.
     for (int64_t t = 0; t < nnz; ++t) {
-      const auto j = static_cast<int64_t>(nz[t]);
-      const int64_t b = bucket_of(p, k[j]);
+      const int64_t b = bucket_of(p, nzk[t]);
       at = static_cast<int64_t>(bstart[b]);
       bstart[b] += 1.0f;
-      sx[at] = (k[j] - centre_of(p, b)) * p.inv_r;
-      if (v != nullptr) sv[at] = v[j];
-      si[at] = static_cast<float>(j);
+      sx[at] = (nzk[t] - centre_of(p, b)) * p.inv_r;
+      if (v != nullptr) sv[at] = nzv[t];
+      si[at] = nz[t];
     }
     for (int64_t b = p.buckets; b > 0; --b) bstart[b] = bstart[b - 1];
     bstart[0] = 0.0f;
@@ -302,7 +329,8 @@ bool forward_sample(const AttentionConfig& cfg, const float* q, const float* k, 
   float* sv = scratch + L.sv;
   float* bstart = scratch + L.bstart;
   ZeroKeys zero;
-  const int64_t nonzero_keys = sort_keys(p, k, v, tv, sx, sv, scratch + L.si, bstart, scratch + L.knzi, scratch + L.knzg, zero);
+  const int64_t nonzero_keys = sort_keys(p, k, v, tv, sx, sv, scratch + L.si, bstart, scratch + L.knzi,
+                                             scratch + L.nzk, scratch + L.nzv, zero);
   // Per nonempty bucket: its centre and the coefficients (in t) of the sums against 1, v, k, v k.
   float* centre = scratch + L.bcentre;
   float* coef = scratch + L.bcoef;
@@ -341,7 +369,7 @@ bool forward_sample(const AttentionConfig& cfg, const float* q, const float* k, 
     nnz = nonzero_keys;
     std::memcpy(rows, scratch + L.knzi, static_cast<size_t>(nnz) * sizeof(float));
   } else {
-    nnz = list_nonzero(q, tq, rows);
+    nnz = list_nonzero(q, nullptr, tq, rows, nullptr, nullptr);
   }
   const bool listed = nnz < tq;
   if (listed) rows[nnz] = -1.0f;
@@ -426,7 +454,7 @@ bool backward_sample(const AttentionConfig& cfg, const float* q, const float* k,
   float* si = scratch + L.si;
   float* bstart = scratch + L.bstart;
   ZeroKeys zero;
-  sort_keys(p, k, nullptr, tv, sx, nullptr, si, bstart, scratch + L.knzi, scratch + L.knzg, zero);
+  sort_keys(p, k, nullptr, tv, sx, nullptr, si, bstart, scratch + L.knzi, scratch + L.nzk, nullptr, zero);
   const int64_t padded = prepare_rows(cfg, p, q, nullptr, tq, L, scratch);
   const float* ru = scratch + L.ru;
   const float* ra = scratch + L.ralpha;

@@ -71,6 +71,7 @@ struct ScratchLayout {
   int64_t ru = 0, ralpha = 0, rt = 0;      // [tq + kPad] queries, scale * queries, that times r (0 padded)
   int64_t rea = 0, reb = 0, rec = 0;        // [tq + kPad] per row: one bucket's term times weights A, B, C
   int64_t sx = 0, sv = 0, si = 0;           // [tv + kPad] keys by bucket: offset / r, value, index
+  int64_t nzk = 0, nzv = 0;                 // [tv + kPad] nonzero keys in order: key, value (nzi: knzi)
   int64_t bstart = 0;                       // [max buckets + 1] first key of each bucket
   int64_t bcentre = 0;                      // [max buckets] centre of each nonempty bucket
   int64_t bcoef = 0;                        // [max buckets, 4, kSeriesTerms] series coefficients
@@ -125,6 +126,8 @@ inline ScratchLayout scratch_layout(const AttentionConfig& cfg) {
     s.sx = take(cfg.tv + kPad);
     s.sv = take(cfg.tv + kPad);
     s.si = take(cfg.tv + kPad);
+    s.nzk = take(cfg.tv + kPad);
+    s.nzv = take(cfg.tv + kPad);
     s.bstart = take(nb + 1);
     s.bcentre = take(nb);
     s.bcoef = take(nb * 4 * kSeriesTerms);
