@@ -6,6 +6,8 @@
 #include <new>
 #include <stdexcept>
 
+#include <sys/mman.h>
+
 namespace attn {
 
 int64_t shape_size(const Shape& shape) {
@@ -27,11 +29,24 @@ std::string shape_to_string(const Shape& shape) {
   return s + ")";
 }
 
+namespace {
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+constexpr size_t kHugeFromBytes = size_t{8} << 20;
+}  // namespace
+
 std::shared_ptr<float[]> allocate_floats(int64_t count) {
   size_t bytes = static_cast<size_t>(count > 0 ? count : 1) * sizeof(float);
   bytes = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
+  // Large buffers (training data) on 2 MB pages where the kernel allows it: a shuffled batch
+  // reads rows scattered over the array, and with 4 KB pages every row costs a TLB miss, which
+  // also makes the CPU drop software prefetches of it (Executor::prefetch_for_next_run).
+  const bool huge = bytes >= kHugeFromBytes;
+  if (huge) bytes = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  void* p = std::aligned_alloc(huge ? kHugePageBytes : 64, bytes);
   if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (huge) madvise(p, bytes, MADV_HUGEPAGE);  // a hint: failure only means small pages
+#endif
   std::memset(p, 0, bytes);
   return std::shared_ptr<float[]>(static_cast<float*>(p), [](float* q) { std::free(q); });
 }
