@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <utility>
 #include <stdexcept>
 
 #include "attn/random.hpp"
@@ -209,6 +210,8 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   training_mode_ = training_mode;
   seed_ = seed;
   out_ = out;
+  prefetch_ = std::exchange(prefetch_indices_, nullptr);
+  prefetch_count_ = std::exchange(prefetch_batch_, 0);
   grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch)) : 0.0f;
   const int n = pool_.size();
   for (int t = 0; t < n; ++t) {
@@ -255,13 +258,17 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
         pool_.run(reduce_fn);
       }
       opt.begin_step(grads);
-      auto update_fn = [&](int t) { opt.update_range(params, grads, range_begin(t), range_begin(t + 1)); };
+      auto update_fn = [&](int t) {
+        opt.update_range(params, grads, range_begin(t), range_begin(t + 1));
+        prefetch_inputs(t);
+      };
       pool_.run(update_fn);
     } else {
       opt.begin_step(grads);
       auto step_fn = [&](int t) {
         reduce_gradients(t);
         opt.update_range(params, grads, range_begin(t), range_begin(t + 1));
+        prefetch_inputs(t);
       };
       pool_.run(step_fn);
     }
@@ -327,6 +334,26 @@ void Executor::zero_param_grads(int t) {
       std::memset(shared + std::max(a, begin), 0, (std::min(b, end) - std::max(a, begin)) * sizeof(float));
 }
 
+void Executor::prefetch_inputs(int t) const {
+  // Called as each thread's last work in a run, so the lines arrive while the next run starts
+  // instead of being pushed out again by this run's backward pass and optimizer step. (Software
+  // prefetches that miss the TLB are dropped: the training arrays get huge pages, see
+  // allocate_floats.)
+  if (prefetch_ == nullptr) return;
+  const int n = pool_.size();
+  const int64_t begin = prefetch_count_ * t / n, end = prefetch_count_ * (t + 1) / n;
+  constexpr int64_t kLineFloats = 16;
+  for (size_t i = 0; i < input_tensor_.size(); ++i) {
+    const int64_t size = tensor_size_[input_tensor_[i]];
+    const float* base = (*xs_)[i].data();
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = base + prefetch_[r] * size;
+      for (int64_t f = 0; f < size; f += kLineFloats) __builtin_prefetch(row + f, 0, 3);
+      __builtin_prefetch(row + size - 1, 0, 3);  // a row need not start on a line
+    }
+  }
+}
+
 void Executor::run_slice(int t) {
   ThreadState& s = *states_[t];
   s.result = {};
@@ -382,7 +409,10 @@ void Executor::run_slice(int t) {
     s.result.loss_sum = model_->loss_->sum_and_gradient(lb, model_->hidden_logits_, grad, grad_scale_);
     if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count, out_size);
   }
-  if (!train_) return;
+  if (!train_) {
+    prefetch_inputs(t);
+    return;
+  }
   zero_param_grads(t);
   for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
     if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2))
@@ -411,6 +441,7 @@ void Executor::run_slice(int t) {
     b.seed = s.fwd[i].seed;
     sites[i]->layer->backward(b);
   }
+  if (fused_) prefetch_inputs(t);  // else after this thread's share of the optimizer step
 }
 
 }  // namespace attn

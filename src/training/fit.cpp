@@ -280,6 +280,8 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     Progbar bar(steps, options.verbose);
     for (int64_t s = 0; s < steps && !stop_training; ++s) {
       const int64_t begin = s * options.batch_size, count = std::min<int64_t>(options.batch_size, n - begin);
+      const int64_t next = begin + count;
+      if (next < n) ex.prefetch_for_next_run(order.data() + next, std::min<int64_t>(options.batch_size, n - next));
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
       means.add(r, loss_->reduction_divisor(count), count);
