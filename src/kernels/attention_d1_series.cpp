@@ -294,20 +294,21 @@ double inverse_factorial(int p) {
   return 1.0 / f;
 }
 
-// ru = the rows' queries (q itself, or q at the listed rows with -1 for a zero row), ralpha =
-// fl(scale u), rt = ralpha r; zero padded to a whole vector. Returns the padded row count.
-int64_t prepare_rows(const AttentionConfig& cfg, const Plan& p, const float* q, const float* rows, int64_t count,
-                     const layout::ScratchLayout& L, float* scratch) {
+// For the rows' queries ru [count] (written by the caller): ralpha = fl(scale u) and rt =
+// ralpha r, all zero padded to a whole vector. Returns the padded row count.
+int64_t prepare_rows(const AttentionConfig& cfg, const Plan& p, int64_t count, const layout::ScratchLayout& L,
+                     float* scratch) {
+  const DF df;
   float* ru = scratch + L.ru;
   float* ra = scratch + L.ralpha;
   float* rt = scratch + L.rt;
-  const int64_t padded = layout::round_up(count, hn::Lanes(DF()));
-  for (int64_t i = 0; i < padded; ++i) {
-    float u = 0.0f;
-    if (i < count) u = rows == nullptr ? q[i] : rows[i] < 0.0f ? 0.0f : q[static_cast<int64_t>(rows[i])];
-    ru[i] = u;
-    ra[i] = u * cfg.scale;
-    rt[i] = ra[i] * p.r;
+  const int64_t padded = layout::round_up(count, hn::Lanes(df));
+  std::fill(ru + count, ru + padded, 0.0f);
+  const auto scale = hn::Set(df, cfg.scale), r = hn::Set(df, p.r);
+  for (int64_t i = 0; i < padded; i += hn::Lanes(df)) {
+    const auto a = hn::Mul(hn::LoadU(df, ru + i), scale);
+    hn::StoreU(a, df, ra + i);
+    hn::StoreU(hn::Mul(a, r), df, rt + i);
   }
   return padded;
 }
@@ -361,20 +362,22 @@ bool forward_sample(const AttentionConfig& cfg, const float* q, const float* k, 
     ++used;
   }
   // Rows: zero queries all give the same (uniform) row, so when there are any, the nonzero rows
-  // are listed (branch-free, as the keys) and one zero row stands for the rest.
-  // Self-attention (q is k) has that list from the keys already.
+  // are listed (branch-free, as the keys) with their queries, and one zero row stands for the
+  // rest. Self-attention (q is k) has that list from the keys already.
   float* rows = scratch + L.qnzi;
+  float* ru_rows = scratch + L.ru;
   int64_t nnz = 0;
   if (q == k && tq == tv && nonzero_keys >= 0) {
     nnz = nonzero_keys;
     std::memcpy(rows, scratch + L.knzi, static_cast<size_t>(nnz) * sizeof(float));
+    std::memcpy(ru_rows, scratch + L.nzk, static_cast<size_t>(nnz) * sizeof(float));
   } else {
-    nnz = list_nonzero(q, nullptr, tq, rows, nullptr, nullptr);
+    nnz = list_nonzero(q, nullptr, tq, rows, ru_rows, nullptr);
   }
   const bool listed = nnz < tq;
-  if (listed) rows[nnz] = -1.0f;
+  if (listed) ru_rows[nnz] = 0.0f;  // the zero row
   const int64_t count = listed ? nnz + 1 : tq;
-  const int64_t padded = prepare_rows(cfg, p, q, listed ? rows : nullptr, count, L, scratch);
+  const int64_t padded = prepare_rows(cfg, p, count, L, scratch);
   const float* ru = scratch + L.ru;
   const float* ra = scratch + L.ralpha;
   const float* rt = scratch + L.rt;
@@ -455,7 +458,8 @@ bool backward_sample(const AttentionConfig& cfg, const float* q, const float* k,
   float* bstart = scratch + L.bstart;
   ZeroKeys zero;
   sort_keys(p, k, nullptr, tv, sx, nullptr, si, bstart, scratch + L.knzi, scratch + L.nzk, nullptr, zero);
-  const int64_t padded = prepare_rows(cfg, p, q, nullptr, tq, L, scratch);
+  std::memcpy(scratch + L.ru, q, static_cast<size_t>(tq) * sizeof(float));
+  const int64_t padded = prepare_rows(cfg, p, tq, L, scratch);
   const float* ru = scratch + L.ru;
   const float* ra = scratch + L.ralpha;
   const float* rt = scratch + L.rt;
