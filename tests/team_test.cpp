@@ -12,11 +12,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "attn/attn.hpp"
 #include "attn/reference_model.hpp"
@@ -200,3 +205,44 @@ TEST(Team, PredictionsAreTheSameBitsOnAnyThreadCount) {
 }
 
 }  // namespace
+
+// TeamWork, the claims behind balanced team work: the owner takes half of what is left of its
+// range from the front, others take single items from the back, and every item goes to exactly
+// one thread.
+TEST(TeamWork, OwnerTakesHalvesOthersTakeTheLastItem) {
+  attn::TeamWork w;
+  w.reset(3, 13);
+  EXPECT_EQ(w.take_back(), 12);
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  for (auto p = w.take_front(); p.second > 0; p = w.take_front()) pieces.push_back(p);
+  const std::vector<std::pair<int64_t, int64_t>> want = {{3, 4}, {7, 2}, {9, 1}, {10, 1}, {11, 1}};
+  EXPECT_EQ(pieces, want);
+  EXPECT_EQ(w.take_back(), -1);
+  w.reset(5, 5);
+  EXPECT_EQ(w.take_front().second, 0);
+}
+
+TEST(TeamWork, EveryItemIsTakenOnceUnderContention) {
+  constexpr int kThreads = 3, kItemsPerThread = 40;
+  for (int round = 0; round < 200; ++round) {
+    std::vector<attn::TeamWork> work(kThreads);
+    for (int t = 0; t < kThreads; ++t) work[t].reset(t * kItemsPerThread, (t + 1) * kItemsPerThread);
+    std::vector<std::vector<int64_t>> taken(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        // Thread 0 dawdles so the others run out first and take from its end.
+        if (t == 0) std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 10));
+        for (auto [first, count] = work[t].take_front(); count > 0; std::tie(first, count) = work[t].take_front())
+          for (int64_t i = first; i < first + count; ++i) taken[t].push_back(i);
+        for (int o = 1; o < kThreads; ++o)
+          for (int64_t b; (b = work[(t + o) % kThreads].take_back()) >= 0;) taken[t].push_back(b);
+      });
+    for (auto& th : threads) th.join();
+    std::vector<int64_t> all;
+    for (const auto& v : taken) all.insert(all.end(), v.begin(), v.end());
+    std::sort(all.begin(), all.end());
+    ASSERT_EQ(all.size(), static_cast<size_t>(kThreads * kItemsPerThread)) << "round " << round;
+    for (int64_t i = 0; i < kThreads * kItemsPerThread; ++i) ASSERT_EQ(all[i], i) << "round " << round;
+  }
+}

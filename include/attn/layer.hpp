@@ -7,10 +7,13 @@
 // (kept from forward to backward, per sample) and `scratch` (temporary) memory.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -62,9 +65,10 @@ struct Weight {
 // every thread then calls it with the whole batch visible and meets the others at barriers
 // (forward passes alone always run on slices: reading W needs no split). Dense splits its
 // weights this way: at batch 20 its 313 KB of W outweigh its 63 KB of inputs, so each thread
-// should read only its share. (Attention handing out samples one at a time, to even out their
-// data-dependent cost, measured slower than equal slices.) The context's own slice fields
-// (batch, saved, scratch, logits, slice pointers) stay valid.
+// should read only its share. The layers before the first team layer run on each thread's slice
+// too, but a thread done early takes samples from the others' ends (TeamWork; one at a time to
+// every thread in turn measured slower: each core then touches every sample). The context's own
+// slice fields (batch, saved, scratch, logits, slice pointers) stay valid.
 struct TeamBarrier {
   virtual void wait() = 0;  // returns once every thread of the team has called it
  protected:
@@ -76,6 +80,41 @@ struct TeamUpdate {
   virtual void apply(int64_t begin, int64_t end) = 0;  // parameter offsets [begin, end)
  protected:
   ~TeamUpdate() = default;
+};
+
+// One thread's claimable work items [front, back) in a team layer that balances its work: the
+// owner takes items from the front, and threads done with their own take from the back. On
+// shared virtual machines a core is often slowed for long stretches (by other guests), and
+// fixed shares then leave the others waiting at the next barrier. Whichever thread runs an item
+// must compute the same result.
+struct alignas(64) TeamWork {
+  std::atomic<uint64_t> range{0};  // front in the low 32 bits, back in the high 32
+  // Before a barrier that precedes any take (the reset must be visible to every thread).
+  void reset(uint32_t front, uint32_t back) {
+    range.store(uint64_t{back} << 32 | front, std::memory_order_relaxed);
+  }
+  // The owner: half of what is left (at least one item), as [first, first + count); count 0
+  // once empty. Large first pieces keep the owner's passes long; the halving leaves small ones
+  // at the end for others to take.
+  std::pair<int64_t, int64_t> take_front() {
+    uint64_t r = range.load(std::memory_order_relaxed);
+    for (;;) {
+      const auto f = static_cast<uint32_t>(r), b = static_cast<uint32_t>(r >> 32);
+      if (f >= b) return {f, 0};
+      const uint32_t count = std::max<uint32_t>(1, (b - f) / 2);
+      if (range.compare_exchange_weak(r, uint64_t{b} << 32 | (f + count), std::memory_order_relaxed))
+        return {f, count};
+    }
+  }
+  // Another thread: the last item, or -1 once empty.
+  int64_t take_back() {
+    uint64_t r = range.load(std::memory_order_relaxed);
+    for (;;) {
+      const auto f = static_cast<uint32_t>(r), b = static_cast<uint32_t>(r >> 32);
+      if (f >= b) return -1;
+      if (range.compare_exchange_weak(r, uint64_t{b - 1} << 32 | f, std::memory_order_relaxed)) return b - 1;
+    }
+  }
 };
 
 struct Team {
@@ -93,6 +132,7 @@ struct Team {
   // thread reads those parameters again this step, while they are still in this core's cache.
   // The layer's gradients in param_grads are then not cleared beforehand: it writes them.
   TeamUpdate* update = nullptr;
+  TeamWork* work = nullptr;  // [size], one per thread (work[index] is this thread's)
 };
 
 struct ForwardContext {
@@ -167,6 +207,10 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // reshape): the executor then gives both one buffer (and one gradient buffer) and calls
   // neither forward nor backward, except where the output is the model's output.
   virtual bool output_is_input_view() const { return false; }
+  // True when a sample's forward output has the same bits whatever other samples share the call
+  // (no batch-size-dependent kernels such as BLAS). The executor may then run it on any split of
+  // the batch, to balance threads (see Team).
+  virtual bool forward_is_per_sample() const { return false; }
 
   virtual void forward(ForwardContext& ctx) = 0;
   virtual void backward(BackwardContext& ctx) = 0;

@@ -6,7 +6,9 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "kernels/activations.hpp"
 #include "kernels/dense_gemm.hpp"
@@ -16,6 +18,9 @@ namespace attn::layers {
 using kernels::Activation;
 
 namespace {
+
+// Rows of W per work item in the team backward (see backward_team).
+constexpr int64_t kBackwardBlockRows = 32;
 
 // Below this many weights a thread's share of W is too small to pay for the team's barriers.
 constexpr int64_t kTeamMinWeights = 16384;
@@ -180,17 +185,20 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   }
 }
 
-// Team backward: every thread publishes d(pre-activation) of its slice, then thread t computes
-// the input gradient's features [k0, k1) and W's rows [k0, k1) from all samples, and its share of
-// the bias columns; the next layer reads input gradients of its slice only after the last barrier.
+// Team backward: every thread publishes d(pre-activation) of its slice, then the threads compute
+// the input gradient's features and W's gradient rows block by block (rows of W) from all
+// samples, each its share of blocks first, and each its share of the bias columns; the next
+// layer reads input gradients of its slice only after the last barrier.
 void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   Team& team = *ctx.team;
   const int64_t all_rows = team.batch * rows_per_sample_;
   const int64_t rows = ctx.batch * rows_per_sample_;
   float* dz_all = team.shared + team.size * all_rows * units_;
   std::memcpy(dz_all + team.slice_begin * rows_per_sample_ * units_, dz, rows * units_ * sizeof(float));
-  team.barrier->wait();  // d(pre-activation) of every sample is published
-  const auto [k0, k1] = share(in_features_, team.index, team.size);
+  const int64_t blocks = (in_features_ + kBackwardBlockRows - 1) / kBackwardBlockRows;
+  const auto [b0, b1] = share(blocks, team.index, team.size);
+  team.work[team.index].reset(static_cast<uint32_t>(b0), static_cast<uint32_t>(b1));
+  team.barrier->wait();  // d(pre-activation) of every sample is published, every share is reset
   const auto [j0, j1] = share(units_, team.index, team.size);
   const float* w = weights_[0].value.data();
   float* dw = team.param_grads + weights_[0].offset;
@@ -202,16 +210,27 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
       for (int64_t j = j0; j < j1; ++j) dbias[j] += dz_all[r * units_ + j];
     if (update) team.update->apply(weights_[1].offset + j0, weights_[1].offset + j1);
   }
-  // Rows [k0, k1) of W are read, differentiated and updated by this thread only: its share of the
-  // input gradient (with W as it was), then its gradient rows, then (fused) the optimizer step on
-  // them. One pass each over the share ran faster here than interleaving them in L1-sized blocks.
-  if (team.input_grads[0])
-    add_grad_input(dz_all, w + k0 * units_, team.input_grads[0] + k0, in_features_, all_rows, k1 - k0, units_);
-  if (trainable_) {
-    if (update) std::fill(dw + k0 * units_, dw + k1 * units_, 0.0f);  // not cleared beforehand: see Team::update
-    add_grad_weight(team.inputs[0] + k0, in_features_, dz_all, dw + k0 * units_, all_rows, k1 - k0, units_);
-    if (update) team.update->apply(weights_[0].offset + k0 * units_, weights_[0].offset + k1 * units_);
-  }
+  // Rows [r0, r1) of W: the input gradient's features [r0, r1) (with W as it was), then W's
+  // gradient rows, then (fused) the optimizer step on them, all on one thread.
+  const auto rows_of_w = [&](int64_t r0, int64_t r1) {
+    if (team.input_grads[0])
+      add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0, units_);
+    if (trainable_) {
+      if (update) std::fill(dw + r0 * units_, dw + r1 * units_, 0.0f);  // not cleared beforehand: see Team::update
+      add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_);
+      if (update) team.update->apply(weights_[0].offset + r0 * units_, weights_[0].offset + r1 * units_);
+    }
+  };
+  // Blocks of W's rows: this thread's share first, in shrinking pieces (long passes while they
+  // last), then single blocks from the ends of the other threads' shares. A row's result does
+  // not depend on the thread, and each block's rows are read, differentiated and updated by the
+  // thread that took it.
+  TeamWork& mine = team.work[team.index];
+  for (auto [first, count] = mine.take_front(); count > 0; std::tie(first, count) = mine.take_front())
+    rows_of_w(first * kBackwardBlockRows, std::min(in_features_, (first + count) * kBackwardBlockRows));
+  for (int o = 1; o < team.size; ++o)
+    for (int64_t b; (b = team.work[(team.index + o) % team.size].take_back()) >= 0;)
+      rows_of_w(b * kBackwardBlockRows, std::min(in_features_, (b + 1) * kBackwardBlockRows));
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }
 

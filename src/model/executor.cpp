@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <stdexcept>
 
@@ -85,6 +86,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     site_outputs_.push_back(outs);
   }
   for (int i = 0; i < pool_.size(); ++i) states_.push_back(std::make_unique<ThreadState>());
+  team_work_ = std::make_unique<TeamWork[]>(static_cast<size_t>(pool_.size()));
   barrier_.pool = &pool_;
 
   // Parameter ranges written by team layers (into thread 0's buffer only) and by sliced layers
@@ -98,6 +100,10 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
       std::fill(team_param.begin() + w.offset, team_param.begin() + w.offset + shape_size(w.shape), true);
   }
   team_ranges_ = runs_of(team_param, true);
+  const auto first_team = std::find(site_team_.begin(), site_team_.end(), true);
+  balanced_prefix_ = first_team == site_team_.end() ? 0 : static_cast<size_t>(first_team - site_team_.begin());
+  for (size_t i = 0; i < balanced_prefix_; ++i)
+    if (!sites[i]->layer->forward_is_per_sample()) balanced_prefix_ = 0;  // a split could change bits
   slice_ranges_ = runs_of(team_param, false);
   // A team layer called at one site only finishes its gradients within that site's backward, so
   // it may apply the optimizer step there; everything else is updated after the run.
@@ -184,6 +190,7 @@ void Executor::plan(int64_t max_batch) {
       team.size = n_threads;
       team.barrier = &barrier_;
       team.shared = team_shared_.get();
+      team.work = team_work_.get();
       team.param_grads = states_[0]->param_grads.get();
       f.scratch = b.scratch = s.scratch.get();
       b.param_grads = s.param_grads.get();
@@ -228,6 +235,9 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   fused_ = train && team_active_ && !model_->optimizer_->clips() &&
            std::find(site_fusable_.begin(), site_fusable_.end(), true) != site_fusable_.end();
   if (fused_) model_->optimizer_->begin_step(nullptr);
+  for (int t = 0; t < n; ++t)
+    team_work_[t].reset(static_cast<uint32_t>(states_[t]->begin),
+                        static_cast<uint32_t>(states_[t]->begin + states_[t]->count));
   auto slice_fn = [this](int t) { run_slice(t); };
   pool_.run(slice_fn);
   BatchResult total;
@@ -354,6 +364,37 @@ void Executor::prefetch_inputs(int t) const {
   }
 }
 
+void Executor::copy_inputs(int64_t begin, int64_t count) {
+  for (size_t i = 0; i < input_tensor_.size(); ++i) {
+    const int64_t size = tensor_size_[input_tensor_[i]];
+    const float* src = (*xs_)[i].data();
+    float* dst = act_[input_tensor_[i]].get() + begin * size;
+    for (int64_t r = 0; r < count; ++r)
+      std::memcpy(dst + r * size, src + indices_[begin + r] * size, size * sizeof(float));
+  }
+}
+
+ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begin, int64_t count) {
+  const auto rows_of = [begin, this](const std::shared_ptr<float[]>& whole, int tensor) {
+    return whole ? whole.get() + begin * tensor_size_[tensor] : nullptr;
+  };
+  ForwardContext& f = s.fwd[i];
+  for (size_t k = 0; k < f.inputs.size(); ++k) f.inputs[k] = rows_of(act_[site_inputs_[i][k]], site_inputs_[i][k]);
+  for (size_t k = 0; k < f.outputs.size(); ++k) f.outputs[k] = rows_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
+  if (site_qmask_[i] >= 0) f.query_mask = rows_of(act_[site_qmask_[i]], site_qmask_[i]);
+  if (site_vmask_[i] >= 0) f.value_mask = rows_of(act_[site_vmask_[i]], site_vmask_[i]);
+  f.saved = saved_[i].get() + begin * saved_per_sample_[i];
+  f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
+  s.teams[i].batch = batch_;
+  s.teams[i].slice_begin = s.begin;
+  s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
+  f.batch = count;
+  f.sample_offset = begin;
+  f.training = model_->sites_[i]->options.training.value_or(training_mode_);
+  f.seed = hash_combine(seed_, i);
+  return f;
+}
+
 void Executor::run_slice(int t) {
   ThreadState& s = *states_[t];
   s.result = {};
@@ -362,34 +403,35 @@ void Executor::run_slice(int t) {
     if (train_) zero_param_grads(t);
     return;
   }
-  const int64_t* idx = indices_ + s.begin;
   const auto slice_of = [&s, this](const std::shared_ptr<float[]>& whole, int tensor) {
     return whole ? whole.get() + s.begin * tensor_size_[tensor] : nullptr;
   };
-  for (size_t i = 0; i < input_tensor_.size(); ++i) {
-    const int64_t size = tensor_size_[input_tensor_[i]];
-    const float* src = (*xs_)[i].data();
-    float* dst = slice_of(act_[input_tensor_[i]], input_tensor_[i]);
-    for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * size, src + idx[r] * size, size * sizeof(float));
-  }
   const auto& sites = model_->sites_;
+  // With teams, the sites before the first team site take their samples from this thread's
+  // slice in shrinking pieces (TeamWork), and then from the other slices' ends: a sample's cost
+  // depends on its data, and a core is often slowed for a while on these virtual machines, so
+  // fixed slices would leave one thread waiting at the team's first barrier. A sample's forward
+  // does not depend on the thread that runs it; the backward runs on the fixed slices.
+  const size_t prefix = team_active_ ? balanced_prefix_ : 0;
+  if (prefix > 0) {
+    const auto run_prefix = [&](int64_t begin, int64_t rows) {
+      copy_inputs(begin, rows);
+      for (size_t i = 0; i < prefix; ++i) {
+        ForwardContext& f = forward_context(s, i, begin, rows);
+        if (!is_view_site(i)) sites[i]->layer->forward(f);
+      }
+    };
+    for (auto [first, rows] = team_work_[t].take_front(); rows > 0; std::tie(first, rows) = team_work_[t].take_front())
+      run_prefix(first, rows);
+    for (int o = 1; o < pool_.size(); ++o)
+      for (int64_t b; (b = team_work_[(t + o) % pool_.size()].take_back()) >= 0;) run_prefix(b, 1);
+    barrier_.wait();  // every sample has been through the prefix
+  } else {
+    copy_inputs(s.begin, count);
+  }
   for (size_t i = 0; i < sites.size(); ++i) {
-    ForwardContext& f = s.fwd[i];
-    for (size_t k = 0; k < f.inputs.size(); ++k) f.inputs[k] = slice_of(act_[site_inputs_[i][k]], site_inputs_[i][k]);
-    for (size_t k = 0; k < f.outputs.size(); ++k)
-      f.outputs[k] = slice_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
-    if (site_qmask_[i] >= 0) f.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
-    if (site_vmask_[i] >= 0) f.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
-    f.saved = saved_[i].get() + s.begin * saved_per_sample_[i];
-    f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
-    s.teams[i].batch = batch_;
-    s.teams[i].slice_begin = s.begin;
-    s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
-    f.batch = count;
-    f.sample_offset = s.begin;
-    f.training = sites[i]->options.training.value_or(training_mode_);
-    f.seed = hash_combine(seed_, i);
-    if (!is_view_site(i)) sites[i]->layer->forward(f);
+    ForwardContext& f = forward_context(s, i, s.begin, count);  // the prefix's too: backward reads them
+    if (i >= prefix && !is_view_site(i)) sites[i]->layer->forward(f);
   }
   const int64_t out_size = output_size();
   const float* pred = slice_of(act_[output_tensor_], output_tensor_);
@@ -398,7 +440,7 @@ void Executor::run_slice(int t) {
     const int64_t label_size = y_->size() / y_->dim(0);
     float* labels = s.labels.get();
     for (int64_t r = 0; r < count; ++r)
-      std::memcpy(labels + r * label_size, y_->data() + idx[r] * label_size, label_size * sizeof(float));
+      std::memcpy(labels + r * label_size, y_->data() + indices_[s.begin + r] * label_size, label_size * sizeof(float));
     losses::LossBatch lb;
     lb.y_pred = model_->hidden_logits_ ? s.logits.get() : pred;
     lb.y_true = labels;

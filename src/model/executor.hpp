@@ -64,6 +64,9 @@ class Executor {
     void apply(int64_t begin, int64_t end) override;
   };
   void run_slice(int t);
+  void copy_inputs(int64_t begin, int64_t count);  // the samples of rows [begin, begin + count)
+  // Site i's forward context in thread state s, pointed at rows [begin, begin + count).
+  ForwardContext& forward_context(ThreadState& s, size_t i, int64_t begin, int64_t count);
   void prefetch_inputs(int t) const;  // thread t's share of this run's prefetch_ samples
   void update_rest(int t);  // after a fused run: the ranges no team updated
   void zero_param_grads(int t);
@@ -90,6 +93,7 @@ class Executor {
   std::vector<std::shared_ptr<float[]>> saved_;  // per call site [planned_, saved floats per sample]
   std::vector<int64_t> saved_per_sample_;
   std::shared_ptr<float[]> team_shared_;
+  std::unique_ptr<TeamWork[]> team_work_;  // one per thread
   std::vector<bool> site_team_;                  // runs as a team when team_active_
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
   std::vector<bool> site_fusable_;  // team site whose layer is called nowhere else
@@ -100,6 +104,9 @@ class Executor {
   PoolUpdate update_;
   bool team_active_ = false;  // this run: team sites run as teams (batch >= threads)
   bool fused_ = false;        // this run: fusable team sites apply the optimizer step themselves
+  // With teams, the sites before the first team site (the attention, in the reference model)
+  // run on balanced shares of the batch (see run_slice); 0 when no site runs as a team.
+  size_t balanced_prefix_ = 0;
 
   // The current run's arguments, read by every thread.
   const std::vector<Tensor>* xs_ = nullptr;

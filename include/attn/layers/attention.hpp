@@ -29,6 +29,7 @@ class AttentionLayer : public Layer {
   int64_t saved_floats_per_sample(const CallOptions& call) const override;
   int64_t scratch_floats(int64_t batch, const CallOptions& call) const override;
   void forward(ForwardContext& ctx) override;
+  bool forward_is_per_sample() const override { return true; }
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
 

@@ -18,6 +18,7 @@ class DropoutLayer : public Layer {
   std::string class_name() const override { return "Dropout"; }
   float rate() const { return rate_; }
   void forward(ForwardContext& ctx) override;
+  bool forward_is_per_sample() const override { return true; }
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
 

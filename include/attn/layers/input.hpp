@@ -11,6 +11,7 @@ class InputLayer : public Layer {
   std::string class_name() const override { return "InputLayer"; }
   const Shape& shape() const { return shape_; }
   void forward(ForwardContext&) override {}
+  bool forward_is_per_sample() const override { return true; }
   void backward(BackwardContext&) override {}
   nlohmann::json get_config() const override;
   Node output() const { return output_.lock(); }

@@ -13,6 +13,7 @@ class ReshapeLayerBase : public Layer {
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
   bool output_is_input_view() const override { return true; }
+  bool forward_is_per_sample() const override { return true; }
 
  protected:
   int64_t sample_size_ = 0;
