@@ -4,8 +4,9 @@
 // gradients are reduced across threads in a fixed order, so a given thread count is
 // bit-reproducible. In training, layers that run as a team (Layer::runs_as_team) see the
 // whole batch on every thread and write their parameter gradients straight into thread 0's
-// buffer, which then needs no reduction for them; forward passes alone run every layer on
-// slices.
+// buffer, which then needs no reduction for them; the layers before the first team layer
+// then run on balanced shares of the batch (TeamWork), where a split cannot change a result.
+// Forward passes alone run every layer on slices.
 #pragma once
 
 #include <cstdint>
