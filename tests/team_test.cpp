@@ -19,7 +19,6 @@
 #include <random>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -233,10 +232,9 @@ TEST(TeamWork, EveryItemIsTakenOnceUnderContention) {
       threads.emplace_back([&, t] {
         // Thread 0 dawdles so the others run out first and take from its end.
         if (t == 0) std::this_thread::sleep_for(std::chrono::microseconds(round % 7 * 10));
-        for (auto [first, count] = work[t].take_front(); count > 0; std::tie(first, count) = work[t].take_front())
+        attn::take_team_work(work.data(), t, kThreads, [&](int64_t first, int64_t count) {
           for (int64_t i = first; i < first + count; ++i) taken[t].push_back(i);
-        for (int o = 1; o < kThreads; ++o)
-          for (int64_t b; (b = work[(t + o) % kThreads].take_back()) >= 0;) taken[t].push_back(b);
+        });
       });
     for (auto& th : threads) th.join();
     std::vector<int64_t> all;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -116,6 +117,16 @@ struct alignas(64) TeamWork {
     }
   }
 };
+
+// Runs run(first, count) over work items until none is left anywhere: this thread's own items
+// (work[self]) in the owner's shrinking pieces, then single items from the ends of the others'.
+template <class Run>
+void take_team_work(TeamWork* work, int self, int size, Run&& run) {
+  for (auto [first, count] = work[self].take_front(); count > 0; std::tie(first, count) = work[self].take_front())
+    run(first, count);
+  for (int o = 1; o < size; ++o)
+    for (int64_t b; (b = work[(self + o) % size].take_back()) >= 0;) run(b, int64_t{1});
+}
 
 struct Team {
   int index = 0;              // this thread

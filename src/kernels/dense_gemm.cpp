@@ -185,7 +185,8 @@ void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, 
       default: GradWeightRows<1>(x + p, dz, dw + p * n, m, ldx, n); break;
     }
   }
-  const int64_t tail = n / static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())) * hn::Lanes(hn::ScalableTag<float>());
+  const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  const int64_t tail = n / L * L;
   for (int64_t p = 0, rows = 0; tail < n && p < k; p += rows) {
     rows = tail_rows(k - p);
     kGradWeightTail[rows](x + p, dz, dw + p * n, m, ldx, n, tail);

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <tuple>
 
 #include "kernels/activations.hpp"
 #include "kernels/dense_gemm.hpp"
@@ -225,12 +224,9 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   // last), then single blocks from the ends of the other threads' shares. A row's result does
   // not depend on the thread, and each block's rows are read, differentiated and updated by the
   // thread that took it.
-  TeamWork& mine = team.work[team.index];
-  for (auto [first, count] = mine.take_front(); count > 0; std::tie(first, count) = mine.take_front())
+  take_team_work(team.work, team.index, team.size, [&](int64_t first, int64_t count) {
     rows_of_w(first * kBackwardBlockRows, std::min(in_features_, (first + count) * kBackwardBlockRows));
-  for (int o = 1; o < team.size; ++o)
-    for (int64_t b; (b = team.work[(team.index + o) % team.size].take_back()) >= 0;)
-      rows_of_w(b * kBackwardBlockRows, std::min(in_features_, (b + 1) * kBackwardBlockRows));
+  });
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }
 

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <map>
 #include <stdexcept>
-#include <tuple>
 #include <utility>
 
 #include "attn/random.hpp"
@@ -421,10 +420,7 @@ void Executor::run_slice(int t) {
         if (!is_view_site(i)) sites[i]->layer->forward(f);
       }
     };
-    for (auto [first, rows] = team_work_[t].take_front(); rows > 0; std::tie(first, rows) = team_work_[t].take_front())
-      run_prefix(first, rows);
-    for (int o = 1; o < pool_.size(); ++o)
-      for (int64_t b; (b = team_work_[(t + o) % pool_.size()].take_back()) >= 0;) run_prefix(b, 1);
+    take_team_work(team_work_.get(), t, pool_.size(), run_prefix);
     barrier_.wait();  // every sample has been through the prefix
   } else {
     copy_inputs(s.begin, count);
