@@ -144,6 +144,9 @@ struct Team {
   // The layer's gradients in param_grads are then not cleared beforehand: it writes them.
   TeamUpdate* update = nullptr;
   TeamWork* work = nullptr;  // [size], one per thread (work[index] is this thread's)
+  // Every thread's inputs are complete when the forward starts (the team met at a barrier after
+  // the layers before it), so the layer need not wait for the others' slices.
+  bool inputs_ready = false;
 };
 
 struct ForwardContext {

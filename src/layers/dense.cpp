@@ -169,10 +169,14 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
       product(team.inputs[0] + r0 * in_features_ + k0, in_features_, w, nullptr, partial + r0 * units_, r1 - r0,
               k1 - k0, units_);
   };
-  rows_of(first, first + mine);
-  team.barrier->wait();  // every thread's slice of the input is written
-  rows_of(0, first);
-  rows_of(first + mine, all_rows);
+  if (team.inputs_ready) {
+    rows_of(0, all_rows);  // one pass: each row of W is loaded once per block of rows
+  } else {
+    rows_of(first, first + mine);
+    team.barrier->wait();  // every thread's slice of the input is written
+    rows_of(0, first);
+    rows_of(first + mine, all_rows);
+  }
   team.barrier->wait();  // every partial is complete
   const float* bias = options_.use_bias ? weights_[1].value.data() : nullptr;
   for (int64_t r = 0; r < mine; ++r) {

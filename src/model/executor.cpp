@@ -387,6 +387,7 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   s.teams[i].batch = batch_;
   s.teams[i].slice_begin = s.begin;
   s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
+  s.teams[i].inputs_ready = team_active_ && i == balanced_prefix_ && balanced_prefix_ > 0;
   f.batch = count;
   f.sample_offset = begin;
   f.training = model_->sites_[i]->options.training.value_or(training_mode_);
