@@ -28,8 +28,11 @@ struct DataFlags {
   int64_t limit_test = 0;
 };
 
-// Pixels / 255, reshaped to the model's input shape (784x1 sequences for the reference model).
-Tensor prepare_images(const Tensor& images, int64_t limit, const Shape& input_shape, const std::string& what) {
+// Pixels / 255, reshaped to the model's input shape (784x1 sequences for the reference model),
+// in the images' own storage: callers hand over loaded images they do not read again. A scaled
+// copy of the training set would be another 188 MB of fresh pages, and on these virtual machines
+// touching a page for the first time costs more than the scaling itself.
+Tensor prepare_images(Tensor images, int64_t limit, const Shape& input_shape, const std::string& what) {
   int64_t n = images.dim(0);
   if (limit > 0) n = std::min(n, limit);
   if (shape_size(input_shape) != images.size() / images.dim(0))
@@ -38,8 +41,8 @@ Tensor prepare_images(const Tensor& images, int64_t limit, const Shape& input_sh
                                 std::to_string(shape_size(input_shape)));
   Shape shape = input_shape;
   shape.insert(shape.begin(), n);
-  Tensor x(shape);
-  for (int64_t i = 0; i < x.size(); ++i) x[i] = images[i] / 255.0f;
+  Tensor x = images.rows(0, n).reshaped(shape);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = x[i] / 255.0f;
   return x;
 }
 
@@ -260,7 +263,7 @@ int main(int argc, char** argv) {
         model.optimizer()->set_learning_rate(static_cast<float>(learning_rate));
       }
       const Shape& input_shape = model.inputs().at(0)->shape;
-      Tensor x_train = prepare_images(mnist.train.x, tdata.limit_train, input_shape, "training images");
+      Tensor x_train = prepare_images(std::move(mnist.train.x), tdata.limit_train, input_shape, "training images");
       Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train);
       FitOptions fit;
       if (!resume_path.empty()) {
@@ -279,8 +282,9 @@ int main(int argc, char** argv) {
       fit.batch_size = batch_size;
       fit.verbose = verbose;
       if (!no_validation)
-        fit.validation_data = Dataset{prepare_images(mnist.test.x, tdata.limit_test, input_shape, "test images"),
-                                      labels_for(model, mnist.test.y, tdata.limit_test)};
+        fit.validation_data = Dataset{
+            prepare_images(std::move(mnist.test.x), tdata.limit_test, input_shape, "test images"),
+            labels_for(model, mnist.test.y, tdata.limit_test)};
       if (!no_validation || monitor.rfind("val_", 0) != 0)
         fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
@@ -299,7 +303,7 @@ int main(int argc, char** argv) {
                       {.warn = false});
       auto mnist = data::load_mnist(edata.dir.empty() ? data::default_mnist_dir() : edata.dir);
       const Shape& input_shape = model.inputs().at(0)->shape;
-      Tensor x = prepare_images(mnist.test.x, edata.limit_test, input_shape, "test images");
+      Tensor x = prepare_images(std::move(mnist.test.x), edata.limit_test, input_shape, "test images");
       Tensor y = labels_for(model, mnist.test.y, edata.limit_test);
       auto logs = model.evaluate(x, y);
       std::printf("loss: %.4f - accuracy: %.4f\n", logs["loss"], logs.count("accuracy") ? logs["accuracy"] : NAN);
@@ -312,7 +316,7 @@ int main(int argc, char** argv) {
         x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
       } else {
         auto mnist = data::load_mnist(pdata.dir.empty() ? data::default_mnist_dir() : pdata.dir);
-        x = prepare_images(mnist.test.x, pdata.limit_test, model.inputs().at(0)->shape, "test images");
+        x = prepare_images(std::move(mnist.test.x), pdata.limit_test, model.inputs().at(0)->shape, "test images");
       }
       Tensor out = model.predict(x);
       const int64_t width = out.size() / out.dim(0);
@@ -337,7 +341,7 @@ int main(int argc, char** argv) {
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
                                  std::to_string(count) + " images");
-      Tensor x = prepare_images(mnist.test.x.rows(att_index, att_index + 1), 0, model.inputs().at(0)->shape,
+      Tensor x = prepare_images(mnist.test.x.rows(att_index, att_index + 1).clone(), 0, model.inputs().at(0)->shape,
                                 "test image");
       Tensor w = plots::attention_weights(model, x, att_layer);
       const int64_t t = w.dim(0);
