@@ -6,12 +6,51 @@
 // round, so the rounds are all printed.
 // Usage: bench_epoch_scaling [rounds (default 6)] [threads (default 2)]
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 #include "attn/attn.hpp"
 #include "attn/reference_model.hpp"
+
+namespace {
+
+double seconds_of(const auto& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Independent multiply-add chains (vectorised by the compiler): arithmetic only, no memory traffic.
+float arithmetic(int64_t iterations) {
+  float x[64];
+  for (int i = 0; i < 64; ++i) x[i] = 1.0f + static_cast<float>(i) * 1e-3f;
+  for (int64_t k = 0; k < iterations; ++k)
+    for (float& v : x) v = v * 0.999999f + 1e-6f;
+  float sum = 0.0f;
+  for (float v : x) sum += v;
+  return sum;
+}
+
+// How much arithmetic throughput the machine gives `threads` threads at once against one, right
+// now: about `threads` when each vCPU has a physical core to itself. On shared virtual machines
+// this moves over time (other guests on the same cores), and so does every multi-thread timing.
+double arithmetic_scaling(int threads) {
+  constexpr int64_t kIterations = 400000;  // ~30 ms per thread
+  volatile float sink = 0.0f;
+  const double one = seconds_of([&] { sink = arithmetic(kIterations); });
+  const double many = seconds_of([&] {
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back([&] { sink = arithmetic(kIterations); });
+    sink = arithmetic(kIterations);
+    for (auto& t : pool) t.join();
+  });
+  return threads * one / many;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 6;
@@ -55,8 +94,9 @@ int main(int argc, char** argv) {
       total[k] += seconds[k];
     }
     ratios.push_back(seconds[0] / seconds[1]);
-    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s, ratio %.2f\n", r + 1, seconds[0], threads, seconds[1],
-                ratios.back());
+    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s, ratio %.2f (pure arithmetic after it: %.2f)\n", r + 1,
+                seconds[0], threads, seconds[1], ratios.back(), arithmetic_scaling(threads));
+    std::fflush(stdout);
   }
   std::sort(ratios.begin(), ratios.end());
   const double median = rounds % 2 ? ratios[rounds / 2] : 0.5 * (ratios[rounds / 2 - 1] + ratios[rounds / 2]);
