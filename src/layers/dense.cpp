@@ -152,8 +152,9 @@ void DenseLayer::backward(BackwardContext& ctx) {
 }
 
 // Team forward: thread t multiplies its input features [k0, k1) of every sample by its rows of
-// W into its own partial (its own samples before the barrier, the others' after), then sums the
-// partials (in thread order: reproducible) for its slice.
+// W into its own partial, then sums the partials (in thread order: reproducible) for its slice.
+// When the inputs are not known to be ready, its own samples go before the barrier and the
+// others' after it.
 void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   Team& team = *ctx.team;
   const int64_t all_rows = team.batch * rows_per_sample_;
@@ -161,8 +162,6 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   const int64_t partial_size = all_rows * units_;
   const float* w = weights_[0].value.data() + k0 * units_;
   float* partial = team.shared + team.index * partial_size;
-  // This thread's own samples first: they are ready, and working on them hides the wait for the
-  // others (the attention before this layer costs more on some images than on others).
   const int64_t first = team.slice_begin * rows_per_sample_, mine = ctx.batch * rows_per_sample_;
   const auto rows_of = [&](int64_t r0, int64_t r1) {
     if (r1 > r0)
@@ -172,6 +171,8 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   if (team.inputs_ready) {
     rows_of(0, all_rows);  // one pass: each row of W is loaded once per block of rows
   } else {
+    // This thread's own samples first: they are ready, and working on them hides the wait for
+    // the others' slices.
     rows_of(first, first + mine);
     team.barrier->wait();  // every thread's slice of the input is written
     rows_of(0, first);
