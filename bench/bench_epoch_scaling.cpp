@@ -6,6 +6,7 @@
 // virtual machines the ratio still moves from round to round, so the rounds are all printed.
 // Usage: bench_epoch_scaling [rounds (default 6)] [threads (default 2)]
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,37 +18,36 @@
 
 namespace {
 
-double seconds_of(const auto& fn) {
-  const auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-// Independent multiply-add chains (vectorised by the compiler): arithmetic only, no memory traffic.
-float arithmetic(int64_t iterations) {
-  float x[64];
-  for (int i = 0; i < 64; ++i) x[i] = 1.0f + static_cast<float>(i) * 1e-3f;
-  for (int64_t k = 0; k < iterations; ++k)
-    for (float& v : x) v = v * 0.999999f + 1e-6f;
-  float sum = 0.0f;
-  for (float v : x) sum += v;
-  return sum;
-}
-
-// How much arithmetic throughput the machine gives `threads` threads at once against one, right
-// now: about `threads` when each vCPU has a physical core to itself. On shared virtual machines
-// this moves over time (other guests on the same cores), and so does every multi-thread timing.
-double arithmetic_scaling(int threads) {
-  constexpr int64_t kIterations = 400000;  // ~30 ms per thread
-  volatile float sink = 0.0f;
-  const double one = seconds_of([&] { sink = arithmetic(kIterations); });
-  const double many = seconds_of([&] {
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back([&] { sink = arithmetic(kIterations); });
-    sink = arithmetic(kIterations);
-    for (auto& t : pool) t.join();
+// The time of one cache line's round trip between two threads (ns), as a view of where the host
+// placed the vCPUs at this moment: on these virtual machines it moves between ~100 ns and ~500
+// ns (cores sharing a cache, or not), and the 2-thread step with it, since the threads exchange
+// activations, partial products and barrier flags several times a step.
+double round_trip_ns() {
+  constexpr int kTrips = 20000;
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // until the models' idle workers sleep
+  alignas(64) std::atomic<int> ball{0};
+  std::thread other([&] {
+    for (int i = 0; i < kTrips; ++i) {
+      while (ball.load(std::memory_order_acquire) != 2 * i + 1) {
+      }
+      ball.store(2 * i + 2, std::memory_order_release);
+    }
   });
-  return threads * one / many;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kTrips; ++i) {
+    ball.store(2 * i + 1, std::memory_order_release);
+    while (ball.load(std::memory_order_acquire) != 2 * i + 2) {
+    }
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  other.join();
+  return seconds / kTrips * 1e9;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace
@@ -85,9 +85,10 @@ int main(int argc, char** argv) {
   std::vector<double> ratios;
   double total[2] = {0.0, 0.0};
   for (int r = 0; r < rounds; ++r) {
-    double seconds[2];
+    double seconds[2], trip[2];
     for (int i = 0; i < 2; ++i) {
       const int k = (i + r) % 2;  // which model goes first alternates, so a drift favours neither
+      trip[k] = round_trip_ns();  // where the host has the vCPUs, just before the epoch
       attn::set_random_seed(1337 + r);
       attn::FitOptions fit{.epochs = 1, .batch_size = 20, .verbose = 0,
                            .validation_data = attn::Dataset{vx, mnist.test.y}};
@@ -95,12 +96,10 @@ int main(int argc, char** argv) {
       total[k] += seconds[k];
     }
     ratios.push_back(seconds[0] / seconds[1]);
-    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s, ratio %.2f (pure arithmetic after it: %.2f)\n", r + 1,
-                seconds[0], threads, seconds[1], ratios.back(), arithmetic_scaling(threads));
+    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s (core round trip before it %.0f ns), ratio %.2f\n",
+                r + 1, seconds[0], threads, seconds[1], trip[1], ratios.back());
     std::fflush(stdout);
   }
-  std::sort(ratios.begin(), ratios.end());
-  const double median = rounds % 2 ? ratios[rounds / 2] : 0.5 * (ratios[rounds / 2 - 1] + ratios[rounds / 2]);
-  std::printf("median ratio %.2f, overall %.2f (min %.2f, max %.2f)\n", median, total[0] / total[1], ratios.front(),
-              ratios.back());
+  std::printf("median ratio %.2f, overall %.2f (min %.2f, max %.2f)\n", median_of(ratios), total[0] / total[1],
+              *std::min_element(ratios.begin(), ratios.end()), *std::max_element(ratios.begin(), ratios.end()));
 }
