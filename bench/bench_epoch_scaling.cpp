@@ -1,7 +1,8 @@
 // Thread scaling on the reference epoch: full epochs of the reference model (60,000 MNIST images,
 // batch 20, Adam, validation on the 10,000 test images), alternating between 1 thread and N, same
-// seed and data, each model going on from its own last epoch. Prints each round's two epoch times
-// and their ratio, then the median and overall ratios. Alternating (1 thread first in odd rounds,
+// seed and data, each model going on from its own last epoch. Prints each round's two epoch times,
+// their ratio and the cross-core round trip measured before the round's 2-thread epoch, then the
+// median and overall ratios. Alternating (1 thread first in odd rounds,
 // N first in even ones) puts both thread counts under the same machine conditions; on shared
 // virtual machines the ratio still moves from round to round, so the rounds are all printed.
 // Usage: bench_epoch_scaling [rounds (default 6)] [threads (default 2)]
