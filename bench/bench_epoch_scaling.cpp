@@ -127,16 +127,37 @@ int main(int argc, char** argv) {
     return x;
   };
   const attn::Tensor x = scaled(mnist.train.x), vx = scaled(mnist.test.x);
-  std::vector<attn::Model> models;
-  for (int t : {1, threads}) {
+  const auto make_model = [](int t) {
     attn::set_random_seed(1337);
-    models.push_back(attn::reference_model());
-    models.back().set_threads(t);
-    models.back().compile(attn::optimizers::Adam(),
-                          attn::losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
-                          {.warn = false});
-  }
-  std::printf("reference epoch with validation, 1 thread vs %d, alternating\n", threads);
+    attn::Model m = attn::reference_model();
+    m.set_threads(t);
+    m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+              {"accuracy"}, {.warn = false});
+    return m;
+  };
+  std::vector<attn::Model> models;  // 1 thread, `threads` threads
+  for (int t : {1, threads}) models.push_back(make_model(t));
+  std::vector<attn::Model> independent;  // one 1-thread model per core, trained at once
+  for (int c = 0; c < threads; ++c) independent.push_back(make_model(1));
+  const attn::FitOptions fit{.epochs = 1, .batch_size = 20, .verbose = 0,
+                             .validation_data = attn::Dataset{vx, mnist.test.y}};
+  // The slowest of the independent models' epochs, each on a thread pinned to its own core.
+  const auto independent_epoch_seconds = [&] {
+    std::vector<double> seconds(threads, 0.0);
+    std::vector<std::thread> runs;
+    for (int c = 0; c < threads; ++c)
+      runs.emplace_back([&, c] {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(c, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+        seconds[c] = independent[c].fit(x, mnist.train.y, fit).seconds.at(0);
+      });
+    for (auto& t : runs) t.join();
+    return *std::max_element(seconds.begin(), seconds.end());
+  };
+  std::printf("reference epoch with validation: 1 thread, %d threads, and %d 1-thread models at once "
+              "(one per core), in rotating order\n", threads, threads);
   // Every core at full speed: the probe within this fraction of the fastest time seen.
   constexpr double kFullSpeed = 0.9;
   double fastest = 1e9;
@@ -144,34 +165,37 @@ int main(int argc, char** argv) {
     const double t = slowest_core_seconds(threads);
     if (t > 0.0) fastest = std::min(fastest, t);
   }
-  std::vector<double> ratios, full_ratios;
-  double total[2] = {0.0, 0.0}, full_total[2] = {0.0, 0.0};
+  std::vector<double> ratios, full_ratios, ceilings, shares;
+  double total[3] = {0.0, 0.0, 0.0}, full_total[3] = {0.0, 0.0, 0.0};
   for (int r = 0; r < rounds; ++r) {
-    double seconds[2], trip = 0.0, slowest = 0.0;
+    double seconds[3], trip = 0.0, slowest = 0.0;
     const auto probe = [&] {
       const double t = slowest_core_seconds(threads);
       fastest = std::min(fastest, t > 0.0 ? t : fastest);
       slowest = std::max(slowest, t);
     };
-    for (int i = 0; i < 2; ++i) {
-      const int k = (i + r) % 2;  // which model goes first alternates, so a drift favours neither
+    for (int i = 0; i < 3; ++i) {
+      const int k = (i + r) % 3;  // which run goes first rotates, so a drift favours none
       probe();
       if (k == 1) trip = round_trip_ns();
       attn::set_random_seed(1337 + r);
-      attn::FitOptions fit{.epochs = 1, .batch_size = 20, .verbose = 0,
-                           .validation_data = attn::Dataset{vx, mnist.test.y}};
-      seconds[k] = models[k].fit(x, mnist.train.y, fit).seconds.at(0);
+      seconds[k] = k == 2 ? independent_epoch_seconds() : models[k].fit(x, mnist.train.y, fit).seconds.at(0);
       total[k] += seconds[k];
     }
     probe();
     const double speed = slowest > 0.0 ? fastest / slowest : 0.0;  // slowest core, slowest probe
     ratios.push_back(seconds[0] / seconds[1]);
+    // What `threads` cores gave this round with nothing shared: the zero-communication ceiling.
+    ceilings.push_back(threads * seconds[0] / seconds[2]);
+    shares.push_back(ratios.back() / ceilings.back());
     if (speed >= kFullSpeed) {
       full_ratios.push_back(ratios.back());
-      for (int k = 0; k < 2; ++k) full_total[k] += seconds[k];
+      for (int k = 0; k < 3; ++k) full_total[k] += seconds[k];
     }
-    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s, ratio %.2f | slowest core %.2f, round trip %.0f ns\n",
-                r + 1, seconds[0], threads, seconds[1], ratios.back(), speed, trip);
+    std::printf("round %d: 1 thread %.3f s, %d threads %.3f s, ratio %.2f | %d at once %.3f s, ceiling %.2f | "
+                "slowest core %.2f, round trip %.0f ns\n",
+                r + 1, seconds[0], threads, seconds[1], ratios.back(), threads, seconds[2], ceilings.back(), speed,
+                trip);
     std::fflush(stdout);
   }
   const auto summary = [](const char* what, const std::vector<double>& v, const double* sums) {
@@ -179,6 +203,10 @@ int main(int argc, char** argv) {
                 sums[0] / sums[1], *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
   };
   summary("all rounds", ratios, total);
+  std::printf("ceiling (%d x 1-thread epoch / slowest of %d at once): median %.2f, overall %.2f; "
+              "ratio / ceiling: median %.2f, overall %.2f\n",
+              threads, threads, median_of(ceilings), threads * total[0] / total[2], median_of(shares),
+              (total[0] / total[1]) / (threads * total[0] / total[2]));
   if (full_ratios.empty())
     std::printf("no round found every core at full speed (>= %.1f) in all its probes\n", kFullSpeed);
   else
