@@ -1,16 +1,18 @@
 // Thread scaling on the reference epoch: full epochs of the reference model (60,000 MNIST images,
-// batch 20, Adam, validation on the 10,000 test images), alternating between 1 thread and N, same
-// seed and data, each model going on from its own last epoch. Alternating (1 thread first in odd
-// rounds, N first in even ones) puts both thread counts under the same machine conditions.
+// batch 20, Adam, validation on the 10,000 test images) at 1 thread and at N, same seed and data,
+// each model going on from its own last epoch. Each round also trains N independent 1-thread
+// models at once, each on a thread pinned to its own core: N times the 1-thread epoch over that
+// is what the N cores give this round with nothing shared and nothing to wait for (the ceiling
+// for any split of the work), and the N-thread ratio is printed against it. The order of the
+// three runs rotates from round to round, so a drift of the machine favours none.
 //
 // On shared virtual machines each virtual core's own speed moves: the same arithmetic, pinned to
 // one core, takes from 1x to about 1.8x as long from moment to moment (the host runs something
-// else on the physical core), independently on the two cores. A 2-thread epoch needs both cores,
-// a 1-thread epoch one. So before each epoch and after each round the program times a fixed
-// amount of arithmetic on every core at once (pinned, sharing nothing) and prints the slowest
-// core's speed against the fastest time seen, beside the round trip of a cache line between two
-// threads. It then prints the ratios over all rounds and over the rounds whose every probe found
-// every core at full speed (the machine the target assumes).
+// else on the physical core), independently on the two cores. So before each run and after each
+// round the program times a fixed amount of arithmetic on every core at once (pinned, sharing
+// nothing) and prints the slowest core's speed against the fastest time seen, beside the round
+// trip of a cache line between two threads. It then prints the ratios over all rounds and over
+// the rounds whose every probe found every core at full speed (the machine the target assumes).
 // Usage: bench_epoch_scaling [rounds (default 6)] [threads (default 2)]
 #include <algorithm>
 #include <atomic>
