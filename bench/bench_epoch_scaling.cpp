@@ -79,15 +79,16 @@ double arithmetic_seconds() {
   return fma ? fma_chains_seconds(kIters) : chains_seconds<Floats8>(kIters);
 }
 
-// Times arithmetic_seconds() on each of the first `cores` cores at once, each thread pinned to
-// its core and started together; returns the slowest core's time (0 where pinning fails).
-double slowest_core_seconds(int cores) {
+// Runs seconds_on(c) on a thread pinned to each core c of the first `cores`, all starting
+// together, and returns the slowest one's result (0 where a core could not be pinned).
+template <class SecondsOn>
+double slowest_pinned(int cores, SecondsOn seconds_on) {
   std::atomic<int> ready{0};
-  std::vector<double> seconds(cores, 0.0);
   std::atomic<bool> pinned{true};
-  std::vector<std::thread> probes;
+  std::vector<double> seconds(cores, 0.0);
+  std::vector<std::thread> runs;
   for (int c = 0; c < cores; ++c)
-    probes.emplace_back([&, c] {
+    runs.emplace_back([&, c] {
       cpu_set_t set;
       CPU_ZERO(&set);
       CPU_SET(c, &set);
@@ -95,10 +96,15 @@ double slowest_core_seconds(int cores) {
       ready.fetch_add(1);
       while (ready.load() < cores) {
       }
-      seconds[c] = arithmetic_seconds();
+      seconds[c] = seconds_on(c);
     });
-  for (auto& p : probes) p.join();
+  for (auto& r : runs) r.join();
   return pinned ? *std::max_element(seconds.begin(), seconds.end()) : 0.0;
+}
+
+// Every core's time for arithmetic_seconds() at once: the slowest.
+double slowest_core_seconds(int cores) {
+  return slowest_pinned(cores, [](int) { return arithmetic_seconds(); });
 }
 
 double median_of(std::vector<double> v) {
@@ -114,6 +120,11 @@ int main(int argc, char** argv) {
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
   if (rounds < 1 || threads < 2) {
     std::fprintf(stderr, "usage: bench_epoch_scaling [rounds >= 1] [threads >= 2]\n");
+    return 2;
+  }
+  if (threads > static_cast<int>(std::thread::hardware_concurrency())) {
+    std::fprintf(stderr, "bench_epoch_scaling: %d threads need %d cores, this machine has %u\n", threads, threads,
+                 std::thread::hardware_concurrency());
     return 2;
   }
   attn::data::Mnist mnist;
@@ -145,18 +156,7 @@ int main(int argc, char** argv) {
                              .validation_data = attn::Dataset{vx, mnist.test.y}};
   // The slowest of the independent models' epochs, each on a thread pinned to its own core.
   const auto independent_epoch_seconds = [&] {
-    std::vector<double> seconds(threads, 0.0);
-    std::vector<std::thread> runs;
-    for (int c = 0; c < threads; ++c)
-      runs.emplace_back([&, c] {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(c, &set);
-        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-        seconds[c] = independent[c].fit(x, mnist.train.y, fit).seconds.at(0);
-      });
-    for (auto& t : runs) t.join();
-    return *std::max_element(seconds.begin(), seconds.end());
+    return slowest_pinned(threads, [&](int c) { return independent[c].fit(x, mnist.train.y, fit).seconds.at(0); });
   };
   std::printf("reference epoch with validation: 1 thread, %d threads, and %d 1-thread models at once "
               "(one per core), in rotating order\n", threads, threads);
