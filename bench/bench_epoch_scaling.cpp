@@ -21,7 +21,6 @@
 #include <cstdlib>
 #include <pthread.h>
 #include <sched.h>
-
 #include <thread>
 #include <vector>
 
@@ -163,28 +162,25 @@ int main(int argc, char** argv) {
   // Every core at full speed: the probe within this fraction of the fastest time seen.
   constexpr double kFullSpeed = 0.9;
   double fastest = 1e9;
-  for (int i = 0; i < 5; ++i) {
+  const auto probe = [&] {  // the slowest core's time now; keeps the fastest seen
     const double t = slowest_core_seconds(threads);
     if (t > 0.0) fastest = std::min(fastest, t);
-  }
+    return t;
+  };
+  for (int i = 0; i < 5; ++i) probe();
   std::vector<double> ratios, full_ratios, ceilings, shares;
   double total[3] = {0.0, 0.0, 0.0}, full_total[3] = {0.0, 0.0, 0.0};
   for (int r = 0; r < rounds; ++r) {
     double seconds[3], trip = 0.0, slowest = 0.0;
-    const auto probe = [&] {
-      const double t = slowest_core_seconds(threads);
-      fastest = std::min(fastest, t > 0.0 ? t : fastest);
-      slowest = std::max(slowest, t);
-    };
     for (int i = 0; i < 3; ++i) {
       const int k = (i + r) % 3;  // which run goes first rotates, so a drift favours none
-      probe();
+      slowest = std::max(slowest, probe());
       if (k == 1) trip = round_trip_ns();
       attn::set_random_seed(1337 + r);
       seconds[k] = k == 2 ? independent_epoch_seconds() : models[k].fit(x, mnist.train.y, fit).seconds.at(0);
       total[k] += seconds[k];
     }
-    probe();
+    slowest = std::max(slowest, probe());
     const double speed = slowest > 0.0 ? fastest / slowest : 0.0;  // slowest core, slowest probe
     ratios.push_back(seconds[0] / seconds[1]);
     // What `threads` cores gave this round with nothing shared: the zero-communication ceiling.
