@@ -229,12 +229,16 @@ int main(int argc, char** argv) {
   DataFlags adata;
   std::string att_model, att_layer, att_out;
   int64_t att_index = 0, att_query = -1;
+  int att_head = -1;
   attention->add_option("--model", att_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
   attention->add_option("--data", adata.dir, "MNIST directory");
   attention->add_option("--index", att_index, "test image to draw")->check(CLI::NonNegativeNumber);
   attention->add_option("--query", att_query, "query position (pixel row * 28 + column; default: the brightest pixel)")
       ->check(CLI::NonNegativeNumber);
-  attention->add_option("--layer", att_layer, "Attention layer name (default: the first)");
+  attention->add_option("--layer", att_layer,
+                        "Attention or MultiHeadAttention layer name, anywhere in the model (default: the first)");
+  attention->add_option("--head", att_head, "MultiHeadAttention head to draw (default: the mean of the heads)")
+      ->check(CLI::NonNegativeNumber);
   attention->add_option("--out", att_out, "PNG file to write")->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -343,21 +347,41 @@ int main(int argc, char** argv) {
                                  std::to_string(count) + " images");
       Tensor x = prepare_images(mnist.test.x.rows(att_index, att_index + 1).clone(), 0, model.inputs().at(0)->shape,
                                 "test image");
-      Tensor w = plots::attention_weights(model, x, att_layer);
-      const int64_t t = w.dim(0);
-      const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(t))));
-      if (side * side != t || w.dim(1) != t || x.size() != t)
-        throw std::runtime_error("--model " + att_model + ": attention over " + std::to_string(t) + " x " +
-                                 std::to_string(w.dim(1)) + " positions of a " + std::to_string(x.size()) +
-                                 "-value input is not a square image's self-attention");
-      if (att_query < 0) att_query = std::max_element(x.data(), x.data() + t) - x.data();
-      if (att_query >= t)
-        throw std::runtime_error("--query " + std::to_string(att_query) + ": positions are 0.." + std::to_string(t - 1));
-      plots::write_png(plots::attention_map_image(x.data(), w.data(), side, att_query), att_out);
-      std::printf("wrote %s: test image %lld (label %d), query pixel %lld (row %lld, column %lld)\n", att_out.c_str(),
-                  static_cast<long long>(att_index), static_cast<int>(mnist.test.y[att_index]),
-                  static_cast<long long>(att_query), static_cast<long long>(att_query / side),
-                  static_cast<long long>(att_query % side));
+      Tensor w;
+      try {
+        w = plots::attention_weights(model, x, att_layer, att_head);
+      } catch (const std::invalid_argument& e) {
+        throw std::runtime_error("--model " + att_model + (att_head >= 0 ? " --head " + std::to_string(att_head) : "") +
+                                 ": " + e.what());
+      }
+      const int64_t tq = w.dim(0), tv = w.dim(1), pixels = x.size();
+      const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
+      const bool square_image = side * side == pixels;
+      const std::string what = "test image " + std::to_string(att_index) + " (label " +
+                               std::to_string(static_cast<int>(mnist.test.y[att_index])) + ")";
+      if (square_image && tq == pixels && tv == pixels) {  // self-attention over the image's pixels
+        if (att_query < 0) att_query = std::max_element(x.data(), x.data() + pixels) - x.data();
+        if (att_query >= pixels)
+          throw std::runtime_error("--query " + std::to_string(att_query) + ": positions are 0.." +
+                                   std::to_string(pixels - 1));
+        plots::write_png(plots::attention_map_image(x.data(), w.data(), side, att_query), att_out);
+        std::printf("wrote %s: %s, query pixel %lld (row %lld, column %lld)\n", att_out.c_str(), what.c_str(),
+                    static_cast<long long>(att_query), static_cast<long long>(att_query / side),
+                    static_cast<long long>(att_query % side));
+      } else {  // positions made by earlier layers: the whole matrix
+        if (att_query >= 0)
+          throw std::runtime_error("--query " + std::to_string(att_query) + ": the layer attends over " +
+                                   std::to_string(tq) + " x " + std::to_string(tv) +
+                                   " positions that are not the image's pixels; its whole weight matrix is drawn");
+        plots::write_png(plots::attention_matrix_image(x.data(), square_image ? side : 0, w.data(), tq, tv), att_out);
+        std::printf("wrote %s: %s, attention weights over %lld queries x %lld keys%s\n", att_out.c_str(), what.c_str(),
+                    static_cast<long long>(tq), static_cast<long long>(tv), tq * tv <= 256 ? ":" : "");
+        if (tq * tv <= 256)  // small enough to read as numbers too
+          for (int64_t i = 0; i < tq; ++i) {
+            for (int64_t j = 0; j < tv; ++j) std::printf("%s%.4f", j ? " " : "  ", static_cast<double>(w[i * tv + j]));
+            std::printf("\n");
+          }
+      }
     } else if (*summary) {
       Model model = load_or_reference(summary_model);
       model.summary(std::cout);

@@ -201,6 +201,40 @@ TEST_F(Cli, DrawsTrainingCurvesAndAttentionMaps) {
   expect_one_line_error(attn("attention " + data + "--model '" + file("m.keras") + "' --query 784 --out '" +
                              file("bad.png") + "'"),
                         "--query 784");
+  expect_one_line_error(attn("attention " + data + "--model '" + file("m.keras") + "' --head 1 --out '" +
+                             file("bad.png") + "'"),
+                        "--head 1");
+  EXPECT_FALSE(fs::exists(file("bad.png")));
+}
+
+// A Keras-written model whose MultiHeadAttention attends over 4 tokens made by a Dense layer:
+// the whole 4 x 4 matrix is drawn and printed, each row a distribution; --head picks a head.
+TEST_F(Cli, DrawsTheAttentionOfAKerasMultiHeadLayer) {
+  const fs::path fixture = fs::path(ATTN_SOURCE_DIR) /
+                           "../shared/fixtures/keras/NeuralNetworkVerification__bounding-softmax__self-attention-mnist-medium.h5";
+  if (!fs::exists(fixture)) GTEST_SKIP() << "Keras fixtures not found at " << fixture;
+  write_idx_set(dir_ / "data", 20, 5);
+  const std::string base = "attention --data '" + (dir_ / "data").string() + "' --model '" + fixture.string() + "' ";
+  for (const std::string head : {"", "--head 1 "}) {
+    CliRun a = attn(base + head + "--out '" + file("tokens.png") + "'");
+    ASSERT_EQ(a.status, 0) << a.err;
+    std::istringstream lines(a.out);
+    std::string first;
+    std::getline(lines, first);
+    EXPECT_NE(first.find("attention weights over 4 queries x 4 keys"), std::string::npos) << a.out;
+    for (int i = 0; i < 4; ++i) {
+      double sum = 0.0, v = 0.0;
+      for (int j = 0; j < 4; ++j) {
+        ASSERT_TRUE(lines >> v) << a.out;
+        EXPECT_GE(v, 0.0);
+        sum += v;
+      }
+      EXPECT_NEAR(sum, 1.0, 3e-4) << a.out;  // four values printed to 4 decimals
+    }
+    EXPECT_EQ(slurp(file("tokens.png")).substr(1, 3), "PNG");
+  }
+  expect_one_line_error(attn(base + "--head 3 --out '" + file("bad.png") + "'"), "--head 3");  // 3 heads: 0..2
+  expect_one_line_error(attn(base + "--query 3 --out '" + file("bad.png") + "'"), "--query 3");
   EXPECT_FALSE(fs::exists(file("bad.png")));
 }
 

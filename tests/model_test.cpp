@@ -209,6 +209,41 @@ TEST_F(ModelTest, SequentialAndFunctionalAreTheSameNetwork) {
   EXPECT_EQ(seq.predict(x).to_vector(), fun.predict(x).to_vector());
 }
 
+// Model::activations: a hidden layer's values, checked by hand, for several batches and thread
+// counts; the model's own output read this way equals predict's.
+TEST_F(ModelTest, ActivationsReturnAnyLayersValues) {
+  attn::set_random_seed(7);
+  auto in = attn::Input({3});
+  L::Dense hidden(4, {.activation = "relu"});
+  auto h = hidden(in);
+  auto out = L::Dense(2)(h);
+  Model model(in, out);
+  Tensor x({7, 3});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = std::cos(1.3f * static_cast<float>(i));
+  const auto w = hidden->weights()[0].value.to_vector();  // [3, 4]
+  const auto b = hidden->weights()[1].value.to_vector();
+  for (int threads : {1, 2, 3}) {
+    model.set_threads(threads);
+    attn::PredictOptions options;
+    options.batch_size = 3;  // three runs, the last one short
+    const auto values = model.activations({x}, {h, in, out}, options);
+    ASSERT_EQ(values.size(), 3u);
+    ASSERT_EQ(values[0].shape(), (attn::Shape{7, 4}));
+    for (int64_t r = 0; r < 7; ++r)
+      for (int64_t j = 0; j < 4; ++j) {
+        double z = b[j];
+        for (int64_t k = 0; k < 3; ++k) z += x[r * 3 + k] * w[k * 4 + j];
+        EXPECT_NEAR(values[0][r * 4 + j], std::max(z, 0.0), 1e-6) << threads << ": " << r << "," << j;
+      }
+    EXPECT_EQ(values[1].to_vector(), x.to_vector());
+    EXPECT_EQ(values[2].to_vector(), model.predict(x).to_vector());
+  }
+  auto other = attn::Input({3});
+  auto foreign = L::Dense(1)(other);
+  EXPECT_THROW(model.activations({x}, {foreign}), std::invalid_argument);
+  EXPECT_THROW(model.activations({Tensor({7, 2})}, {h}), std::invalid_argument);  // wrong input shape
+}
+
 // Loss of a model on one batch, by evaluate (float32 forward).
 double batch_loss(Model& m, const Tensor& x, const Tensor& y) {
   return m.evaluate(x, y, {.batch_size = static_cast<int>(x.dim(0))}).at("loss");

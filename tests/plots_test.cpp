@@ -108,16 +108,107 @@ TEST(Plots, AttentionWeightsAreTheReferenceModelsSoftmax) {
   EXPECT_LT(worst, 1e-7);  // weights are about 1/784; float rounding is ~1e-10 of that
 }
 
-TEST(Plots, AttentionWeightsNeedAnAttentionLayerOnTheModelInput) {
+TEST(Plots, AttentionWeightsNeedAnAttentionLayerAndTheModelsInputShape) {
   auto in = attn::Input({4, 1});
   attn::Model dense_only(in, L::Dense(2)(L::Flatten()(in)));
   Tensor x({1, 4, 1});
   EXPECT_THROW(attn::plots::attention_weights(dense_only, x), std::invalid_argument);
-  auto in2 = attn::Input({4, 1});
-  auto h = L::Dense(1)(in2);
-  attn::Model inner(in2, L::Flatten()(L::Attention()({h, h})));
-  EXPECT_THROW(attn::plots::attention_weights(inner, x), std::invalid_argument);
-  EXPECT_THROW(attn::plots::attention_weights(attn::reference_model(), x), std::invalid_argument);  // wrong shape
+  attn::Model reference = attn::reference_model();
+  EXPECT_THROW(attn::plots::attention_weights(reference, x), std::invalid_argument);  // wrong shape
+  EXPECT_THROW(attn::plots::attention_weights(reference, Tensor({1, 784, 1}), "no_such_layer"), std::invalid_argument);
+  EXPECT_THROW(attn::plots::attention_weights(reference, Tensor({1, 784, 1}), "", 1), std::invalid_argument);  // one head
+}
+
+// A layer deep in the model: its inputs are what the model computes before it, so the weights
+// are the softmax of the scores of the Dense layer's per-position outputs.
+TEST(Plots, AttentionWeightsOfALayerAfterOthers) {
+  attn::set_random_seed(5);
+  auto in = attn::Input({6, 2});
+  L::Dense proj(3);
+  auto h = proj(in);
+  attn::Model model(in, L::Flatten()(L::Attention()({h, h})));
+  Tensor x({1, 6, 2});
+  std::mt19937 gen(9);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen);
+  const Tensor w = attn::plots::attention_weights(model, x);
+  ASSERT_EQ(w.shape(), (attn::Shape{6, 6}));
+  const Tensor& kernel = proj->weights()[0].value;  // [2, 3]
+  const Tensor& bias = proj->weights()[1].value;
+  double hv[6][3];
+  for (int t = 0; t < 6; ++t)
+    for (int j = 0; j < 3; ++j) hv[t][j] = bias[j] + x[t * 2] * kernel[j] + x[t * 2 + 1] * kernel[3 + j];
+  for (int i = 0; i < 6; ++i) {
+    double s[6], top = -INFINITY, sum = 0.0;
+    for (int j = 0; j < 6; ++j) {
+      s[j] = hv[i][0] * hv[j][0] + hv[i][1] * hv[j][1] + hv[i][2] * hv[j][2];
+      top = std::max(top, s[j]);
+    }
+    for (int j = 0; j < 6; ++j) sum += std::exp(s[j] - top);
+    for (int j = 0; j < 6; ++j) EXPECT_NEAR(w[i * 6 + j], std::exp(s[j] - top) / sum, 1e-6) << i << "," << j;
+  }
+}
+
+// A value mask computed from the input (Reshape of it): keys where the input is 0 get no weight.
+TEST(Plots, AttentionWeightsApplyTheLayersMasks) {
+  auto in = attn::Input({5, 1});
+  auto mask = L::Reshape({5})(in);
+  attn::CallOptions call;
+  call.value_mask = mask;
+  attn::Model model(in, L::Flatten()(L::Attention()({in, in}, call)));
+  Tensor x({1, 5, 1}, {0.5f, 0.0f, 1.0f, 0.0f, 0.25f});
+  const Tensor w = attn::plots::attention_weights(model, x);
+  for (int i = 0; i < 5; ++i) {
+    double sum = 0.0;
+    for (int j = 0; j < 5; ++j) {
+      if (x[j] == 0.0f) {
+        EXPECT_EQ(w[i * 5 + j], 0.0f) << i << "," << j;
+      }
+      sum += w[i * 5 + j];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-6);
+  }
+}
+
+// MultiHeadAttention: each head's weights against a double-precision softmax of its projected
+// query and key; head -1 is the mean of the heads.
+TEST(Plots, AttentionWeightsOfMultiHeadAttentionHeads) {
+  attn::set_random_seed(6);
+  constexpr int T = 5, F = 2, H = 2, K = 3;
+  auto in = attn::Input({T, F});
+  L::MultiHeadAttention mha(H, K);
+  attn::Model model(in, L::Flatten()(mha({in, in})));
+  Tensor x({1, T, F});
+  std::mt19937 gen(10);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen);
+  const auto& wts = mha->weights();  // query/kernel [F, H, K], query/bias [H, K], key/kernel, key/bias, ...
+  const auto project = [&](const Tensor& kernel, const Tensor& bias, int t, int h, int k) {
+    double v = bias[h * K + k];
+    for (int f = 0; f < F; ++f) v += x[t * F + f] * kernel[(f * H + h) * K + k];
+    return v;
+  };
+  std::vector<Tensor> per_head;
+  for (int h = 0; h < H; ++h) {
+    per_head.push_back(attn::plots::attention_weights(model, x, "", h));
+    const Tensor& w = per_head.back();
+    ASSERT_EQ(w.shape(), (attn::Shape{T, T}));
+    for (int i = 0; i < T; ++i) {
+      double s[T], top = -INFINITY, sum = 0.0;
+      for (int j = 0; j < T; ++j) {
+        s[j] = 0.0;
+        for (int k = 0; k < K; ++k)
+          s[j] += project(wts[0].value, wts[1].value, i, h, k) * project(wts[2].value, wts[3].value, j, h, k);
+        s[j] /= std::sqrt(static_cast<double>(K));
+        top = std::max(top, s[j]);
+      }
+      for (int j = 0; j < T; ++j) sum += std::exp(s[j] - top);
+      for (int j = 0; j < T; ++j) EXPECT_NEAR(w[i * T + j], std::exp(s[j] - top) / sum, 1e-6) << h << ":" << i << "," << j;
+    }
+  }
+  const Tensor mean = attn::plots::attention_weights(model, x);
+  for (int64_t i = 0; i < mean.size(); ++i) EXPECT_NEAR(mean[i], 0.5f * (per_head[0][i] + per_head[1][i]), 1e-7);
+  EXPECT_THROW(attn::plots::attention_weights(model, x, "", H), std::invalid_argument);
 }
 
 TEST(Plots, AttentionMapColoursQueryAndWeights) {
@@ -144,6 +235,31 @@ TEST(Plots, AttentionMapColoursQueryAndWeights) {
   EXPECT_EQ(pixel(2, 3), (std::vector<int>{252, 255, 164}));  // most received on average
   EXPECT_LT(pixel(1, 0)[0] + pixel(1, 0)[1], pixel(1, 3)[0] + pixel(1, 3)[1]);  // 0.1 darker than 0.2
   EXPECT_THROW(attn::plots::attention_map_image(image, weights, 2, 4), std::invalid_argument);
+}
+
+// Attention over 2 queries x 3 keys (not the image's pixels): the 2 x 2 image, then the matrix.
+TEST(Plots, AttentionMatrixPanelsTheImageAndEveryWeight) {
+  const float image[4] = {0.0f, 1.0f, 0.5f, 0.0f};
+  const float weights[6] = {0.2f, 0.3f, 0.5f,  //
+                            0.0f, 0.9f, 0.1f};
+  const auto img = attn::plots::attention_matrix_image(image, 2, weights, 2, 3, 30);
+  const int64_t gap = 16, zoom = 15, cell = 10;  // 30 px panels: 2 image pixels, 3 keys
+  ASSERT_EQ(img.width, gap + 2 * zoom + gap + 3 * cell + gap);
+  ASSERT_EQ(img.height, 2 * gap + 2 * zoom);
+  auto at = [&](int64_t x, int64_t y) {
+    const uint8_t* c = img.rgb.data() + (y * img.width + x) * 3;
+    return std::vector<int>{c[0], c[1], c[2]};
+  };
+  EXPECT_EQ(at(gap + zoom + 7, gap + 7), (std::vector<int>{255, 255, 255}));  // image pixel 1: white
+  EXPECT_EQ(at(gap + 7, gap + zoom + 7), (std::vector<int>{128, 128, 128}));  // image pixel 2: grey
+  const int64_t x0 = gap + 2 * zoom + gap;
+  auto weight = [&](int64_t i, int64_t j) { return at(x0 + j * cell + 5, gap + i * cell + 5); };
+  EXPECT_EQ(weight(1, 1), (std::vector<int>{252, 255, 164}));  // the largest weight: brightest
+  EXPECT_EQ(weight(1, 0), (std::vector<int>{0, 0, 4}));        // zero: darkest
+  EXPECT_LT(weight(0, 0)[0] + weight(0, 0)[1], weight(0, 2)[0] + weight(0, 2)[1]);  // 0.2 darker than 0.5
+  const auto no_image = attn::plots::attention_matrix_image(nullptr, 0, weights, 2, 3, 30);
+  EXPECT_EQ(no_image.width, gap + 3 * cell + gap);
+  EXPECT_THROW(attn::plots::attention_matrix_image(image, 2, weights, 0, 3), std::invalid_argument);
 }
 
 TEST(Plots, PngReadsBackAndBadPathsAreNamed) {

@@ -111,6 +111,12 @@ class Model {
   std::map<std::string, double> evaluate(const std::vector<Tensor>& xs, const Tensor& y, EvaluateOptions options = {});
   Tensor predict(const Tensor& x, PredictOptions options = {});
   std::vector<Tensor> predict(const std::vector<Tensor>& xs, PredictOptions options = {});
+  // The values of any of this model's symbolic tensors (a layer's output, an input) for xs, in
+  // inference mode: Keras' feature-extractor idiom, keras.Model(model.inputs, [t, ...]).predict(x),
+  // without building a second model. Each result is [samples, node shape...]. Throws
+  // std::invalid_argument for a node this model does not compute.
+  std::vector<Tensor> activations(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
+                                  PredictOptions options = {});
   // One optimizer step on one batch; returns {"loss", metrics...} for that batch.
   std::map<std::string, double> train_on_batch(const std::vector<Tensor>& xs, const Tensor& y);
   // The same step without building a map: once buffers are planned for this batch size

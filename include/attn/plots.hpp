@@ -23,10 +23,13 @@ std::string training_curves_svg(const std::map<std::string, std::vector<double>>
 // Throws std::invalid_argument naming `what` (the file) when the text is not such a history.
 std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what);
 
-// The attention weights [tq, tv] of one sample, from the model's first Attention layer (or the
-// one named), whose inputs must be the model's inputs (as in the reference model, where the
-// image is its own query and value). sample: [1, input shape...].
-Tensor attention_weights(const Model& model, const Tensor& sample, const std::string& layer_name = "");
+// The attention weights [tq, tv] of one sample, from the model's first Attention or
+// MultiHeadAttention layer (or the one named), wherever it sits in the model: the model is run on
+// the sample up to that layer (its masks included), then the layer once more with
+// return_attention_scores. For MultiHeadAttention, head picks one head's weights and -1 averages
+// the heads; an Attention layer has the one head 0. sample: [1, input shape...] of a
+// single-input model. Throws std::invalid_argument naming the layer or the sample.
+Tensor attention_weights(Model& model, const Tensor& sample, const std::string& layer_name = "", int head = -1);
 
 struct RgbImage {
   int64_t width = 0, height = 0;
@@ -38,6 +41,13 @@ struct RgbImage {
 // and the mean weight every key receives over all queries (both as heat maps, dark to bright).
 // image: [side^2] in [0, 1]; weights: [side^2, side^2].
 RgbImage attention_map_image(const float* image, const float* weights, int64_t side, int64_t query, int zoom = 8);
+
+// For attention over positions that are not the image's pixels (tokens made by earlier layers):
+// the input image (side x side, none when side is 0) and the whole [tq, tv] weight matrix (a row
+// per query, a column per key, as a heat map scaled to its largest weight), each panel about
+// panel_pixels on its longer side.
+RgbImage attention_matrix_image(const float* image, int64_t side, const float* weights, int64_t tq, int64_t tv,
+                                int64_t panel_pixels = 224);
 
 // Writes the image as PNG through a temporary file and a rename; errors name the path.
 void write_png(const RgbImage& image, const std::string& path);

@@ -43,7 +43,7 @@ struct Executor::ThreadState {
 
 Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   // Number the symbolic tensors: every output of every call site (inputs included).
-  std::map<const SymbolicTensor*, int> id;
+  std::map<const SymbolicTensor*, int>& id = tensor_id_;
   const auto& sites = model_->sites_;
   for (const auto& site : sites)
     for (const auto& weak : site->outputs) {
@@ -131,6 +131,12 @@ void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
 Executor::~Executor() = default;
 
 int64_t Executor::output_size() const { return tensor_size_[output_tensor_]; }
+
+const float* Executor::activation(const SymbolicTensor* node) const {
+  const auto it = tensor_id_.find(node);
+  if (it == tensor_id_.end() || planned_ == 0) return nullptr;
+  return act_[it->second].get();
+}
 
 void Executor::plan(int64_t max_batch) {
   if (max_batch <= planned_) return;

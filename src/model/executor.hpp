@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,9 @@ class Executor {
   // The model object this executor runs (a moved Model hands its executor along).
   void rebind(Model& model) { model_ = &model; }
   int64_t output_size() const;  // floats per sample of the model output
+  // Where a run leaves a symbolic tensor of this model: rows [0, batch) of the last run, each
+  // tensor_floats(node) long, valid until the next run. Null when the node is not in the model.
+  const float* activation(const SymbolicTensor* node) const;
 
   // Set by the model before a run: the metric (if any) and its kind.
   bool compute_accuracy = false;
@@ -78,6 +82,7 @@ class Executor {
   ThreadPool pool_;
   std::vector<std::vector<int64_t>> sizes_;  // per tensor: floats per sample
   std::vector<int64_t> tensor_size_;
+  std::map<const SymbolicTensor*, int> tensor_id_;  // every call site output (inputs included)
   std::vector<bool> needs_grad_;
   std::vector<bool> site_backward_;
   std::vector<int> buffer_of_;    // per tensor: the tensor whose buffers it uses (itself unless a view)

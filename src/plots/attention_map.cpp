@@ -1,4 +1,4 @@
-// Attention maps: the weights of one sample from the model's own Attention layer, drawn as
+// Attention maps: the weights of one sample from one of the model's attention layers, drawn as
 // heat maps next to the input, written with libpng's simplified API.
 #include <png.h>
 
@@ -31,25 +31,25 @@ Rgb heat(float t) {
 
 }  // namespace
 
-Tensor attention_weights(const Model& model, const Tensor& sample, const std::string& layer_name) {
+Tensor attention_weights(Model& model, const Tensor& sample, const std::string& layer_name, int head) {
   const CallSite* site = nullptr;
-  for (const auto& s : model.call_sites())
-    if (s->layer->class_name() == "Attention" && (layer_name.empty() || s->layer->name() == layer_name)) {
+  for (const auto& s : model.call_sites()) {
+    const std::string& cls = s->layer->class_name();
+    if ((cls == "Attention" || cls == "MultiHeadAttention") && (layer_name.empty() || s->layer->name() == layer_name)) {
       site = s.get();
       break;
     }
+  }
   if (site == nullptr)
-    throw std::invalid_argument(layer_name.empty() ? "attention map: the model has no Attention layer"
-                                                   : "attention map: the model has no Attention layer named '" +
-                                                         layer_name + "'");
-  const Node& input = model.inputs().at(0);
-  for (const Node& n : site->inputs)
-    if (n != input)
-      throw std::invalid_argument("attention map: layer '" + site->layer->name() +
-                                  "' does not read the model input directly (only such layers are drawn)");
-  if (site->options.query_mask || site->options.value_mask)
-    throw std::invalid_argument("attention map: layer '" + site->layer->name() + "' is called with masks");
-  Shape expected = input->shape;
+    throw std::invalid_argument(layer_name.empty()
+                                    ? "attention map: the model has no Attention or MultiHeadAttention layer"
+                                    : "attention map: the model has no Attention or MultiHeadAttention layer named '" +
+                                          layer_name + "'");
+  const std::string& name = site->layer->name();
+  if (model.inputs().size() != 1)
+    throw std::invalid_argument("attention map: the model has " + std::to_string(model.inputs().size()) +
+                                " inputs; only single-input models are drawn");
+  Shape expected = model.inputs()[0]->shape;
   expected.insert(expected.begin(), 1);
   if (sample.shape() != expected)
     throw std::invalid_argument("attention map: the sample has shape " + shape_to_string(sample.shape()) +
@@ -58,20 +58,48 @@ Tensor attention_weights(const Model& model, const Tensor& sample, const std::st
   CallOptions options = site->options;
   options.return_attention_scores = true;
   options.training = false;
-  const int64_t t = input->shape.at(0);
-  const int64_t out_size = shape_size(site->outputs.at(0).lock()->shape);
-  Tensor out({out_size}), weights({1, t, t});
+  std::vector<Shape> input_shapes;
+  for (const Node& n : site->inputs) input_shapes.push_back(n->shape);
+  const std::vector<Shape> shapes = site->layer->build(input_shapes, options);
+  const Shape& scores = shapes.at(1);  // (Tq, Tv) for Attention, (heads, Tq, Tv) for MultiHeadAttention
+  const int64_t heads = scores.size() == 3 ? scores[0] : 1;
+  const int64_t tq = scores[scores.size() - 2], tv = scores[scores.size() - 1];
+  if (head < -1 || head >= heads)
+    throw std::invalid_argument("attention map: layer '" + name + "' has " +
+                                (heads == 1 ? std::string("one head (0)") : std::to_string(heads) + " heads (0.." +
+                                                                                std::to_string(heads - 1) + ")") +
+                                "; there is no head " + std::to_string(head));
+  // The layer's inputs (and masks) for this sample, wherever in the model the layer sits.
+  std::vector<Node> nodes = site->inputs;
+  if (site->options.query_mask) nodes.push_back(site->options.query_mask);
+  if (site->options.value_mask) nodes.push_back(site->options.value_mask);
+  PredictOptions one;
+  one.batch_size = 1;
+  const std::vector<Tensor> values = model.activations({sample}, nodes, one);
+
+  Tensor out({shape_size(shapes[0])}), all({shape_size(scores)});
   std::vector<float> saved(static_cast<size_t>(std::max<int64_t>(1, site->layer->saved_floats_per_sample(options))));
   std::vector<float> scratch(static_cast<size_t>(std::max<int64_t>(1, site->layer->scratch_floats(1, options))));
   ForwardContext ctx;
   ctx.batch = 1;
   ctx.call = &options;
-  for (size_t i = 0; i < site->inputs.size(); ++i) ctx.inputs.push_back(sample.data());
-  ctx.outputs = {out.data(), weights.data()};
+  size_t next = 0;
+  for (; next < site->inputs.size(); ++next) ctx.inputs.push_back(values[next].data());
+  if (site->options.query_mask) ctx.query_mask = values[next++].data();
+  if (site->options.value_mask) ctx.value_mask = values[next++].data();
+  ctx.outputs = {out.data(), all.data()};
   ctx.saved = saved.data();
   ctx.scratch = scratch.data();
   site->layer->forward(ctx);
-  return weights.reshaped({t, t});
+
+  Tensor weights({tq, tv});
+  const int64_t plane = tq * tv;
+  for (int64_t h = 0; h < heads; ++h) {
+    if (head >= 0 && h != head) continue;
+    const float factor = head >= 0 ? 1.0f : 1.0f / static_cast<float>(heads);
+    for (int64_t i = 0; i < plane; ++i) weights.data()[i] += factor * all.data()[h * plane + i];
+  }
+  return weights;
 }
 
 RgbImage attention_map_image(const float* image, const float* weights, int64_t side, int64_t query, int zoom) {
@@ -115,6 +143,37 @@ RgbImage attention_map_image(const float* image, const float* weights, int64_t s
         for (int64_t dx = 0; dx < cell; ++dx) put(x0 + (k % side) * cell + dx, y0 + (k / side) * cell + dy, c);
     }
   }
+  return img;
+}
+
+RgbImage attention_matrix_image(const float* image, int64_t side, const float* weights, int64_t tq, int64_t tv,
+                                int64_t panel_pixels) {
+  if (tq <= 0 || tv <= 0 || side < 0 || panel_pixels <= 0)
+    throw std::invalid_argument("attention map: tq, tv and the panel size must be positive");
+  // Square cells, as large as fit the panel (at least one pixel each).
+  const int64_t cell = std::max<int64_t>(1, panel_pixels / std::max(tq, tv));
+  const int64_t zoom = side > 0 ? std::max<int64_t>(1, panel_pixels / side) : 0;
+  const int64_t gap = 16, image_panel = side * zoom;
+  const float top = *std::max_element(weights, weights + tq * tv);
+  RgbImage img;
+  img.width = gap + (side > 0 ? image_panel + gap : 0) + tv * cell + gap;
+  img.height = 2 * gap + std::max(image_panel, tq * cell);
+  img.rgb.assign(static_cast<size_t>(img.width * img.height * 3), 255);
+  auto fill = [&](int64_t x0, int64_t y0, int64_t size, Rgb c) {
+    for (int64_t y = y0; y < y0 + size; ++y)
+      for (int64_t x = x0; x < x0 + size; ++x) {
+        uint8_t* p = img.rgb.data() + (y * img.width + x) * 3;
+        p[0] = c.r, p[1] = c.g, p[2] = c.b;
+      }
+  };
+  for (int64_t k = 0; k < side * side; ++k) {
+    const auto g = static_cast<uint8_t>(std::lround(255.0f * std::clamp(image[k], 0.0f, 1.0f)));
+    fill(gap + (k % side) * zoom, gap + (k / side) * zoom, zoom, Rgb{g, g, g});
+  }
+  const int64_t x0 = gap + (side > 0 ? image_panel + gap : 0);
+  for (int64_t i = 0; i < tq; ++i)
+    for (int64_t j = 0; j < tv; ++j)
+      fill(x0 + j * cell, gap + i * cell, cell, heat(top > 0.0f ? weights[i * tv + j] / top : 0.0f));
   return img;
 }
 

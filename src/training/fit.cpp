@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <stdexcept>
 
@@ -184,6 +185,39 @@ std::vector<Tensor> Model::predict(const std::vector<Tensor>& xs, PredictOptions
     ex.run(xs, nullptr, order.data() + begin, count, false, false, 0, out.data() + begin * ex.output_size());
   }
   return {out};
+}
+
+std::vector<Tensor> Model::activations(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
+                                       PredictOptions options) {
+  if (options.batch_size <= 0) throw std::invalid_argument("activations: batch_size must be positive");
+  check_inputs(xs, inputs_, "activations");
+  const int64_t n = xs[0].dim(0);
+  Executor& ex = executor();
+  ex.plan(std::min<int64_t>(std::max<int64_t>(n, 1), options.batch_size));  // so every node has a buffer
+  std::vector<Tensor> out;
+  std::vector<int64_t> sizes;
+  for (const Node& node : nodes) {
+    if (!node || ex.activation(node.get()) == nullptr)
+      throw std::invalid_argument(
+          "activations: " +
+          (node && node->site ? "output " + std::to_string(node->index) + " of layer '" + node->site->layer->name() + "'"
+                              : std::string("a tensor")) +
+          " is not computed by this model");
+    Shape shape = node->shape;
+    shape.insert(shape.begin(), n);
+    out.emplace_back(shape);
+    sizes.push_back(shape_size(node->shape));
+  }
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  ex.compute_accuracy = false;
+  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
+    const int64_t count = std::min<int64_t>(options.batch_size, n - begin);
+    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0, nullptr);
+    for (size_t i = 0; i < nodes.size(); ++i)
+      std::memcpy(out[i].data() + begin * sizes[i], ex.activation(nodes[i].get()), count * sizes[i] * sizeof(float));
+  }
+  return out;
 }
 
 Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor& y) {
