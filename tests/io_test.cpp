@@ -115,6 +115,26 @@ TEST(KerasFile, SequentialRoundTripPredictsAndTrainsIdentically) {
   EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
 }
 
+// Saved after compile, before any step: the file has the iteration count and learning rate but
+// no slots (as Keras writes it); it loads, and both models then train alike.
+TEST(KerasFile, CompiledButUntrainedModelRoundTrips) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  m.compile(optimizers::Adam({.learning_rate = 0.01f}), losses::SparseCategoricalCrossentropy());
+  m.set_seed(5);
+  ASSERT_FALSE(m.optimizer_built());
+  save_model(m, dir.file("fresh.keras"));
+  Model r = load_model(dir.file("fresh.keras"));
+  ASSERT_TRUE(r.compiled());
+  EXPECT_FALSE(r.optimizer_built());
+  EXPECT_EQ(r.optimizer()->iterations(), 0);
+  const Tensor x = random_tensor({40, 4, 5}, 1);
+  const Tensor y = random_labels(40, 3, 2);
+  m.fit(x, y, quiet(1));
+  r.fit(x, y, quiet(1));
+  EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
+}
+
 TEST(KerasFile, ContinuedTrainingDiffersWithoutOptimizerState) {
   // The check above can fail: fresh Adam state after a load gives different weights.
   TempDir dir;

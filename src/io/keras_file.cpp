@@ -194,8 +194,8 @@ void read_optimizer(const h5::File& f, Model& model) {
   if (iterations < 0) f.fail("optimizer/vars/0: negative iteration count");
   const h5::Array lr = f.read_floats("optimizer/vars/1");
   if (lr.values.size() != 1) f.fail("optimizer/vars/1: the learning rate should be one number");
-  std::vector<std::vector<float>> slots;
-  for (size_t i = 0; i < layout.size(); ++i) {
+  std::vector<std::vector<float>> slots;  // none when the model was saved before its first step
+  for (size_t i = 0; n == expected && i < layout.size(); ++i) {
     const std::string path = "optimizer/vars/" + std::to_string(i + 2);
     h5::Array a = f.read_floats(path);
     if (a.shape != layout[i].shape)
@@ -205,7 +205,7 @@ void read_optimizer(const h5::File& f, Model& model) {
   }
   opt->set_iterations(iterations);
   opt->set_learning_rate(lr.values[0]);
-  if (layout.empty() || n == 2) return;
+  if (slots.empty()) return;
   model.build_optimizer();
   for (size_t i = 0; i < layout.size(); ++i)
     std::copy(slots[i].begin(), slots[i].end(), opt->state(layout[i].slot) + layout[i].var->offset);
