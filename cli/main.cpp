@@ -159,6 +159,8 @@ int main(int argc, char** argv) {
   auto* train = app.add_subcommand("train", "Train a model on MNIST (default: the reference model, as the tutorial)");
   DataFlags tdata;
   std::string model_path, resume_path, save_path, history_path, csv_path, monitor = "loss", logits = "tensorflow";
+  std::string checkpoint_path, checkpoint_monitor = "val_loss";
+  bool checkpoint_best = false;
   int epochs = 5, batch_size = 20, patience = 3, threads = 0, verbose = -1;
   double learning_rate = 0.001;
   uint64_t seed = 1337;
@@ -182,6 +184,12 @@ int main(int argc, char** argv) {
   train->add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")
       ->check(CLI::IsMember({0, 1, 2}));
   train->add_option("--save", save_path, "save the trained model (.keras)");
+  train->add_option("--checkpoint", checkpoint_path,
+                    "ModelCheckpoint: save the model (.keras, or .weights.h5 for weights only) every epoch; the "
+                    "path may hold {epoch:02d}, {val_loss:.4f}, ... as in Keras");
+  train->add_flag("--checkpoint-best", checkpoint_best, "save a checkpoint only when --checkpoint-monitor improves");
+  train->add_option("--checkpoint-monitor", checkpoint_monitor, "quantity --checkpoint-best watches (default val_loss)")
+      ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
   train->add_option("--history", history_path, "write the per-epoch history as JSON");
   train->add_option("--csv", csv_path, "CSVLogger file");
   train->add_option("--logits", logits,
@@ -249,9 +257,25 @@ int main(int argc, char** argv) {
       check_writable(save_path, "--save");
       check_writable(history_path, "--history");
       check_writable(csv_path, "--csv");
+      if (verbose < 0) verbose = 1;
+      std::shared_ptr<callbacks::Callback> checkpoint;
+      if (!checkpoint_path.empty()) {
+        if (no_validation && checkpoint_best && checkpoint_monitor.rfind("val_", 0) == 0)
+          throw std::runtime_error("--checkpoint-monitor " + checkpoint_monitor + ": there is no validation (--no-validation)");
+        try {
+          checkpoint = callbacks::ModelCheckpoint(
+              checkpoint_path, {.monitor = checkpoint_monitor, .verbose = verbose > 0 ? 1 : 0,
+                                .save_best_only = checkpoint_best,
+                                .save_weights_only = checkpoint_path.size() >= 11 &&
+                                                     checkpoint_path.rfind(".weights.h5") == checkpoint_path.size() - 11});
+        } catch (const std::invalid_argument& e) {
+          throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
+        }
+      } else if (checkpoint_best || train->count("--checkpoint-monitor")) {
+        throw std::runtime_error("--checkpoint-best and --checkpoint-monitor need --checkpoint PATH");
+      }
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
-      if (verbose < 0) verbose = 1;
       auto mnist = data::load_mnist(tdata.dir.empty() ? data::default_mnist_dir() : tdata.dir);
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
@@ -292,6 +316,7 @@ int main(int argc, char** argv) {
       if (!no_validation || monitor.rfind("val_", 0) != 0)
         fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
+      if (checkpoint) fit.callbacks.push_back(checkpoint);
       fit.callbacks.push_back(callbacks::TerminateOnNaN());
       History history = model.fit(x_train, y_train, fit);
       if (!history_path.empty()) write_file_atomically(history_path, history_json(history));

@@ -207,6 +207,31 @@ TEST_F(Cli, DrawsTrainingCurvesAndAttentionMaps) {
   EXPECT_FALSE(fs::exists(file("bad.png")));
 }
 
+// --checkpoint: every epoch by a formatted name, or only the best; the file loads and evaluates.
+TEST_F(Cli, TrainWritesCheckpoints) {
+  write_idx_set(dir_ / "data", 40, 10);
+  const std::string data = "--data '" + (dir_ / "data").string() + "' ";
+  CliRun every = attn("train " + data + "--epochs 2 --batch-size 20 --verbose 0 --checkpoint '" +
+                      file("ck/e{epoch:02d}.keras") + "'");
+  ASSERT_EQ(every.status, 0) << every.err;
+  EXPECT_TRUE(fs::exists(file("ck/e01.keras")));
+  EXPECT_TRUE(fs::exists(file("ck/e02.keras")));
+  CliRun best = attn("train " + data + "--epochs 2 --batch-size 20 --checkpoint '" + file("best.weights.h5") +
+                     "' --checkpoint-best --checkpoint-monitor loss");
+  ASSERT_EQ(best.status, 0) << best.err;
+  EXPECT_NE(best.out.find("Epoch 1: loss improved from inf to "), std::string::npos) << best.out;
+  EXPECT_TRUE(fs::exists(file("best.weights.h5")));
+  CliRun eval = attn("evaluate " + data + "--model '" + file("ck/e02.keras") + "'");
+  EXPECT_EQ(eval.status, 0) << eval.err;
+  expect_one_line_error(attn("train " + data + "--epochs 1 --checkpoint '" + file("m.txt") + "'"), "--checkpoint");
+  expect_one_line_error(attn("train " + data + "--epochs 1 --checkpoint-best"), "--checkpoint-best");
+  expect_one_line_error(attn("train " + data + "--epochs 1 --no-validation --checkpoint '" + file("m.keras") +
+                             "' --checkpoint-best"),
+                        "--checkpoint-monitor val_loss");
+  EXPECT_FALSE(fs::exists(file("m.txt")));
+  EXPECT_FALSE(fs::exists(file("m.keras")));
+}
+
 // A Keras-written model whose MultiHeadAttention attends over 4 tokens made by a Dense layer:
 // the whole 4 x 4 matrix is drawn and printed, each row a distribution; --head picks a head.
 TEST_F(Cli, DrawsTheAttentionOfAKerasMultiHeadLayer) {

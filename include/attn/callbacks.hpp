@@ -1,5 +1,5 @@
 // Callbacks with Keras' hooks and semantics (keras/src/callbacks): EarlyStopping,
-// CSVLogger, TerminateOnNaN, and the Callback interface users implement.
+// ModelCheckpoint, CSVLogger, TerminateOnNaN, and the Callback interface users implement.
 #pragma once
 
 #include <cstdint>
@@ -96,7 +96,48 @@ class TerminateOnNaNCallback : public Callback {
   void on_train_batch_end(int batch, const Logs& logs) override;
 };
 
+struct ModelCheckpointOptions {
+  std::string monitor = "val_loss";
+  int verbose = 0;
+  bool save_best_only = false;
+  bool save_weights_only = false;  // the path must then end in .weights.h5
+  std::string mode = "auto";       // "min", "max" or "auto"
+  int save_freq = 0;               // 0: every epoch ("epoch"); N > 0: every N batches
+  std::optional<double> initial_value_threshold = std::nullopt;
+};
+
+// keras/src/callbacks/model_checkpoint.py: saves the model (.keras) or its weights
+// (.weights.h5) every epoch or every save_freq batches, or only when the monitored quantity
+// improves. The path may hold Python format fields, as Keras fills them:
+// "ckpt-{epoch:02d}-{val_loss:.4f}.keras" (epoch is 1-based; batch, also 1-based, when saving by
+// batch; any log key). Missing folders are created; each file is written to a temporary name and
+// renamed. Throws std::invalid_argument for a path Keras would refuse (or that needs writing the
+// legacy .h5 format, which attn does not) and, when saving, for a field the logs do not have.
+class ModelCheckpointCallback : public Callback {
+ public:
+  ModelCheckpointCallback(std::string filepath, ModelCheckpointOptions options = {});
+  void on_train_begin(const Logs&) override;
+  void on_epoch_begin(int epoch, const Logs&) override;
+  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_train_batch_end(int batch, const Logs& logs) override;
+  std::optional<double> best() const { return best_; }
+
+  // The path for this epoch (0-based) and batch (0-based, or -1 when saving by epoch).
+  std::string file_path(int epoch, int batch, const Logs& logs) const;
+
+ private:
+  void save(int epoch, int batch, const Logs& logs);
+  std::string filepath_;
+  ModelCheckpointOptions options_;
+  bool maximize_ = false;
+  std::optional<double> best_;
+  int current_epoch_ = 0;
+  int batches_since_save_ = 0;
+  int last_batch_ = 0;
+};
+
 std::shared_ptr<Callback> EarlyStopping(EarlyStoppingOptions options = {});
+std::shared_ptr<Callback> ModelCheckpoint(std::string filepath, ModelCheckpointOptions options = {});
 std::shared_ptr<Callback> CSVLogger(std::string filename, CSVLoggerOptions options = {});
 std::shared_ptr<Callback> TerminateOnNaN();
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "attn/model.hpp"
+#include "training/monitor.hpp"
 
 namespace attn::callbacks {
 
@@ -61,26 +62,24 @@ std::string float_repr(double v) {
   return s;
 }
 
-EarlyStoppingCallback::EarlyStoppingCallback(EarlyStoppingOptions options) : options_(std::move(options)) {
-  if (options_.patience < 0) throw std::invalid_argument("EarlyStopping: patience must be >= 0");
-  std::string mode = options_.mode;
+bool monitor_maximizes(const std::string& monitor, const std::string& mode_arg, const char* who) {
+  std::string mode = mode_arg;
   if (mode != "auto" && mode != "min" && mode != "max") {
-    std::fprintf(stderr, "attn: warning: EarlyStopping mode '%s' is unknown, falling back to 'auto'\n", mode.c_str());
+    std::fprintf(stderr, "attn: warning: %s mode '%s' is unknown, falling back to 'auto'\n", who, mode.c_str());
     mode = "auto";
   }
-  if (mode == "auto") {
-    std::string m = options_.monitor;
-    if (m.rfind("val_", 0) == 0) m = m.substr(4);
-    if (m == "loss" || (m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0))
-      maximize_ = false;
-    else if (m.find("acc") != std::string::npos || m.find("auc") != std::string::npos)
-      maximize_ = true;
-    else
-      throw std::invalid_argument("EarlyStopping: cannot tell whether '" + options_.monitor +
-                                  "' should go up or down; pass mode \"min\" or \"max\"");
-  } else {
-    maximize_ = mode == "max";
-  }
+  if (mode != "auto") return mode == "max";
+  std::string m = monitor;
+  if (m.rfind("val_", 0) == 0) m = m.substr(4);
+  if (m == "loss" || (m.size() >= 4 && m.compare(m.size() - 4, 4, "loss") == 0)) return false;
+  if (m.find("acc") != std::string::npos || m.find("auc") != std::string::npos) return true;
+  throw std::invalid_argument(std::string(who) + ": cannot tell whether '" + monitor +
+                              "' should go up or down; pass mode \"min\" or \"max\"");
+}
+
+EarlyStoppingCallback::EarlyStoppingCallback(EarlyStoppingOptions options) : options_(std::move(options)) {
+  if (options_.patience < 0) throw std::invalid_argument("EarlyStopping: patience must be >= 0");
+  maximize_ = monitor_maximizes(options_.monitor, options_.mode, "EarlyStopping");
 }
 
 bool EarlyStoppingCallback::improved(double current, double reference) const {
