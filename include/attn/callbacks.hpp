@@ -1,5 +1,6 @@
 // Callbacks with Keras' hooks and semantics (keras/src/callbacks): EarlyStopping,
-// ModelCheckpoint, CSVLogger, TerminateOnNaN, and the Callback interface users implement.
+// ModelCheckpoint, ReduceLROnPlateau, CSVLogger, TerminateOnNaN, and the Callback interface
+// users implement.
 #pragma once
 
 #include <cstdint>
@@ -136,7 +137,39 @@ class ModelCheckpointCallback : public Callback {
   int last_batch_ = 0;
 };
 
+struct ReduceLROnPlateauOptions {
+  std::string monitor = "val_loss";
+  double factor = 0.1;  // new rate = rate * factor; must be < 1
+  int patience = 10;
+  int verbose = 0;
+  std::string mode = "auto";  // "min", "max", or "auto": max when the name holds "acc"
+  double min_delta = 1e-4;
+  int cooldown = 0;
+  double min_lr = 0.0;
+};
+
+// keras/src/callbacks/reduce_lr_on_plateau.py: multiplies the optimizer's learning rate by
+// factor (not below min_lr) after `patience` epochs without an improvement of more than
+// min_delta, then waits `cooldown` epochs before counting again. (Keras also adds
+// "learning_rate" to the epoch logs; attn's History does not get it.)
+class ReduceLROnPlateauCallback : public Callback {
+ public:
+  explicit ReduceLROnPlateauCallback(ReduceLROnPlateauOptions options);
+  void on_train_begin(const Logs&) override;
+  void on_epoch_end(int epoch, const Logs& logs) override;
+  int wait() const { return wait_; }
+  double best() const { return best_; }
+
+ private:
+  ReduceLROnPlateauOptions options_;
+  bool maximize_ = false;
+  double best_ = 0.0;
+  int wait_ = 0;
+  int cooldown_counter_ = 0;
+};
+
 std::shared_ptr<Callback> EarlyStopping(EarlyStoppingOptions options = {});
+std::shared_ptr<Callback> ReduceLROnPlateau(ReduceLROnPlateauOptions options = {});
 std::shared_ptr<Callback> ModelCheckpoint(std::string filepath, ModelCheckpointOptions options = {});
 std::shared_ptr<Callback> CSVLogger(std::string filename, CSVLoggerOptions options = {});
 std::shared_ptr<Callback> TerminateOnNaN();
