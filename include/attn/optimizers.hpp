@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attn/schedules.hpp"
+
 namespace attn::optimizers {
 
 // One trainable variable inside the contiguous buffers.
@@ -51,8 +53,14 @@ class Optimizer {
 
   int64_t iterations() const { return iterations_; }
   void set_iterations(int64_t it) { iterations_ = it; }
-  float learning_rate() const { return learning_rate_; }
-  void set_learning_rate(float lr) { learning_rate_ = lr; }
+  // The rate the next step uses: the schedule's value at iterations() when there is one.
+  float learning_rate() const { return schedule_ ? (*schedule_)(iterations_) : learning_rate_; }
+  // As in Keras, a rate that comes from a schedule cannot be set: throws std::logic_error.
+  void set_learning_rate(float lr);
+  void set_learning_rate_schedule(std::shared_ptr<const schedules::LearningRateSchedule> schedule) {
+    schedule_ = std::move(schedule);
+  }
+  const schedules::LearningRateSchedule* learning_rate_schedule() const { return schedule_.get(); }
   // The optimizer's own state slots in Keras order, e.g. Adam: {"m", "v"} (+ "v_hat" for amsgrad).
   // state(slot) is a buffer laid out like the parameters.
   virtual std::vector<std::string> state_slots() const = 0;
@@ -60,7 +68,8 @@ class Optimizer {
 
  protected:
   void clip(float* grads) const;  // applies ClipOptions over variables_
-  float learning_rate_ = 0.001f;
+  float learning_rate_ = 0.001f;  // with a schedule, the value begin_step() computed
+  std::shared_ptr<const schedules::LearningRateSchedule> schedule_;
   int64_t iterations_ = 0;
   ClipOptions clip_;
   std::vector<VariableSlice> variables_;
@@ -73,6 +82,7 @@ struct AdamOptions {
   float epsilon = 1e-7f;
   bool amsgrad = false;
   ClipOptions clip = {};
+  std::shared_ptr<const schedules::LearningRateSchedule> learning_rate_schedule = nullptr;  // replaces learning_rate
 };
 struct AdamWOptions {
   float learning_rate = 0.001f;
@@ -82,12 +92,14 @@ struct AdamWOptions {
   float epsilon = 1e-7f;
   bool amsgrad = false;
   ClipOptions clip = {};
+  std::shared_ptr<const schedules::LearningRateSchedule> learning_rate_schedule = nullptr;  // replaces learning_rate
 };
 struct SGDOptions {
   float learning_rate = 0.01f;
   float momentum = 0.0f;
   bool nesterov = false;
   ClipOptions clip = {};
+  std::shared_ptr<const schedules::LearningRateSchedule> learning_rate_schedule = nullptr;  // replaces learning_rate
 };
 struct RMSpropOptions {
   float learning_rate = 0.001f;
@@ -96,6 +108,7 @@ struct RMSpropOptions {
   float epsilon = 1e-7f;
   bool centered = false;
   ClipOptions clip = {};
+  std::shared_ptr<const schedules::LearningRateSchedule> learning_rate_schedule = nullptr;  // replaces learning_rate
 };
 
 std::shared_ptr<Optimizer> Adam(AdamOptions options = {});

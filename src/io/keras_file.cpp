@@ -2,7 +2,8 @@
 //
 // Keras 3 weights tree (model.weights.h5 inside a .keras zip, or a .weights.h5 file):
 //   layers/<snake_case(class)>[_k]/vars/<i>   (k counts earlier layers of that class)
-//   optimizer/vars/0 = iterations (int64), 1 = learning_rate (float32), then the slots
+//   optimizer/vars/0 = iterations (int64), 1 = learning_rate (float32; absent with a schedule),
+//   then the slots
 //   vars/                                      (the model's own variables: none)
 // Legacy .h5 (read only): root attrs model_config / training_config and
 // model_weights/<layer name>/<weight name> listed by the group's weight_names attr.
@@ -119,10 +120,12 @@ void write_tree(h5::File& f, Model& model, bool with_optimizer) {
     f.ensure_group("optimizer/vars");
     f.write_string_attr("optimizer/vars", "name", opt->get_config().value("name", opt->class_name()));
     f.write_int64("optimizer/vars/0", opt->iterations());
-    const float lr = opt->learning_rate();
-    f.write_floats("optimizer/vars/1", {}, &lr);
+    int i = 1;
+    if (!opt->learning_rate_schedule()) {  // a schedule's rate is no variable (it is in the config)
+      const float lr = opt->learning_rate();
+      f.write_floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
+    }
     if (model.optimizer_built()) {
-      int i = 2;
       for (const SlotVar& sv : optimizer_layout(model))
         f.write_floats("optimizer/vars/" + std::to_string(i++), sv.shape, opt->state(sv.slot) + sv.var->offset);
     }
@@ -184,19 +187,24 @@ void read_optimizer(const h5::File& f, Model& model) {
   if (n == 0) return;
   optimizers::Optimizer* opt = model.optimizer();
   const std::vector<SlotVar> layout = optimizer_layout(model);
-  const size_t expected = 2 + layout.size();
-  if (n != 2 && n != expected) {
+  const bool has_rate = opt->learning_rate_schedule() == nullptr;  // else the schedule's config holds it
+  const size_t first_slot = has_rate ? 2 : 1, expected = first_slot + layout.size();
+  if (n != first_slot && n != expected) {
     warn(f.name(), "skipping the saved optimizer state: the file has " + std::to_string(n) +
                        " optimizer variables, the model's " + opt->class_name() + " has " + std::to_string(expected));
     return;
   }
   const int64_t iterations = f.read_int64("optimizer/vars/0");
   if (iterations < 0) f.fail("optimizer/vars/0: negative iteration count");
-  const h5::Array lr = f.read_floats("optimizer/vars/1");
-  if (lr.values.size() != 1) f.fail("optimizer/vars/1: the learning rate should be one number");
+  float rate = 0.0f;
+  if (has_rate) {
+    const h5::Array lr = f.read_floats("optimizer/vars/1");
+    if (lr.values.size() != 1) f.fail("optimizer/vars/1: the learning rate should be one number");
+    rate = lr.values[0];
+  }
   std::vector<std::vector<float>> slots;  // none when the model was saved before its first step
   for (size_t i = 0; n == expected && i < layout.size(); ++i) {
-    const std::string path = "optimizer/vars/" + std::to_string(i + 2);
+    const std::string path = "optimizer/vars/" + std::to_string(i + first_slot);
     h5::Array a = f.read_floats(path);
     if (a.shape != layout[i].shape)
       f.fail("shape mismatch for optimizer variable " + path + " (" + layout[i].slot + " of '" + layout[i].var->name +
@@ -204,7 +212,7 @@ void read_optimizer(const h5::File& f, Model& model) {
     slots.push_back(std::move(a.values));
   }
   opt->set_iterations(iterations);
-  opt->set_learning_rate(lr.values[0]);
+  if (has_rate) opt->set_learning_rate(rate);
   if (slots.empty()) return;
   model.build_optimizer();
   for (size_t i = 0; i < layout.size(); ++i)

@@ -74,6 +74,7 @@ class OptimizerBase : public Optimizer {
   void begin_step(float* grads) override {
     if (!built_) throw std::logic_error(class_name() + ": apply() before build()");
     clip(grads);
+    if (schedule_) learning_rate_ = (*schedule_)(iterations_);  // _get_current_learning_rate
     prepare_step();
   }
 
@@ -102,7 +103,7 @@ class OptimizerBase : public Optimizer {
     nlohmann::json c = {
         {"name", name_},
         // float(self._learning_rate.numpy()): the float32 value widened, as Keras writes it.
-        {"learning_rate", static_cast<double>(learning_rate_)},
+        {"learning_rate", schedule_ ? schedules::schedule_to_json(*schedule_) : nlohmann::json(static_cast<double>(learning_rate_))},
         {"weight_decay", optional_json(weight_decay_)},
         {"clipnorm", optional_json(clip_.clipnorm)},
         {"global_clipnorm", optional_json(clip_.global_clipnorm)},
@@ -322,12 +323,19 @@ std::shared_ptr<Optimizer> build_from_config(const std::string& cls, const nlohm
   ClipOptions clip;
   std::optional<float> weight_decay;
   std::optional<float> lr;
+  std::shared_ptr<const schedules::LearningRateSchedule> schedule;
   std::string name;
   for (const auto& [key, v] : config.items()) {
     if (key == "learning_rate" || key == "lr") {
-      if (v.is_object())
-        throw std::invalid_argument("optimizer " + cls + ": learning-rate schedules are not supported");
-      lr = number(v, key);
+      if (v.is_object()) {
+        try {
+          schedule = schedules::schedule_from_json(v);
+        } catch (const std::invalid_argument& e) {
+          throw std::invalid_argument("optimizer " + cls + ": learning_rate: " + e.what());
+        }
+      } else {
+        lr = number(v, key);
+      }
     } else if (key == "name") {
       if (!v.is_null()) name = v.get<std::string>();
     } else if (key == "weight_decay") {
@@ -393,6 +401,7 @@ std::shared_ptr<Optimizer> build_from_config(const std::string& cls, const nlohm
   }
   if (!known.empty())
     throw std::invalid_argument("optimizer " + cls + ": unknown config key '" + known.begin()->first + "'");
+  opt->set_learning_rate_schedule(std::move(schedule));
   return opt;
 }
 
@@ -436,20 +445,40 @@ void Optimizer::clip(float* grads) const {
   }
 }
 
+void Optimizer::set_learning_rate(float lr) {
+  if (schedule_)
+    throw std::logic_error(class_name() + ": this optimizer was created with a LearningRateSchedule (" +
+                           schedule_->class_name() + ") as its learning rate, hence its learning rate is not settable");
+  learning_rate_ = lr;
+}
+
+namespace {
+std::shared_ptr<Optimizer> with_schedule(std::shared_ptr<Optimizer> opt,
+                                         std::shared_ptr<const schedules::LearningRateSchedule> schedule) {
+  opt->set_learning_rate_schedule(std::move(schedule));
+  return opt;
+}
+}  // namespace
+
 std::shared_ptr<Optimizer> Adam(AdamOptions o) {
-  return std::make_shared<AdamOptimizer>("adam", o.learning_rate, o.beta_1, o.beta_2, o.epsilon, o.amsgrad, o.clip,
-                                         std::nullopt);
+  return with_schedule(std::make_shared<AdamOptimizer>("adam", o.learning_rate, o.beta_1, o.beta_2, o.epsilon,
+                                                       o.amsgrad, o.clip, std::nullopt),
+                       o.learning_rate_schedule);
 }
 std::shared_ptr<Optimizer> AdamW(AdamWOptions o) {
-  return std::make_shared<AdamWOptimizer>("adamw", o.learning_rate, o.beta_1, o.beta_2, o.epsilon, o.amsgrad,
-                                          o.clip, o.weight_decay);
+  return with_schedule(std::make_shared<AdamWOptimizer>("adamw", o.learning_rate, o.beta_1, o.beta_2, o.epsilon,
+                                                        o.amsgrad, o.clip, o.weight_decay),
+                       o.learning_rate_schedule);
 }
 std::shared_ptr<Optimizer> SGD(SGDOptions o) {
-  return std::make_shared<SGDOptimizer>("SGD", o.learning_rate, o.momentum, o.nesterov, o.clip, std::nullopt);
+  return with_schedule(
+      std::make_shared<SGDOptimizer>("SGD", o.learning_rate, o.momentum, o.nesterov, o.clip, std::nullopt),
+      o.learning_rate_schedule);
 }
 std::shared_ptr<Optimizer> RMSprop(RMSpropOptions o) {
-  return std::make_shared<RMSpropOptimizer>("rmsprop", o.learning_rate, o.rho, o.momentum, o.epsilon, o.centered,
-                                            o.clip, std::nullopt);
+  return with_schedule(std::make_shared<RMSpropOptimizer>("rmsprop", o.learning_rate, o.rho, o.momentum, o.epsilon,
+                                                          o.centered, o.clip, std::nullopt),
+                       o.learning_rate_schedule);
 }
 
 std::shared_ptr<Optimizer> optimizer_from_json(const nlohmann::json& j) {
