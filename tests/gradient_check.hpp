@@ -29,6 +29,8 @@ struct GradCheck {
   CallOptions options;  // query_mask / value_mask are filled by the harness when the masks are given
   std::vector<float> query_mask;  // [batch, Tq] 0/1, empty for none
   std::vector<float> value_mask;  // [batch, Tv]
+  std::vector<float> key_mask;        // [batch, Tv] (MultiHeadAttention)
+  std::vector<float> attention_mask;  // [batch, Tq, Tv] (MultiHeadAttention)
   int64_t batch = 2;
   bool training = false;
   uint64_t seed = 1234;
@@ -100,6 +102,9 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
   for (int s : spec.input_source) inputs.push_back(data_nodes[s]);
   if (!spec.query_mask.empty()) spec.options.query_mask = Input({spec.input_shapes[0][0]});
   if (!spec.value_mask.empty()) spec.options.value_mask = Input({spec.input_shapes[1][0]});
+  if (!spec.key_mask.empty()) spec.options.key_mask = Input({spec.input_shapes.back()[0]});
+  if (!spec.attention_mask.empty())
+    spec.options.attention_mask = Input({spec.input_shapes[0][0], spec.input_shapes[1][0]});
   std::vector<Node> outs = layer.call(inputs, spec.options);
   const CallOptions& call = spec.options;
 
@@ -144,6 +149,8 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
     for (auto& o : out_buf) f.outputs.push_back(o.data());
     f.query_mask = spec.query_mask.empty() ? nullptr : spec.query_mask.data();
     f.value_mask = spec.value_mask.empty() ? nullptr : spec.value_mask.data();
+    f.key_mask = spec.key_mask.empty() ? nullptr : spec.key_mask.data();
+    f.attention_mask = spec.attention_mask.empty() ? nullptr : spec.attention_mask.data();
     f.saved = saved.data();
     f.scratch = scratch.data();
     layer.forward(f);
@@ -176,6 +183,8 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
     for (size_t i = 1; i < out_buf.size(); ++i) b.output_grads.push_back(nullptr);
     b.query_mask = spec.query_mask.empty() ? nullptr : spec.query_mask.data();
     b.value_mask = spec.value_mask.empty() ? nullptr : spec.value_mask.data();
+    b.key_mask = spec.key_mask.empty() ? nullptr : spec.key_mask.data();
+    b.attention_mask = spec.attention_mask.empty() ? nullptr : spec.attention_mask.data();
     b.param_grads = param_grad.data();
     b.saved = saved.data();
     b.scratch = scratch.data();

@@ -177,6 +177,38 @@ TEST(KerasFile, FunctionalAttentionRoundTrip) {
   EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
 }
 
+// MultiHeadAttention called with a separate key, key_mask and attention_mask (model inputs): the
+// masks reach the layer in training and prediction (a model without them predicts otherwise), are
+// written as Keras call kwargs, and come back from the file.
+TEST(KerasFile, MultiHeadAttentionMasksRoundTrip) {
+  TempDir dir;
+  set_random_seed(13);
+  Node x = Input({4, 6}, "tokens");
+  Node k = Input({4, 2}, "keys");
+  Node key_mask = Input({4}, "key_mask");
+  Node pairs = Input({4, 4}, "pairs");
+  MultiHeadAttention mha(2, 3);
+  Node a = mha({x, x, k}, {.key_mask = key_mask, .attention_mask = pairs});
+  Model m({x, k, key_mask, pairs}, {Dense(3)(Flatten()(a))}, "masked");
+  m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+  m.set_seed(2);
+  const Tensor xs = random_tensor({8, 4, 6}, 5), ks = random_tensor({8, 4, 2}, 6);
+  Tensor km({8, 4}), am({8, 4, 4}), ones_km({8, 4}), ones_am({8, 4, 4});
+  for (int64_t i = 0; i < km.size(); ++i) km[i] = i % 5 == 1 ? 0.0f : 1.0f, ones_km[i] = 1.0f;
+  for (int64_t i = 0; i < am.size(); ++i) am[i] = i % 3 == 2 ? 0.0f : 1.0f, ones_am[i] = 1.0f;
+  const Tensor y = random_labels(8, 3, 7);
+  m.fit({xs, ks, km, am}, y, quiet(1, 4));
+  const json kwargs = model_to_config(m)["config"]["layers"][4]["inbound_nodes"][0]["kwargs"];
+  EXPECT_EQ(kwargs["key_mask"]["config"]["keras_history"][0], "key_mask") << kwargs.dump();
+  EXPECT_EQ(kwargs["attention_mask"]["config"]["keras_history"][0], "pairs") << kwargs.dump();
+  save_model(m, dir.file("masked.keras"));
+  Model r = load_model(dir.file("masked.keras"));
+  EXPECT_EQ(model_to_config(r), model_to_config(m));
+  const Tensor p = m.predict({xs, ks, km, am})[0];
+  expect_same(p, r.predict({xs, ks, km, am})[0], "predictions after load");
+  EXPECT_NE(p.to_vector(), m.predict({xs, ks, ones_km, ones_am})[0].to_vector());  // the masks matter
+}
+
 TEST(KerasFile, ConfigHasKerasLayout) {
   Model m = attention_model();
   const json c = model_to_config(m);

@@ -58,11 +58,12 @@ std::vector<double> einsum_dense_in(const std::vector<float>& x, int64_t bt, int
 }
 
 // Keras 3, explicit-scores path: Q = (xq Wq + bq) / sqrt(key_dim); S[b,h,t,s] = Q[b,t,h,:] . K[b,s,h,:];
-// mask = qm[t] & vm[s] & (s <= t if causal); P = softmax over unmasked s (masked and fully masked
+// mask = qm[t] & vm[s] & km[s] (only with a separate key) & am[t,s] & (s <= t if causal); P = softmax over unmasked s (masked and fully masked
 // rows: 0, Softmax's where(mask, out, 0)); C[b,t,h,:] = sum_s P V[b,s,h,:]; out = C Wo + bo.
 Oracle mha_oracle(const L::MultiHeadAttentionLayer& layer, int64_t B, int64_t tq, int64_t tv,
                   const std::vector<float>& xq, const std::vector<float>& xv, const std::vector<float>* xk,
-                  const std::vector<float>& qm, const std::vector<float>& vm, bool causal) {
+                  const std::vector<float>& qm, const std::vector<float>& vm, bool causal,
+                  const std::vector<float>& km = {}, const std::vector<float>& am = {}) {
   std::map<std::string, const float*> w;
   for (const attn::Weight& wt : layer.weights()) w[wt.name] = wt.value.data();
   const auto get = [&](const std::string& n) { return w.count(n) ? w.at(n) : nullptr; };
@@ -86,7 +87,8 @@ Oracle mha_oracle(const L::MultiHeadAttentionLayer& layer, int64_t B, int64_t tq
         double mx = -1e300;
         bool any = false;
         for (int64_t j = 0; j < tv; ++j) {
-          on[j] = (qm.empty() || qm[b * tq + t] != 0) && (vm.empty() || vm[b * tv + j] != 0) && (!causal || j <= t);
+          on[j] = (qm.empty() || qm[b * tq + t] != 0) && (vm.empty() || vm[b * tv + j] != 0) && (!causal || j <= t) &&
+                  (km.empty() || !xk || km[b * tv + j] != 0) && (am.empty() || am[(b * tq + t) * tv + j] != 0);
           s[j] = 0;
           for (int64_t e = 0; e < dk; ++e) s[j] += Q[((b * tq + t) * H + h) * dk + e] * K[((b * tv + j) * H + h) * dk + e];
           if (on[j]) {
@@ -121,7 +123,8 @@ struct FwdRun {
 };
 FwdRun run_forward(L::MultiHeadAttentionLayer& layer, const CallOptions& call, int64_t B,
                 const std::vector<const std::vector<float>*>& inputs, const std::vector<float>& qm,
-                const std::vector<float>& vm, const std::vector<Shape>& out_shapes) {
+                const std::vector<float>& vm, const std::vector<Shape>& out_shapes, const std::vector<float>& km = {},
+                const std::vector<float>& am = {}) {
   FwdRun r;
   r.out.assign(B * attn::shape_size(out_shapes[0]), std::nanf(""));
   if (out_shapes.size() > 1) r.scores.assign(B * attn::shape_size(out_shapes[1]), std::nanf(""));
@@ -135,6 +138,8 @@ FwdRun run_forward(L::MultiHeadAttentionLayer& layer, const CallOptions& call, i
   if (!r.scores.empty()) f.outputs.push_back(r.scores.data());
   f.query_mask = qm.empty() ? nullptr : qm.data();
   f.value_mask = vm.empty() ? nullptr : vm.data();
+  f.key_mask = km.empty() ? nullptr : km.data();
+  f.attention_mask = am.empty() ? nullptr : am.data();
   f.saved = saved.data();
   f.scratch = scratch.data();
   layer.forward(f);
@@ -161,7 +166,7 @@ struct ForwardCase {
   L::MultiHeadAttentionOptions options;
   Shape q, v, k = {};  // k empty: key = value
   CallOptions call = {};
-  std::vector<float> query_mask = {}, value_mask = {};
+  std::vector<float> query_mask = {}, value_mask = {}, key_mask = {}, attention_mask = {};
   int64_t batch = 2;
 };
 
@@ -175,6 +180,8 @@ void check_forward(const ForwardCase& c) {
   call.return_attention_scores = true;
   if (!c.query_mask.empty()) call.query_mask = attn::Input({c.q[0]});
   if (!c.value_mask.empty()) call.value_mask = attn::Input({c.v[0]});
+  if (!c.key_mask.empty()) call.key_mask = attn::Input({c.v[0]});
+  if (!c.attention_mask.empty()) call.attention_mask = attn::Input({c.q[0], c.v[0]});
   auto outs = layer->call(nodes, call);
   ASSERT_EQ(outs.size(), 2u);
   const int64_t out_dim = c.options.output_shape.value_or(c.q[1]);
@@ -189,9 +196,10 @@ void check_forward(const ForwardCase& c) {
   const auto xk = c.k.empty() ? std::vector<float>{} : random_values(gen, B * attn::shape_size(c.k));
   std::vector<const std::vector<float>*> ins = {&xq, &xv};
   if (!c.k.empty()) ins.push_back(&xk);
-  FwdRun r = run_forward(*layer, call, B, ins, c.query_mask, c.value_mask, {outs[0]->shape, outs[1]->shape});
+  FwdRun r = run_forward(*layer, call, B, ins, c.query_mask, c.value_mask, {outs[0]->shape, outs[1]->shape},
+                         c.key_mask, c.attention_mask);
   const Oracle o = mha_oracle(*layer, B, c.q[0], c.v[0], xq, xv, c.k.empty() ? nullptr : &xk, c.query_mask,
-                              c.value_mask, call.use_causal_mask);
+                              c.value_mask, call.use_causal_mask, c.key_mask, c.attention_mask);
   expect_near_all(r.out, o.out, 2e-5, "output");
   expect_near_all(r.scores, o.scores, 2e-6, "scores");
 }
@@ -286,6 +294,25 @@ TEST_F(Mha, ForwardMasksAndCausal) {
                  .query_mask = {1, 1, 0, 1, 1, 1},
                  .value_mask = {1, 0, 1, 1, 0, 0, 1, 1, 1, 1}});
 }
+// Sample 0: attention_mask blocks (0,1), (1,0), (2,2) and key 3 (key mask); sample 1: key 0 is
+// masked, and query 1's attention row is all zeros (a fully masked row: zero probabilities).
+TEST_F(Mha, ForwardKeyAndAttentionMasks) {
+  check_forward({.options = {.num_heads = 2, .key_dim = 3},
+                 .q = {3, 4},
+                 .v = {4, 5},
+                 .k = {4, 2},
+                 .key_mask = {1, 1, 1, 0, 0, 1, 1, 1},
+                 .attention_mask = {1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1,  //
+                                    1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1}});
+}
+// A key mask without a separate key is ignored, as Keras ignores it when key is value.
+TEST_F(Mha, ForwardKeyMaskIgnoredWithoutASeparateKey) {
+  check_forward({.options = {.num_heads = 1, .key_dim = 2},
+                 .q = {2, 3},
+                 .v = {3, 3},
+                 .key_mask = {0, 0, 0, 0, 0, 0},
+                 .attention_mask = {1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0}});
+}
 TEST_F(Mha, ForwardEveryValueMasked) {
   check_forward({.options = {.num_heads = 1, .key_dim = 2}, .q = {2, 3}, .v = {3, 3}, .value_mask = {0, 0, 0, 1, 0, 1}});
 }
@@ -340,7 +367,7 @@ struct GradCase {
   CallOptions call = {};
   bool training = false;
   std::vector<int> source = {};
-  std::vector<float> query_mask = {}, value_mask = {};
+  std::vector<float> query_mask = {}, value_mask = {}, key_mask = {}, attention_mask = {};
 };
 
 attn::testing::GradCheckResult check_mha(const GradCase& c) {
@@ -352,6 +379,8 @@ attn::testing::GradCheckResult check_mha(const GradCase& c) {
   g.input_source = c.source;
   g.query_mask = c.query_mask;
   g.value_mask = c.value_mask;
+  g.key_mask = c.key_mask;
+  g.attention_mask = c.attention_mask;
   g.batch = 2;
   return check_layer_gradients(g);
 }
@@ -380,6 +409,13 @@ TEST_F(Mha, GradientQueryAndValueMasksWithFullyMaskedRows) {
              .call = {.use_causal_mask = true},
              .query_mask = {1, 0, 1, 1, 1, 1},
              .value_mask = {1, 1, 0, 1, 0, 0, 1, 1, 0, 1}});
+}
+TEST_F(Mha, GradientKeyAndAttentionMasks) {
+  check_mha({.options = {.num_heads = 2, .key_dim = 3},
+             .shapes = {{3, 4}, {4, 3}, {4, 2}},
+             .key_mask = {1, 0, 1, 1, 1, 1, 1, 0},
+             .attention_mask = {1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 0,  //
+                                0, 0, 0, 0, 1, 0, 1, 1, 1, 1, 0, 1}});
 }
 TEST_F(Mha, GradientDropoutTraining) {
   auto res = check_mha({.options = {.num_heads = 2, .key_dim = 3, .dropout = 0.3f},

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,6 +42,11 @@ struct CallOptions {
   bool return_attention_scores = false;  // Attention: a second output (batch, Tq, Tv)
   Node query_mask = nullptr;                      // Attention: (batch, Tq) of 0/1, optional
   Node value_mask = nullptr;                      // Attention: (batch, Tv) of 0/1, optional
+  Node key_mask = nullptr;        // MultiHeadAttention: (batch, Tv) of 0/1; ignored without a separate key
+  Node attention_mask = nullptr;  // MultiHeadAttention: (batch, Tq, Tv) of 0/1 (nonzero = attend)
+
+  // Every mask argument, set or not, so graph code can walk them alike.
+  std::array<const Node*, 4> masks() const { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
 };
 
 // One call of a layer on symbolic inputs (Keras' Node).
@@ -159,6 +165,8 @@ struct ForwardContext {
   std::vector<float*> outputs;        // each [batch, output shape]
   const float* query_mask = nullptr;  // [batch, Tq] when the call has one
   const float* value_mask = nullptr;  // [batch, Tv]
+  const float* key_mask = nullptr;        // [batch, Tv]
+  const float* attention_mask = nullptr;  // [batch, Tq, Tv]
   float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
   float* saved = nullptr;             // [batch * saved_floats_per_sample()]
   float* scratch = nullptr;           // [scratch_floats(batch)]
@@ -177,6 +185,8 @@ struct BackwardContext {
   std::vector<float*> input_grads;         // ADD into; null where no gradient is needed
   const float* query_mask = nullptr;
   const float* value_mask = nullptr;
+  const float* key_mask = nullptr;
+  const float* attention_mask = nullptr;
   bool output_grad_is_logits = false;  // output_grads[0] is d/d(pre-activation)
   float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
   float* saved = nullptr;

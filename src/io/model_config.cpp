@@ -79,6 +79,8 @@ json serialize_call(const CallSite& site, const NodeIndex& nodes) {
     for (const Node& n : site.inputs) args.push_back(nodes.tensor(n));
     if (site.options.query_mask) kwargs["query_mask"] = nodes.tensor(site.options.query_mask);
     if (site.options.value_mask) kwargs["value_mask"] = nodes.tensor(site.options.value_mask);
+    if (site.options.key_mask) kwargs["key_mask"] = nodes.tensor(site.options.key_mask);
+    if (site.options.attention_mask) kwargs["attention_mask"] = nodes.tensor(site.options.attention_mask);
   }
   if (site.options.use_causal_mask) kwargs["use_causal_mask"] = true;
   if (site.options.return_attention_scores) kwargs["return_attention_scores"] = true;
@@ -411,8 +413,11 @@ struct Reader {
         if (!v[0].is_null()) opt.query_mask = tensor(v[0]);
         if (v.size() > 1 && !v[1].is_null()) opt.value_mask = tensor(v[1]);
         if (v.size() > 2 && !v[2].is_null()) fail(where + ": a key mask is not supported");
-      } else if (mha && (k == "query_mask" || k == "value_mask")) {
-        (k == "query_mask" ? opt.query_mask : opt.value_mask) = tensor(v);
+      } else if (mha && (k == "query_mask" || k == "value_mask" || k == "key_mask" || k == "attention_mask")) {
+        (k == "query_mask" ? opt.query_mask
+         : k == "value_mask" ? opt.value_mask
+         : k == "key_mask"   ? opt.key_mask
+                             : opt.attention_mask) = tensor(v);
       } else if (k == "mask" && v.is_array() && std::all_of(v.begin(), v.end(), [](const json& m) { return m.is_null(); })) {
         // An all-None mask list carries nothing.
       } else {

@@ -47,6 +47,8 @@ std::vector<Shape> AttentionLayer::compute_build(const std::vector<Shape>& in, c
     fail("query_mask must have shape (batch, " + std::to_string(q[0]) + ")");
   if (call.value_mask && call.value_mask->shape != Shape{v[0]})
     fail("value_mask must have shape (batch, " + std::to_string(v[0]) + ")");
+  if (call.key_mask || call.attention_mask)  // Keras' Attention takes mask=[query_mask, value_mask] only
+    fail("takes no key_mask or attention_mask (those are MultiHeadAttention's)");
   if (!built_) {
     if (options_.use_scale) add_weight("scale", {}, "ones");
     if (concat_) add_weight("concat_score_weight", {}, "ones");

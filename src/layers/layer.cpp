@@ -79,7 +79,7 @@ std::vector<Node> Layer::call(const std::vector<Node>& inputs, const CallOptions
     if (!n) fail("called on a null input");
     shapes.push_back(n->shape);
   }
-  for (const Node* m : {&options.query_mask, &options.value_mask})
+  for (const Node* m : options.masks())
     if (*m && (*m)->site && (*m)->site->layer.get() == this) fail("a mask cannot come from the layer itself");
   std::vector<Shape> out_shapes = build(shapes, options);
   auto site = std::make_shared<CallSite>();

@@ -103,6 +103,10 @@ std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shap
     fail("query_mask must have shape (batch, " + std::to_string(q[0]) + ")");
   if (call.value_mask && call.value_mask->shape != Shape{v[0]})
     fail("value_mask must have shape (batch, " + std::to_string(v[0]) + ")");
+  if (call.key_mask && call.key_mask->shape != Shape{k[0]})
+    fail("key_mask must have shape (batch, " + std::to_string(k[0]) + ")");
+  if (call.attention_mask && call.attention_mask->shape != Shape{q[0], v[0]})
+    fail("attention_mask must have shape (batch, " + std::to_string(q[0]) + ", " + std::to_string(v[0]) + ")");
   Dims d;
   d.tq = q[0];
   d.tv = v[0];
@@ -186,6 +190,9 @@ void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
   const bool drop = ctx.training && options_.dropout > 0.0f;
   const float* qm = ctx.query_mask;
   const float* vm = ctx.value_mask;
+  // _compute_attention_mask: the key's mask counts only for a key that is not the value.
+  const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
+  const float* am = ctx.attention_mask;
   for (int64_t b = 0; b < batch; ++b) {
     const float* qb = qp + b * q_size();
     const float* kb = kp + b * k_size();
@@ -199,7 +206,11 @@ void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
         // Masked softmax as keras/src/layers/activations/softmax.py: masked logits
         // sink to -1e9 and the output is then multiplied by the mask, so masked
         // entries are exactly 0 and a fully masked row is all zeros.
-        auto on = [&](int64_t j) { return row_on && (!vm || vm[b * d.tv + j] != 0.0f) && (!causal || j <= i); };
+        // Every mask given is ANDed, as _compute_attention_mask merges them.
+        auto on = [&](int64_t j) {
+          return row_on && (!vm || vm[b * d.tv + j] != 0.0f) && (!km || km[b * d.tv + j] != 0.0f) &&
+                 (!am || am[(b * d.tq + i) * d.tv + j] != 0.0f) && (!causal || j <= i);
+        };
         float mx = -INFINITY;
         for (int64_t j = 0; j < d.tv; ++j) {
           if (!on(j)) continue;

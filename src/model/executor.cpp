@@ -69,6 +69,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     for (const auto& weak : site->outputs) outs.push_back(id[weak.lock().get()]);
     site_qmask_.push_back(site->options.query_mask ? lookup(site->options.query_mask) : -1);
     site_vmask_.push_back(site->options.value_mask ? lookup(site->options.value_mask) : -1);
+    site_kmask_.push_back(site->options.key_mask ? lookup(site->options.key_mask) : -1);
+    site_amask_.push_back(site->options.attention_mask ? lookup(site->options.attention_mask) : -1);
     bool has_params = false;
     for (const Weight& w : site->layer->weights()) has_params |= w.trainable && site->layer->trainable();
     bool any_input_grad = false;
@@ -388,6 +390,8 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   for (size_t k = 0; k < f.outputs.size(); ++k) f.outputs[k] = rows_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
   if (site_qmask_[i] >= 0) f.query_mask = rows_of(act_[site_qmask_[i]], site_qmask_[i]);
   if (site_vmask_[i] >= 0) f.value_mask = rows_of(act_[site_vmask_[i]], site_vmask_[i]);
+  if (site_kmask_[i] >= 0) f.key_mask = rows_of(act_[site_kmask_[i]], site_kmask_[i]);
+  if (site_amask_[i] >= 0) f.attention_mask = rows_of(act_[site_amask_[i]], site_amask_[i]);
   f.saved = saved_[i].get() + begin * saved_per_sample_[i];
   f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
   s.teams[i].batch = batch_;
@@ -478,6 +482,8 @@ void Executor::run_slice(int t) {
     if (b.output_grad_is_logits) b.output_grads[0] = s.logits_grad.get();
     if (site_qmask_[i] >= 0) b.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
     if (site_vmask_[i] >= 0) b.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
+    if (site_kmask_[i] >= 0) b.key_mask = slice_of(act_[site_kmask_[i]], site_kmask_[i]);
+    if (site_amask_[i] >= 0) b.attention_mask = slice_of(act_[site_amask_[i]], site_amask_[i]);
     b.team = s.fwd[i].team;
     b.saved = s.fwd[i].saved;
     b.batch = count;

@@ -91,7 +91,7 @@ class Executor {
   std::vector<int> input_tensor_;        // model input i -> tensor id
   int output_tensor_ = -1;
   std::vector<std::vector<int>> site_inputs_, site_outputs_;
-  std::vector<int> site_qmask_, site_vmask_;
+  std::vector<int> site_qmask_, site_vmask_, site_kmask_, site_amask_;  // mask tensors per site, -1 for none
   int64_t planned_ = 0;
   std::vector<std::unique_ptr<ThreadState>> states_;
   std::vector<std::shared_ptr<float[]>> act_;   // per tensor [planned_, size]

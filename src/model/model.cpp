@@ -50,7 +50,7 @@ void Model::build_graph() {
     if (done.count(site.get())) return;
     done.insert(site.get());
     for (const Node& n : site->inputs) visit(n->site);
-    for (const Node* m : {&site->options.query_mask, &site->options.value_mask})
+    for (const Node* m : site->options.masks())
       if (*m) visit((*m)->site);
     order.push_back(site);
   };

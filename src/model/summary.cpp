@@ -176,7 +176,8 @@ void Model::summary(std::ostream& out) const {
     sequential_like = inputs_.size() == 1;
     std::set<const Layer*> seen;
     for (const auto& site : sites_) {
-      size_t n = site->inputs.size() + (site->options.query_mask ? 1 : 0) + (site->options.value_mask ? 1 : 0);
+      size_t n = site->inputs.size();
+      for (const Node* m : site->options.masks()) n += *m ? 1 : 0;
       if (n > 1 || !seen.insert(site->layer.get()).second) sequential_like = false;
     }
   }
@@ -244,8 +245,7 @@ void Model::summary(std::ostream& out) const {
       };
       for (const CallSite* site : sites) {
         for (const Node& n : site->inputs) add(n);
-        add(site->options.query_mask);
-        add(site->options.value_mask);
+        for (const Node* m : site->options.masks()) add(*m);
       }
       texts.push_back(connections.empty() ? "-" : connections);
     }

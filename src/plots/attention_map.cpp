@@ -71,8 +71,8 @@ Tensor attention_weights(Model& model, const Tensor& sample, const std::string& 
                                 "; there is no head " + std::to_string(head));
   // The layer's inputs (and masks) for this sample, wherever in the model the layer sits.
   std::vector<Node> nodes = site->inputs;
-  if (site->options.query_mask) nodes.push_back(site->options.query_mask);
-  if (site->options.value_mask) nodes.push_back(site->options.value_mask);
+  for (const Node* m : site->options.masks())
+    if (*m) nodes.push_back(*m);
   PredictOptions one;
   one.batch_size = 1;
   const std::vector<Tensor> values = model.activations({sample}, nodes, one);
@@ -87,6 +87,8 @@ Tensor attention_weights(Model& model, const Tensor& sample, const std::string& 
   for (; next < site->inputs.size(); ++next) ctx.inputs.push_back(values[next].data());
   if (site->options.query_mask) ctx.query_mask = values[next++].data();
   if (site->options.value_mask) ctx.value_mask = values[next++].data();
+  if (site->options.key_mask) ctx.key_mask = values[next++].data();
+  if (site->options.attention_mask) ctx.attention_mask = values[next++].data();
   ctx.outputs = {out.data(), all.data()};
   ctx.saved = saved.data();
   ctx.scratch = scratch.data();
