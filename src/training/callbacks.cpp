@@ -62,6 +62,12 @@ std::string float_repr(double v) {
   return s;
 }
 
+std::string joined_keys(const Logs& logs) {
+  std::string keys;
+  for (const auto& [k, v] : logs) keys += (keys.empty() ? "" : ",") + k;
+  return keys;
+}
+
 bool monitor_maximizes(const std::string& monitor, const std::string& mode_arg, const char* who) {
   std::string mode = mode_arg;
   if (mode != "auto" && mode != "min" && mode != "max") {
@@ -99,12 +105,10 @@ void EarlyStoppingCallback::on_train_begin(const Logs&) {
 void EarlyStoppingCallback::on_epoch_end(int epoch, const Logs& logs) {
   auto it = logs.find(options_.monitor);
   if (it == logs.end()) {
-    std::string available;
-    for (const auto& [k, v] : logs) available += (available.empty() ? "" : ",") + k;
     std::fprintf(stderr,
                  "attn: warning: EarlyStopping is conditioned on metric '%s' which is not available. Available "
                  "metrics are: %s\n",
-                 options_.monitor.c_str(), available.c_str());
+                 options_.monitor.c_str(), joined_keys(logs).c_str());
     return;
   }
   if (epoch < options_.start_from_epoch) return;

@@ -7,6 +7,7 @@
 #include "attn/callbacks.hpp"
 #include "attn/model.hpp"
 #include "attn/optimizers.hpp"
+#include "training/monitor.hpp"
 
 namespace attn::callbacks {
 
@@ -34,12 +35,10 @@ void ReduceLROnPlateauCallback::on_train_begin(const Logs&) {
 void ReduceLROnPlateauCallback::on_epoch_end(int epoch, const Logs& logs) {
   const auto it = logs.find(options_.monitor);
   if (it == logs.end()) {
-    std::string available;
-    for (const auto& [k, v] : logs) available += (available.empty() ? "" : ",") + k;
     std::fprintf(stderr,
                  "attn: warning: Learning rate reduction is conditioned on metric `%s` which is not available. "
                  "Available metrics are: %s.\n",
-                 options_.monitor.c_str(), available.c_str());
+                 options_.monitor.c_str(), joined_keys(logs).c_str());
     return;
   }
   const double current = it->second;
