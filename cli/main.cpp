@@ -266,8 +266,7 @@ int main(int argc, char** argv) {
           checkpoint = callbacks::ModelCheckpoint(
               checkpoint_path, {.monitor = checkpoint_monitor, .verbose = verbose > 0 ? 1 : 0,
                                 .save_best_only = checkpoint_best,
-                                .save_weights_only = checkpoint_path.size() >= 11 &&
-                                                     checkpoint_path.rfind(".weights.h5") == checkpoint_path.size() - 11});
+                                .save_weights_only = checkpoint_path.ends_with(".weights.h5")});
         } catch (const std::invalid_argument& e) {
           throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
         }

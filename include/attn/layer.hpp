@@ -167,6 +167,8 @@ struct ForwardContext {
   const float* value_mask = nullptr;  // [batch, Tv]
   const float* key_mask = nullptr;        // [batch, Tv]
   const float* attention_mask = nullptr;  // [batch, Tq, Tv]
+  // The mask fields in CallOptions::masks() order.
+  std::array<const float**, 4> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
   float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
   float* saved = nullptr;             // [batch * saved_floats_per_sample()]
   float* scratch = nullptr;           // [scratch_floats(batch)]
@@ -187,6 +189,7 @@ struct BackwardContext {
   const float* value_mask = nullptr;
   const float* key_mask = nullptr;
   const float* attention_mask = nullptr;
+  std::array<const float**, 4> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
   bool output_grad_is_logits = false;  // output_grads[0] is d/d(pre-activation)
   float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
   float* saved = nullptr;

@@ -154,6 +154,10 @@ class Model {
 
  private:
   friend class Executor;
+  // predict and activations: the values of `nodes` for xs, batch by batch; `what` names the caller
+  // in errors.
+  std::vector<Tensor> forward_values(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
+                                     const PredictOptions& options, const char* what);
   void build_graph();
   void gather_parameters();
   Executor& executor();

@@ -67,10 +67,12 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     std::vector<int> ins, outs;
     for (const Node& n : site->inputs) ins.push_back(lookup(n));
     for (const auto& weak : site->outputs) outs.push_back(id[weak.lock().get()]);
-    site_qmask_.push_back(site->options.query_mask ? lookup(site->options.query_mask) : -1);
-    site_vmask_.push_back(site->options.value_mask ? lookup(site->options.value_mask) : -1);
-    site_kmask_.push_back(site->options.key_mask ? lookup(site->options.key_mask) : -1);
-    site_amask_.push_back(site->options.attention_mask ? lookup(site->options.attention_mask) : -1);
+    std::array<int, 4> masks;
+    for (size_t m = 0; m < masks.size(); ++m) {
+      const Node* node = site->options.masks()[m];
+      masks[m] = *node ? lookup(*node) : -1;
+    }
+    site_masks_.push_back(masks);
     bool has_params = false;
     for (const Weight& w : site->layer->weights()) has_params |= w.trainable && site->layer->trainable();
     bool any_input_grad = false;
@@ -211,7 +213,7 @@ void Executor::plan(int64_t max_batch) {
 }
 
 Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices,
-                                    int64_t batch, bool train, bool training_mode, uint64_t seed, float* out) {
+                                    int64_t batch, bool train, bool training_mode, uint64_t seed) {
   if (xs.size() != input_tensor_.size())
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
                                 std::to_string(xs.size()));
@@ -223,7 +225,6 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   train_ = train;
   training_mode_ = training_mode;
   seed_ = seed;
-  out_ = out;
   prefetch_ = std::exchange(prefetch_indices_, nullptr);
   prefetch_count_ = std::exchange(prefetch_batch_, 0);
   grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch)) : 0.0f;
@@ -388,10 +389,8 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   ForwardContext& f = s.fwd[i];
   for (size_t k = 0; k < f.inputs.size(); ++k) f.inputs[k] = rows_of(act_[site_inputs_[i][k]], site_inputs_[i][k]);
   for (size_t k = 0; k < f.outputs.size(); ++k) f.outputs[k] = rows_of(act_[site_outputs_[i][k]], site_outputs_[i][k]);
-  if (site_qmask_[i] >= 0) f.query_mask = rows_of(act_[site_qmask_[i]], site_qmask_[i]);
-  if (site_vmask_[i] >= 0) f.value_mask = rows_of(act_[site_vmask_[i]], site_vmask_[i]);
-  if (site_kmask_[i] >= 0) f.key_mask = rows_of(act_[site_kmask_[i]], site_kmask_[i]);
-  if (site_amask_[i] >= 0) f.attention_mask = rows_of(act_[site_amask_[i]], site_amask_[i]);
+  for (size_t m = 0; m < site_masks_[i].size(); ++m)
+    if (const int tensor = site_masks_[i][m]; tensor >= 0) *f.masks()[m] = rows_of(act_[tensor], tensor);
   f.saved = saved_[i].get() + begin * saved_per_sample_[i];
   f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
   s.teams[i].batch = batch_;
@@ -442,7 +441,6 @@ void Executor::run_slice(int t) {
   }
   const int64_t out_size = output_size();
   const float* pred = slice_of(act_[output_tensor_], output_tensor_);
-  if (out_) std::memcpy(out_ + s.begin * out_size, pred, count * out_size * sizeof(float));
   if (y_ && model_->loss_) {
     const int64_t label_size = y_->size() / y_->dim(0);
     float* labels = s.labels.get();
@@ -480,10 +478,8 @@ void Executor::run_slice(int t) {
       b.output_grads[k] = needs_grad_[tensor] ? slice_of(grad_[tensor], tensor) : nullptr;
     }
     if (b.output_grad_is_logits) b.output_grads[0] = s.logits_grad.get();
-    if (site_qmask_[i] >= 0) b.query_mask = slice_of(act_[site_qmask_[i]], site_qmask_[i]);
-    if (site_vmask_[i] >= 0) b.value_mask = slice_of(act_[site_vmask_[i]], site_vmask_[i]);
-    if (site_kmask_[i] >= 0) b.key_mask = slice_of(act_[site_kmask_[i]], site_kmask_[i]);
-    if (site_amask_[i] >= 0) b.attention_mask = slice_of(act_[site_amask_[i]], site_amask_[i]);
+    for (size_t m = 0; m < site_masks_[i].size(); ++m)
+      if (const int tensor = site_masks_[i][m]; tensor >= 0) *b.masks()[m] = slice_of(act_[tensor], tensor);
     b.team = s.fwd[i].team;
     b.saved = s.fwd[i].saved;
     b.batch = count;

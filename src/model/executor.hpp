@@ -9,6 +9,7 @@
 // Forward passes alone run every layer on slices.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,10 +33,9 @@ class Executor {
     double correct = 0.0;   // samples counted correct by the accuracy metric
   };
   // Forward (and, when train, backward + optimizer step) over the samples
-  // indices[0..batch) of xs / y. y may be null (predict). When out is not null the
-  // model output rows are written to out[row_offset + r].
+  // indices[0..batch) of xs / y. y may be null (predict); activation() then reads any tensor.
   BatchResult run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t batch, bool train,
-                  bool training_mode, uint64_t seed, float* out);
+                  bool training_mode, uint64_t seed);
 
   // Announces the batch after the next run (fit's next batch, same input arrays): at the end
   // of the next run() each thread prefetches its share of those samples' input rows, so that a
@@ -91,7 +91,7 @@ class Executor {
   std::vector<int> input_tensor_;        // model input i -> tensor id
   int output_tensor_ = -1;
   std::vector<std::vector<int>> site_inputs_, site_outputs_;
-  std::vector<int> site_qmask_, site_vmask_, site_kmask_, site_amask_;  // mask tensors per site, -1 for none
+  std::vector<std::array<int, 4>> site_masks_;  // per site, CallOptions::masks() order: tensor or -1
   int64_t planned_ = 0;
   std::vector<std::unique_ptr<ThreadState>> states_;
   std::vector<std::shared_ptr<float[]>> act_;   // per tensor [planned_, size]
@@ -122,7 +122,6 @@ class Executor {
   bool train_ = false;
   bool training_mode_ = false;
   uint64_t seed_ = 0;
-  float* out_ = nullptr;
   float grad_scale_ = 0.0f;
   const int64_t* prefetch_indices_ = nullptr;  // set for the next run only
   int64_t prefetch_batch_ = 0;

@@ -85,10 +85,8 @@ Tensor attention_weights(Model& model, const Tensor& sample, const std::string& 
   ctx.call = &options;
   size_t next = 0;
   for (; next < site->inputs.size(); ++next) ctx.inputs.push_back(values[next].data());
-  if (site->options.query_mask) ctx.query_mask = values[next++].data();
-  if (site->options.value_mask) ctx.value_mask = values[next++].data();
-  if (site->options.key_mask) ctx.key_mask = values[next++].data();
-  if (site->options.attention_mask) ctx.attention_mask = values[next++].data();
+  for (size_t m = 0; m < ctx.masks().size(); ++m)  // the masks follow the inputs in `nodes`, in this order
+    if (*site->options.masks()[m]) *ctx.masks()[m] = values[next++].data();
   ctx.outputs = {out.data(), all.data()};
   ctx.saved = saved.data();
   ctx.scratch = scratch.data();

@@ -145,7 +145,7 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   Progbar bar(steps, verbose);
   for (int64_t s = 0; s < steps; ++s) {
     int64_t begin = s * batch_size, count = std::min<int64_t>(batch_size, n - begin);
-    auto r = ex.run(xs, &y, order.data() + begin, count, false, false, 0, nullptr);
+    auto r = ex.run(xs, &y, order.data() + begin, count, false, false, 0);
     means.add(r, loss_->reduction_divisor(count), count);
     bar.update(s + 1, means.logs(ex.compute_accuracy), s + 1 == steps);
   }
@@ -170,27 +170,18 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
 Tensor Model::predict(const Tensor& x, PredictOptions options) { return predict(std::vector<Tensor>{x}, options)[0]; }
 
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& xs, PredictOptions options) {
-  if (options.batch_size <= 0) throw std::invalid_argument("predict: batch_size must be positive");
-  check_inputs(xs, inputs_, "predict");
-  const int64_t n = xs[0].dim(0);
-  Executor& ex = executor();
-  Shape out_shape = outputs_[0]->shape;
-  out_shape.insert(out_shape.begin(), n);
-  Tensor out(out_shape);
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  ex.compute_accuracy = false;
-  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
-    int64_t count = std::min<int64_t>(options.batch_size, n - begin);
-    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0, out.data() + begin * ex.output_size());
-  }
-  return {out};
+  return forward_values(xs, {outputs_[0]}, options, "predict");
 }
 
 std::vector<Tensor> Model::activations(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
                                        PredictOptions options) {
-  if (options.batch_size <= 0) throw std::invalid_argument("activations: batch_size must be positive");
-  check_inputs(xs, inputs_, "activations");
+  return forward_values(xs, nodes, options, "activations");
+}
+
+std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
+                                          const PredictOptions& options, const char* what) {
+  if (options.batch_size <= 0) throw std::invalid_argument(std::string(what) + ": batch_size must be positive");
+  check_inputs(xs, inputs_, what);
   const int64_t n = xs[0].dim(0);
   Executor& ex = executor();
   ex.plan(std::min<int64_t>(std::max<int64_t>(n, 1), options.batch_size));  // so every node has a buffer
@@ -199,7 +190,7 @@ std::vector<Tensor> Model::activations(const std::vector<Tensor>& xs, const std:
   for (const Node& node : nodes) {
     if (!node || ex.activation(node.get()) == nullptr)
       throw std::invalid_argument(
-          "activations: " +
+          std::string(what) + ": " +
           (node && node->site ? "output " + std::to_string(node->index) + " of layer '" + node->site->layer->name() + "'"
                               : std::string("a tensor")) +
           " is not computed by this model");
@@ -213,7 +204,7 @@ std::vector<Tensor> Model::activations(const std::vector<Tensor>& xs, const std:
   ex.compute_accuracy = false;
   for (int64_t begin = 0; begin < n; begin += options.batch_size) {
     const int64_t count = std::min<int64_t>(options.batch_size, n - begin);
-    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0, nullptr);
+    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0);
     for (size_t i = 0; i < nodes.size(); ++i)
       std::memcpy(out[i].data() + begin * sizes[i], ex.activation(nodes[i].get()), count * sizes[i] * sizeof(float));
   }
@@ -235,7 +226,7 @@ Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor&
     std::iota(order.begin(), order.end(), 0);
   }
   ex.compute_accuracy = !metric_names_.empty();
-  auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
+  auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
   StepResult result;
   result.loss = r.loss_sum / loss_->reduction_divisor(n);
   result.accuracy = ex.compute_accuracy ? r.correct / double(n) : std::nan("");
@@ -317,7 +308,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       const int64_t next = begin + count;
       if (next < n) ex.prefetch_for_next_run(order.data() + next, std::min<int64_t>(options.batch_size, n - next));
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
-                      hash_combine(seed_, 0x7ba1, optimizer_->iterations()), nullptr);
+                      hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
       means.add(r, loss_->reduction_divisor(count), count);
       callbacks::Logs batch_logs = means.logs(with_accuracy);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);

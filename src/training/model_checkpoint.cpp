@@ -13,10 +13,6 @@
 namespace attn::callbacks {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // One replacement field's value under a Python format spec ([0][width][.precision][type], the
 // part of the mini-language file names use). Integers (epoch, batch) take d as well as the float
 // types; floats without a type print as Python's repr.
@@ -71,13 +67,13 @@ ModelCheckpointCallback::ModelCheckpointCallback(std::string filepath, ModelChec
   if (options_.save_freq < 0)
     throw std::invalid_argument("ModelCheckpoint: save_freq must be 0 (every epoch) or a number of batches");
   if (options_.save_weights_only) {
-    if (!ends_with(filepath_, ".weights.h5"))
+    if (!filepath_.ends_with(".weights.h5"))
       throw std::invalid_argument("ModelCheckpoint: with save_weights_only the path must end in .weights.h5, got '" +
                                   filepath_ + "'");
-  } else if (ends_with(filepath_, ".h5")) {
+  } else if (filepath_.ends_with(".h5")) {
     throw std::invalid_argument("ModelCheckpoint: '" + filepath_ +
                                 "': attn does not write legacy .h5 model files; use a .keras path");
-  } else if (!ends_with(filepath_, ".keras")) {
+  } else if (!filepath_.ends_with(".keras")) {
     throw std::invalid_argument("ModelCheckpoint: the path must end in .keras, got '" + filepath_ + "'");
   }
   maximize_ = monitor_maximizes(options_.monitor, options_.mode, "ModelCheckpoint");
