@@ -143,4 +143,45 @@ TEST(StepAllocation, ReferenceModelTrainStepAllocatesNothing) {
   }
 }
 
+// fit's own loop around the steps (shuffled gather, running means, the logs handed to
+// callbacks, the progress line at verbose 0 and 2) allocates nothing per step either: a
+// callback counts the allocations between the ends of batches 2 and 7.
+class CountBetweenBatches : public attn::callbacks::Callback {
+ public:
+  void on_train_batch_end(int batch, const attn::callbacks::Logs& logs) override {
+    if (batch == 2) {
+      g_allocations = 0;
+      g_counting = true;
+    } else if (batch == 7) {
+      g_counting = false;
+      counted = g_allocations.load();
+      seen_loss = logs.count("loss") == 1 && std::isfinite(logs.at("loss"));
+    }
+  }
+  long counted = -1;
+  bool seen_loss = false;
+};
+
+TEST(StepAllocation, FitLoopAllocatesNothingPerStep) {
+  const int64_t n = 200;
+  attn::Tensor x({n, 784, 1}), y({n});
+  std::mt19937 gen(6);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen) < 0.8f ? 0.0f : u(gen);
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % 10);
+  for (int threads : {1, 2})
+    for (int verbose : {0, 2}) {
+      attn::clear_session();
+      attn::set_random_seed(9);
+      attn::Model model = attn::reference_model();
+      model.set_threads(threads);
+      model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                    {"accuracy"}, {.warn = false});
+      auto counter = std::make_shared<CountBetweenBatches>();
+      model.fit(x, y, {.epochs = 1, .batch_size = 20, .verbose = verbose, .callbacks = {counter}});
+      EXPECT_EQ(counter->counted, 0) << threads << " thread(s), verbose " << verbose;
+      EXPECT_TRUE(counter->seen_loss);
+    }
+}
+
 }  // namespace

@@ -124,11 +124,15 @@ struct EpochMeans {
     loss.update(static_cast<float>(r.loss_sum / divisor), static_cast<float>(n));
     accuracy.update_sum(static_cast<float>(r.correct), static_cast<float>(n));
   }
-  callbacks::Logs logs(bool with_accuracy, const std::string& prefix = "") const {
+  callbacks::Logs logs(bool with_accuracy) const {
     callbacks::Logs l;
-    l[prefix + "loss"] = loss.result();
-    if (with_accuracy) l[prefix + "accuracy"] = accuracy.result();
+    write(l, with_accuracy);
     return l;
+  }
+  // Into existing entries after the first call: no allocation per step.
+  void write(callbacks::Logs& l, bool with_accuracy) const {
+    l["loss"] = loss.result();
+    if (with_accuracy) l["accuracy"] = accuracy.result();
   }
 };
 }  // namespace
@@ -143,11 +147,15 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   EpochMeans means;
   const int64_t steps = (n + batch_size - 1) / batch_size;
   Progbar bar(steps, verbose);
+  callbacks::Logs logs;  // one map for every batch, as in fit
   for (int64_t s = 0; s < steps; ++s) {
     int64_t begin = s * batch_size, count = std::min<int64_t>(batch_size, n - begin);
     auto r = ex.run(xs, &y, order.data() + begin, count, false, false, 0);
     means.add(r, loss_->reduction_divisor(count), count);
-    bar.update(s + 1, means.logs(ex.compute_accuracy), s + 1 == steps);
+    if (verbose > 0) {
+      means.write(logs, ex.compute_accuracy);
+      bar.update(s + 1, logs, s + 1 == steps);
+    }
   }
   return means.logs(ex.compute_accuracy);
 }
@@ -303,6 +311,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(y.shape(), {n, out_size});
     EpochMeans means;
     Progbar bar(steps, options.verbose);
+    callbacks::Logs batch_logs;  // one map for every step: a step allocates nothing
     for (int64_t s = 0; s < steps && !stop_training; ++s) {
       const int64_t begin = s * options.batch_size, count = std::min<int64_t>(options.batch_size, n - begin);
       const int64_t next = begin + count;
@@ -310,7 +319,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
       means.add(r, loss_->reduction_divisor(count), count);
-      callbacks::Logs batch_logs = means.logs(with_accuracy);
+      means.write(batch_logs, with_accuracy);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
       if (s + 1 < steps) bar.update(s + 1, batch_logs);
     }
