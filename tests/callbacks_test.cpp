@@ -21,6 +21,10 @@
 
 namespace {
 
+// Callbacks take the epoch logs by reference (they may add to them, as in Keras): these tests
+// hand each call its own map.
+void epoch_end(attn::callbacks::Callback& cb, int epoch, attn::callbacks::Logs logs) { cb.on_epoch_end(epoch, logs); }
+
 namespace L = attn::layers;
 namespace C = attn::callbacks;
 using C::EarlyStoppingCallback;
@@ -53,7 +57,7 @@ EsRun run_early_stopping(EarlyStoppingOptions options, const std::vector<double>
   EsRun r;
   for (size_t e = 0; e < values.size(); ++e) {
     model.set_weights_flat(std::vector<float>(model.count_params(), static_cast<float>(e)));
-    es.on_epoch_end(static_cast<int>(e), Logs{{key, values[e]}, {"other", 123.0}});
+    epoch_end(es, static_cast<int>(e), Logs{{key, values[e]}, {"other", 123.0}});
     if (model.stop_training) {
       r.stopped_at = static_cast<int>(e);
       break;
@@ -189,7 +193,7 @@ TEST_F(Callbacks, MissingMonitorWarnsAndChangesNothing) {
   es.set_model(&model);
   es.on_train_begin({});
   ::testing::internal::CaptureStderr();
-  for (int e = 0; e < 3; ++e) es.on_epoch_end(e, {{"loss", 1.0 + e}});
+  for (int e = 0; e < 3; ++e) epoch_end(es, e, {{"loss", 1.0 + e}});
   std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_FALSE(model.stop_training);
   EXPECT_EQ(es.wait(), 0);
@@ -225,7 +229,7 @@ TEST_F(Callbacks, VerboseMessages) {
   es.on_train_begin({});
   ::testing::internal::CaptureStdout();
   const double values[] = {1.0, 0.5, 0.6, 0.7};
-  for (int e = 0; e < 4 && !model.stop_training; ++e) es.on_epoch_end(e, {{"loss", values[e]}});
+  for (int e = 0; e < 4 && !model.stop_training; ++e) epoch_end(es, e, {{"loss", values[e]}});
   es.on_train_end({});
   EXPECT_EQ(::testing::internal::GetCapturedStdout(),
             "Epoch 3: early stopping\nRestoring model weights from the end of the best epoch: 2.\n");
@@ -237,16 +241,16 @@ TEST_F(Callbacks, TrainBeginResetsState) {
   EarlyStoppingCallback es({.monitor = "loss", .patience = 0});
   es.set_model(&model);
   es.on_train_begin({});
-  es.on_epoch_end(0, {{"loss", 0.1}});
-  es.on_epoch_end(1, {{"loss", 0.2}});
+  epoch_end(es, 0, {{"loss", 0.1}});
+  epoch_end(es, 1, {{"loss", 0.2}});
   EXPECT_TRUE(model.stop_training);
   EXPECT_EQ(es.stopped_epoch(), 1);
   model.stop_training = false;
   es.on_train_begin({});
   EXPECT_EQ(es.stopped_epoch(), 0);
   EXPECT_FALSE(es.best().has_value());
-  es.on_epoch_end(0, {{"loss", 5.0}});  // would not improve on the old best 0.1
-  es.on_epoch_end(1, {{"loss", 4.0}});
+  epoch_end(es, 0, {{"loss", 5.0}});  // would not improve on the old best 0.1
+  epoch_end(es, 1, {{"loss", 4.0}});
   EXPECT_FALSE(model.stop_training);
 }
 
@@ -318,8 +322,8 @@ TEST_F(Callbacks, CSVLoggerWritesKerasText) {
   auto path = temp_path("log.csv");
   C::CSVLoggerCallback csv(path.string());
   csv.on_train_begin({});
-  csv.on_epoch_end(0, {{"val_loss", 0.75}, {"loss", 0.5}, {"val_accuracy", 0.25}, {"accuracy", 1.0}});
-  csv.on_epoch_end(1, {{"val_loss", 0.1}, {"loss", static_cast<double>(0.9f)}, {"val_accuracy", 1e-05},
+  epoch_end(csv, 0, {{"val_loss", 0.75}, {"loss", 0.5}, {"val_accuracy", 0.25}, {"accuracy", 1.0}});
+  epoch_end(csv, 1, {{"val_loss", 0.1}, {"loss", static_cast<double>(0.9f)}, {"val_accuracy", 1e-05},
                        {"accuracy", 100.0}});
   csv.on_train_end({});
   EXPECT_EQ(read_file(path),
@@ -333,8 +337,8 @@ TEST_F(Callbacks, CSVLoggerAddsValColumnsWhenTheFirstEpochHasNone) {
   auto path = temp_path("freq.csv");
   C::CSVLoggerCallback csv(path.string(), {.separator = ";"});
   csv.on_train_begin({});
-  csv.on_epoch_end(0, {{"loss", 2.0}, {"accuracy", 0.5}});
-  csv.on_epoch_end(1, {{"loss", 1.5}, {"accuracy", 0.75}, {"val_loss", 1.25}, {"val_accuracy", 0.625}});
+  epoch_end(csv, 0, {{"loss", 2.0}, {"accuracy", 0.5}});
+  epoch_end(csv, 1, {{"loss", 1.5}, {"accuracy", 0.75}, {"val_loss", 1.25}, {"val_accuracy", 0.625}});
   csv.on_train_end({});
   EXPECT_EQ(read_file(path),
             "epoch;accuracy;loss;val_accuracy;val_loss\r\n"
@@ -347,20 +351,20 @@ TEST_F(Callbacks, CSVLoggerAppendAndOverwrite) {
   {
     C::CSVLoggerCallback csv(path.string(), {.append = true});  // a new file still gets a header
     csv.on_train_begin({});
-    csv.on_epoch_end(0, {{"loss", 0.5}, {"val_loss", 0.25}});
+    epoch_end(csv, 0, {{"loss", 0.5}, {"val_loss", 0.25}});
     csv.on_train_end({});
   }
   {
     C::CSVLoggerCallback csv(path.string(), {.append = true});  // no second header
     csv.on_train_begin({});
-    csv.on_epoch_end(0, {{"loss", 0.125}, {"val_loss", 0.0625}});
+    epoch_end(csv, 0, {{"loss", 0.125}, {"val_loss", 0.0625}});
     csv.on_train_end({});
   }
   EXPECT_EQ(read_file(path), "epoch,loss,val_loss\r\n0,0.5,0.25\r\n0,0.125,0.0625\r\n");
   {
     C::CSVLoggerCallback csv(path.string());  // append=false truncates
     csv.on_train_begin({});
-    csv.on_epoch_end(0, {{"loss", 3.0}, {"val_loss", 4.0}});
+    epoch_end(csv, 0, {{"loss", 3.0}, {"val_loss", 4.0}});
     csv.on_train_end({});
   }
   EXPECT_EQ(read_file(path), "epoch,loss,val_loss\r\n0,3.0,4.0\r\n");
@@ -370,7 +374,7 @@ TEST_F(Callbacks, CSVLoggerFlushesEveryEpoch) {
   auto path = temp_path("flush.csv");
   C::CSVLoggerCallback csv(path.string());
   csv.on_train_begin({});
-  csv.on_epoch_end(0, {{"loss", 0.5}, {"val_loss", 0.25}});
+  epoch_end(csv, 0, {{"loss", 0.5}, {"val_loss", 0.25}});
   EXPECT_EQ(read_file(path), "epoch,loss,val_loss\r\n0,0.5,0.25\r\n");
   csv.on_train_end({});
 }

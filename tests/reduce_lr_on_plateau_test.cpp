@@ -6,12 +6,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "attn/attn.hpp"
 
 namespace {
+
+// Callbacks take the epoch logs by reference (they may add to them, as in Keras): these tests
+// hand each call its own map.
+void epoch_end(attn::callbacks::Callback& cb, int epoch, attn::callbacks::Logs logs) { cb.on_epoch_end(epoch, logs); }
 
 namespace L = attn::layers;
 namespace C = attn::callbacks;
@@ -37,7 +42,7 @@ TEST(ReduceLROnPlateau, PatienceCooldownAndMinLrAsKerasTracesThem) {
   const std::vector<int> wait = {0, 1, 0, 1, 0, 1, 0, 1, 2, 3};  // at 0.0003 = min_lr nothing more happens
   ::testing::internal::CaptureStdout();
   for (size_t e = 0; e < loss.size(); ++e) {
-    cb.on_epoch_end(static_cast<int>(e), {{"loss", loss[e]}});
+    epoch_end(cb, static_cast<int>(e), {{"loss", loss[e]}});
     EXPECT_EQ(model.optimizer()->learning_rate(), want[e]) << "epoch " << e;
     EXPECT_EQ(cb.wait(), wait[e]) << "epoch " << e;
   }
@@ -53,11 +58,11 @@ TEST(ReduceLROnPlateau, AutoModeMaximisesAccuracyNames) {
   C::ReduceLROnPlateauCallback cb({.monitor = "val_accuracy", .patience = 1});
   cb.set_model(&model);
   cb.on_train_begin({});
-  for (int e = 0; e < 3; ++e) cb.on_epoch_end(e, {{"val_accuracy", 0.5 + 0.1 * e}});  // rising: kept
+  for (int e = 0; e < 3; ++e) epoch_end(cb, e, {{"val_accuracy", 0.5 + 0.1 * e}});  // rising: kept
   EXPECT_EQ(model.optimizer()->learning_rate(), 0.01f);
-  cb.on_epoch_end(3, {{"val_accuracy", 0.7}});  // flat: patience 1 reached
+  epoch_end(cb, 3, {{"val_accuracy", 0.7}});  // flat: patience 1 reached
   EXPECT_EQ(model.optimizer()->learning_rate(), static_cast<float>(static_cast<double>(0.01f) * 0.1));
-  cb.on_epoch_end(4, {{"loss", 1.0}});  // monitor missing: a warning, nothing else
+  epoch_end(cb, 4, {{"loss", 1.0}});  // monitor missing: a warning, nothing else
   EXPECT_EQ(cb.wait(), 0);
 }
 
@@ -82,6 +87,41 @@ TEST(ReduceLROnPlateau, ReducesTheRateInsideFit) {
   ASSERT_LT(h.history["loss"][2], h.history["loss"][0]);
   const float once = static_cast<float>(static_cast<double>(0.001f) * 0.1);
   EXPECT_EQ(model.optimizer()->learning_rate(), static_cast<float>(static_cast<double>(once) * 0.1));
+  // As Keras, the rate each epoch ran with goes into the logs, before that epoch's reduction.
+  ASSERT_EQ(h.history["learning_rate"].size(), 3u);
+  EXPECT_EQ(h.history["learning_rate"][0], static_cast<double>(0.001f));
+  EXPECT_EQ(h.history["learning_rate"][1], static_cast<double>(0.001f));
+  EXPECT_EQ(h.history["learning_rate"][2], static_cast<double>(once));
+}
+
+// The logs are Keras' dict: a callback after ReduceLROnPlateau sees "learning_rate", one before
+// it does not, and the epoch's progress line (after every callback) shows it.
+class SeenKeys : public C::Callback {
+ public:
+  void on_epoch_end(int, C::Logs& logs) override { seen.push_back(logs.count("learning_rate") == 1); }
+  std::vector<bool> seen;
+};
+
+TEST(ReduceLROnPlateau, LaterCallbacksAndTheProgressLineSeeTheRate) {
+  attn::clear_session();
+  attn::set_random_seed(2);
+  attn::Model model = compiled_model(0.001f);
+  attn::Tensor x({8, 2}), y({8, 1});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = std::cos(static_cast<float>(i));
+  for (int64_t i = 0; i < y.size(); ++i) y[i] = static_cast<float>(i % 3);
+  auto before = std::make_shared<SeenKeys>(), after = std::make_shared<SeenKeys>();
+  testing::internal::CaptureStdout();
+  model.fit(x, y,
+            {.epochs = 2, .batch_size = 4, .verbose = 2, .validation_data = attn::Dataset{x, y},
+             .callbacks = {before, C::ReduceLROnPlateau({.monitor = "loss"}), after}});
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_EQ(before->seen, std::vector<bool>({false, false}));
+  EXPECT_EQ(after->seen, std::vector<bool>({true, true}));
+  // Keras' order: the step's metrics, the validation ones, then what the callback added.
+  const size_t loss = out.find(" - loss: "), val = out.find(" - val_loss: "), rate = out.find(" - learning_rate: 0.0010\n");
+  ASSERT_NE(rate, std::string::npos) << out;
+  EXPECT_LT(loss, val) << out;
+  EXPECT_LT(val, rate) << out;
 }
 
 }  // namespace

@@ -28,7 +28,9 @@ class Callback {
   virtual void on_train_begin(const Logs&) {}
   virtual void on_train_end(const Logs&) {}
   virtual void on_epoch_begin(int /*epoch*/, const Logs&) {}
-  virtual void on_epoch_end(int /*epoch*/, const Logs&) {}
+  // Like Keras' logs dict, the epoch logs may be added to (ReduceLROnPlateau adds
+  // "learning_rate"): the callbacks after this one, the history and the progress line see it.
+  virtual void on_epoch_end(int /*epoch*/, Logs&) {}
   virtual void on_train_batch_end(int /*batch*/, const Logs&) {}
   void set_model(Model* model) { model_ = model; }
 
@@ -52,7 +54,7 @@ class EarlyStoppingCallback : public Callback {
  public:
   explicit EarlyStoppingCallback(EarlyStoppingOptions options);
   void on_train_begin(const Logs&) override;
-  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_epoch_end(int epoch, Logs& logs) override;
   void on_train_end(const Logs&) override;
   int stopped_epoch() const { return stopped_epoch_; }
   int best_epoch() const { return best_epoch_; }
@@ -80,7 +82,7 @@ class CSVLoggerCallback : public Callback {
  public:
   CSVLoggerCallback(std::string filename, CSVLoggerOptions options = {});
   void on_train_begin(const Logs&) override;
-  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_epoch_end(int epoch, Logs& logs) override;
   void on_train_end(const Logs&) override;
 
  private:
@@ -119,7 +121,7 @@ class ModelCheckpointCallback : public Callback {
   ModelCheckpointCallback(std::string filepath, ModelCheckpointOptions options = {});
   void on_train_begin(const Logs&) override;
   void on_epoch_begin(int epoch, const Logs&) override;
-  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_epoch_end(int epoch, Logs& logs) override;
   void on_train_batch_end(int batch, const Logs& logs) override;
   std::optional<double> best() const { return best_; }
 
@@ -156,7 +158,7 @@ class ReduceLROnPlateauCallback : public Callback {
  public:
   explicit ReduceLROnPlateauCallback(ReduceLROnPlateauOptions options);
   void on_train_begin(const Logs&) override;
-  void on_epoch_end(int epoch, const Logs& logs) override;
+  void on_epoch_end(int epoch, Logs& logs) override;
   int wait() const { return wait_; }
   double best() const { return best_; }
 

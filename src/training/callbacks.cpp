@@ -102,7 +102,7 @@ void EarlyStoppingCallback::on_train_begin(const Logs&) {
   best_weights_.clear();
 }
 
-void EarlyStoppingCallback::on_epoch_end(int epoch, const Logs& logs) {
+void EarlyStoppingCallback::on_epoch_end(int epoch, Logs& logs) {
   auto it = logs.find(options_.monitor);
   if (it == logs.end()) {
     std::fprintf(stderr,
@@ -148,7 +148,7 @@ void CSVLoggerCallback::on_train_begin(const Logs&) {
   keys_.clear();
 }
 
-void CSVLoggerCallback::on_epoch_end(int epoch, const Logs& logs) {
+void CSVLoggerCallback::on_epoch_end(int epoch, Logs& logs) {
   if (keys_.empty()) {
     for (const auto& [k, v] : logs) keys_.push_back(k);
     bool has_val = false;

@@ -321,7 +321,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       means.add(r, loss_->reduction_divisor(count), count);
       means.write(batch_logs, with_accuracy);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
-      if (s + 1 < steps) bar.update(s + 1, batch_logs);
+      bar.update(s + 1, batch_logs);  // the last step too: the bar learns the step's keys first
     }
     callbacks::Logs logs = means.logs(with_accuracy);
     if (validation && (epoch + 1) % options.validation_freq == 0) {
@@ -331,11 +331,14 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
                                 options.validation_batch_size.value_or(options.batch_size), 0);
       for (auto& [k, v] : val) logs["val_" + k] = v;
     }
-    bar.update(steps, logs, true);
     history.seconds.push_back(seconds_since(epoch_start));
+    // Keras' order: the callbacks first (in the order given; they may add to the logs, as
+    // ReduceLROnPlateau adds "learning_rate"), then the history, then the epoch's progress line,
+    // which so comes after the callbacks' own messages.
+    for (auto& cb : options.callbacks) cb->on_epoch_end(epoch, logs);
     history.epoch.push_back(epoch);
     for (auto& [k, v] : logs) history.history[k].push_back(v);
-    for (auto& cb : options.callbacks) cb->on_epoch_end(epoch, logs);
+    bar.update(steps, logs, true);
     if (stop_training) {
       history.stopped_early = epoch + 1 < options.epochs;
       break;

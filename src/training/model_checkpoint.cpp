@@ -88,7 +88,7 @@ void ModelCheckpointCallback::on_train_begin(const Logs&) {
 
 void ModelCheckpointCallback::on_epoch_begin(int epoch, const Logs&) { current_epoch_ = epoch; }
 
-void ModelCheckpointCallback::on_epoch_end(int epoch, const Logs& logs) {
+void ModelCheckpointCallback::on_epoch_end(int epoch, Logs& logs) {
   if (options_.save_freq == 0) save(epoch, -1, logs);
 }
 

@@ -1,6 +1,8 @@
 // Progbar: the line layout of Keras 3 verbose 1 and 2.
 #include "training/progress.hpp"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -46,6 +48,15 @@ void Progbar::update(int64_t current, const std::map<std::string, double>& value
     first_step_done_ = now;
   }
   if (verbose_ == 0) return;
+  // New keys join the order: validation ones before the others (dict order in Keras' epoch logs).
+  const size_t known = order_.size();
+  for (const bool validation : {true, false})
+    for (const auto& entry : values) {
+      const std::string& key = entry.first;
+      if (key.starts_with("val_") == validation && std::find(order_.begin(), order_.begin() + known, key) ==
+                                                       order_.begin() + known)
+        order_.push_back(key);
+    }
   if (verbose_ == 2 && !finalize) return;
   if (verbose_ == 1 && !finalize) {
     if (!dynamic_) return;
@@ -62,7 +73,8 @@ void Progbar::update(int64_t current, const std::map<std::string, double>& value
   else if (per_step >= 1e-3) step_time = fmt("%.0f", per_step * 1e3) + "ms/step";
   else step_time = fmt("%.0f", per_step * 1e6) + "us/step";
   std::string metrics;
-  for (const auto& [k, v] : values) metrics += " - " + k + ": " + format_value(v);
+  for (const std::string& k : order_)
+    if (const auto it = values.find(k); it != values.end()) metrics += " - " + k + ": " + format_value(it->second);
 
   std::string line;
   if (verbose_ == 2) {

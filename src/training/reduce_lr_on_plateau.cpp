@@ -32,7 +32,10 @@ void ReduceLROnPlateauCallback::on_train_begin(const Logs&) {
   cooldown_counter_ = 0;
 }
 
-void ReduceLROnPlateauCallback::on_epoch_end(int epoch, const Logs& logs) {
+void ReduceLROnPlateauCallback::on_epoch_end(int epoch, Logs& logs) {
+  // Keras logs the rate the epoch ran with (before any reduction below), as a Python float.
+  const bool compiled = model_ != nullptr && model_->optimizer() != nullptr;
+  if (compiled) logs["learning_rate"] = model_->optimizer()->learning_rate();
   const auto it = logs.find(options_.monitor);
   if (it == logs.end()) {
     std::fprintf(stderr,
@@ -53,8 +56,7 @@ void ReduceLROnPlateauCallback::on_epoch_end(int epoch, const Logs& logs) {
     return;
   }
   if (cooldown_counter_ > 0 || ++wait_ < options_.patience) return;
-  if (model_ == nullptr || model_->optimizer() == nullptr)
-    throw std::logic_error("ReduceLROnPlateau: the model has no optimizer (compile it first)");
+  if (!compiled) throw std::logic_error("ReduceLROnPlateau: the model has no optimizer (compile it first)");
   optimizers::Optimizer& opt = *model_->optimizer();
   // Keras reads the float32 rate as a Python float and computes the new one in double.
   const double old_lr = opt.learning_rate();
