@@ -72,6 +72,39 @@ TEST(Schedules, CosineDecayWithAndWithoutWarmup) {
   EXPECT_EQ((*warm)(1000), (*warm)(110));
 }
 
+// SGDR with first period 10: t_mul 2 gives periods [0, 10), [10, 30), [30, 70); m_mul scales
+// each period's start. Elsewhere, Keras' formula in double precision.
+double sgdr(double initial, double first, double t_mul, double m_mul, double alpha, int step) {
+  double fraction = step / first, restart = 0.0;
+  if (t_mul == 1.0) {
+    restart = std::floor(fraction);
+    fraction -= restart;
+  } else {
+    restart = std::floor(std::log(1.0 - fraction * (1.0 - t_mul)) / std::log(t_mul));
+    fraction = (fraction - (1.0 - std::pow(t_mul, restart)) / (1.0 - t_mul)) / std::pow(t_mul, restart);
+  }
+  const double cosine = 0.5 * std::pow(m_mul, restart) * (1.0 + std::cos(std::numbers::pi * fraction));
+  return initial * ((1.0 - alpha) * cosine + alpha);
+}
+
+TEST(Schedules, CosineDecayRestartsPeriodsAndRestarts) {
+  auto s = S::CosineDecayRestarts({.initial_learning_rate = 1.0, .first_decay_steps = 10, .m_mul = 0.5});
+  EXPECT_EQ((*s)(0), 1.0f);
+  EXPECT_NEAR((*s)(5), 0.5, 1e-7);    // half way down the first period
+  EXPECT_NEAR((*s)(10), 0.5, 1e-7);   // restart 1 at m_mul
+  EXPECT_NEAR((*s)(20), 0.25, 1e-7);  // half way through the 20-step second period
+  EXPECT_NEAR((*s)(30), 0.25, 1e-7);  // restart 2 at m_mul^2
+  EXPECT_NEAR((*s)(29), 0.5 * 0.5 * (1 + std::cos(std::numbers::pi * 19.0 / 20.0)), 1e-7);
+  auto flat = S::CosineDecayRestarts({.initial_learning_rate = 0.1, .first_decay_steps = 8, .t_mul = 1.0, .alpha = 0.2});
+  EXPECT_NEAR((*flat)(8), 0.1, 1e-8);    // every period 8 steps, each from the top
+  EXPECT_NEAR((*flat)(12), 0.06, 1e-8);  // 0.1 * (0.8 * 0.5 + 0.2)
+  for (int step : {1, 3, 9, 17, 31, 45, 69, 71, 200}) {
+    EXPECT_NEAR((*s)(step), sgdr(1.0, 10, 2.0, 0.5, 0.0, step), 1e-6) << step;
+    EXPECT_NEAR((*flat)(step), sgdr(0.1, 8, 1.0, 1.0, 0.2, step), 1e-7) << step;
+  }
+  EXPECT_THROW(S::CosineDecayRestarts({.initial_learning_rate = 0.1, .first_decay_steps = 0}), std::invalid_argument);
+}
+
 TEST(Schedules, PolynomialDecayClampsOrCycles) {
   auto s = S::PolynomialDecay({.initial_learning_rate = 1.0, .decay_steps = 10, .end_learning_rate = 0.1, .power = 2.0});
   EXPECT_EQ((*s)(0), 1.0f);
@@ -98,6 +131,7 @@ TEST(Schedules, KerasSerialisationBothWays) {
       S::PiecewiseConstantDecay({.boundaries = {5}, .values = {0.1, 0.01}}),
       S::InverseTimeDecay({.initial_learning_rate = 0.1, .decay_steps = 2.5, .decay_rate = 0.3}),
       S::CosineDecay({.initial_learning_rate = 0.1, .decay_steps = 50, .warmup_target = 0.2, .warmup_steps = 5}),
+      S::CosineDecayRestarts({.initial_learning_rate = 0.1, .first_decay_steps = 4, .t_mul = 1.5, .alpha = 0.1}),
       S::PolynomialDecay({.initial_learning_rate = 0.1, .decay_steps = 50, .cycle = true})};
   for (const auto& one : all) {
     const auto again = S::schedule_from_json(S::schedule_to_json(*one));
@@ -105,7 +139,14 @@ TEST(Schedules, KerasSerialisationBothWays) {
     for (int step : {0, 3, 7, 60}) EXPECT_EQ((*again)(step), (*one)(step)) << one->class_name() << " " << step;
   }
   EXPECT_THROW(S::schedule_from_json(nlohmann::json::parse(R"({"class_name": "CosineDecayRestarts", "config": {}})")),
+               std::invalid_argument);  // no initial_learning_rate
+  EXPECT_THROW(S::schedule_from_json(nlohmann::json::parse(R"({"class_name": "OneCycle", "config": {}})")),
                std::invalid_argument);
+  // Keras' form of CosineDecayRestarts (its default name is "SGDRDecay").
+  const auto sgdr_json = nlohmann::json::parse(R"({"module": "keras.optimizers.schedules",
+      "class_name": "CosineDecayRestarts", "config": {"initial_learning_rate": 0.5, "first_decay_steps": 100,
+      "t_mul": 2.0, "m_mul": 1.0, "alpha": 0.0, "name": "SGDRDecay"}, "registered_name": null})");
+  EXPECT_EQ(S::schedule_to_json(*S::schedule_from_json(sgdr_json)), sgdr_json);
   EXPECT_THROW(S::schedule_from_json(nlohmann::json::parse(
                    R"({"class_name": "ExponentialDecay", "config": {"initial_learning_rate": 0.1, "decay_steps": 10,
                        "decay_rate": 0.5, "warp": 1}})")),

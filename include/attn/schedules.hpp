@@ -54,6 +54,17 @@ struct CosineDecayOptions {
   std::optional<double> warmup_target = std::nullopt;
   int64_t warmup_steps = 0;
 };
+// SGDR (Loshchilov & Hutter): a cosine from 1 down to alpha (times initial_learning_rate) over
+// first_decay_steps, then a warm restart; period i lasts first_decay_steps * t_mul^i steps and
+// starts at m_mul^i times the initial rate.
+struct CosineDecayRestartsOptions {
+  double initial_learning_rate = 0.0;
+  int64_t first_decay_steps = 0;  // > 0
+  double t_mul = 2.0;
+  double m_mul = 1.0;
+  double alpha = 0.0;
+  std::string name = "SGDRDecay";
+};
 // (initial - end) * (1 - min(step, decay_steps) / decay_steps) ^ power + end; with cycle the
 // decay restarts at each multiple of decay_steps.
 struct PolynomialDecayOptions {
@@ -70,6 +81,7 @@ std::shared_ptr<LearningRateSchedule> ExponentialDecay(ExponentialDecayOptions o
 std::shared_ptr<LearningRateSchedule> PiecewiseConstantDecay(PiecewiseConstantDecayOptions options);
 std::shared_ptr<LearningRateSchedule> InverseTimeDecay(InverseTimeDecayOptions options);
 std::shared_ptr<LearningRateSchedule> CosineDecay(CosineDecayOptions options);
+std::shared_ptr<LearningRateSchedule> CosineDecayRestarts(CosineDecayRestartsOptions options);
 std::shared_ptr<LearningRateSchedule> PolynomialDecay(PolynomialDecayOptions options);
 
 // Keras' serialized form: {"module": "keras.optimizers.schedules", "class_name", "config",

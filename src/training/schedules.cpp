@@ -111,6 +111,43 @@ class Cosine : public LearningRateSchedule {
   CosineDecayOptions o_;
 };
 
+class CosineRestarts : public LearningRateSchedule {
+ public:
+  explicit CosineRestarts(CosineDecayRestartsOptions o) : o_(std::move(o)) {
+    require_positive_steps(static_cast<double>(o_.first_decay_steps), class_name(), "first_decay_steps");
+  }
+  float operator()(int64_t step) const override {
+    // Every quantity a float32 tensor, as Keras casts them all to the rate's dtype.
+    const float first = static_cast<float>(o_.first_decay_steps), alpha = static_cast<float>(o_.alpha);
+    const float t_mul = static_cast<float>(o_.t_mul), m_mul = static_cast<float>(o_.m_mul);
+    float fraction = static_cast<float>(step) / first;  // of the first period, then of the current one
+    float restart = 0.0f;
+    if (t_mul == 1.0f) {
+      restart = std::floor(fraction);
+      fraction -= restart;
+    } else {
+      // Periods 0..i-1 span (1 - t_mul^i) / (1 - t_mul) first periods.
+      restart = std::floor(std::log(1.0f - fraction * (1.0f - t_mul)) / std::log(t_mul));
+      const float before = (1.0f - std::pow(t_mul, restart)) / (1.0f - t_mul);
+      fraction = (fraction - before) / std::pow(t_mul, restart);
+    }
+    const float cosine = 0.5f * std::pow(m_mul, restart) * (1.0f + std::cos(std::numbers::pi_v<float> * fraction));
+    return static_cast<float>(o_.initial_learning_rate) * ((1.0f - alpha) * cosine + alpha);
+  }
+  std::string class_name() const override { return "CosineDecayRestarts"; }
+  nlohmann::json get_config() const override {
+    return {{"initial_learning_rate", o_.initial_learning_rate},
+            {"first_decay_steps", o_.first_decay_steps},
+            {"t_mul", o_.t_mul},
+            {"m_mul", o_.m_mul},
+            {"alpha", o_.alpha},
+            {"name", o_.name}};
+  }
+
+ private:
+  CosineDecayRestartsOptions o_;
+};
+
 class Polynomial : public LearningRateSchedule {
  public:
   explicit Polynomial(PolynomialDecayOptions o) : o_(std::move(o)) {
@@ -216,6 +253,9 @@ std::shared_ptr<LearningRateSchedule> InverseTimeDecay(InverseTimeDecayOptions o
   return std::make_shared<InverseTime>(std::move(o));
 }
 std::shared_ptr<LearningRateSchedule> CosineDecay(CosineDecayOptions o) { return std::make_shared<Cosine>(std::move(o)); }
+std::shared_ptr<LearningRateSchedule> CosineDecayRestarts(CosineDecayRestartsOptions o) {
+  return std::make_shared<CosineRestarts>(std::move(o));
+}
 std::shared_ptr<LearningRateSchedule> PolynomialDecay(PolynomialDecayOptions o) {
   return std::make_shared<Polynomial>(std::move(o));
 }
@@ -261,6 +301,14 @@ std::shared_ptr<LearningRateSchedule> schedule_from_json(const nlohmann::json& j
                          .warmup_target = r.optional_number("warmup_target"),
                          .warmup_steps = r.integer("warmup_steps", 0)};
     s = CosineDecay(o);
+  } else if (cls == "CosineDecayRestarts") {
+    CosineDecayRestartsOptions o{.initial_learning_rate = r.number("initial_learning_rate"),
+                                 .first_decay_steps = r.integer("first_decay_steps"),
+                                 .t_mul = r.number("t_mul", 2.0),
+                                 .m_mul = r.number("m_mul", 1.0),
+                                 .alpha = r.number("alpha", 0.0),
+                                 .name = r.name("SGDRDecay")};
+    s = CosineDecayRestarts(o);
   } else if (cls == "PolynomialDecay") {
     PolynomialDecayOptions o{.initial_learning_rate = r.number("initial_learning_rate"),
                              .decay_steps = r.integer("decay_steps"),
@@ -272,7 +320,7 @@ std::shared_ptr<LearningRateSchedule> schedule_from_json(const nlohmann::json& j
   } else {
     throw std::invalid_argument("learning-rate schedule '" + cls +
                                 "' is not supported (ExponentialDecay, PiecewiseConstantDecay, InverseTimeDecay, "
-                                "CosineDecay, PolynomialDecay are)");
+                                "CosineDecay, CosineDecayRestarts, PolynomialDecay are)");
   }
   r.finish();
   return s;
