@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
   train->add_flag("--no-validation", no_validation, "skip validation on the test set");
   train->add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")
       ->check(CLI::IsMember({0, 1, 2}));
-  train->add_option("--save", save_path, "save the trained model (.keras)");
+  train->add_option("--save", save_path, "save the trained model (.keras, or .h5 for Keras' legacy format)");
   train->add_option("--checkpoint", checkpoint_path,
                     "ModelCheckpoint: save the model (.keras, or .weights.h5 for weights only) every epoch; the "
                     "path may hold {epoch:02d}, {val_loss:.4f}, ... as in Keras");
@@ -255,6 +255,10 @@ int main(int argc, char** argv) {
     if (*train) {
       const int n_threads = resolve_threads(threads);
       check_writable(save_path, "--save");
+      // Refused before training, not after it: a finished run must not be lost to its file name.
+      if (!save_path.empty() && !save_path.ends_with(".keras") && !save_path.ends_with(".h5") &&
+          !save_path.ends_with(".hdf5"))
+        throw std::runtime_error("--save " + save_path + ": the file name must end in .keras (or .h5 / .hdf5)");
       check_writable(history_path, "--history");
       check_writable(csv_path, "--csv");
       if (verbose < 0) verbose = 1;

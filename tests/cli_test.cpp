@@ -140,6 +140,11 @@ TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
   CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --save '" + target + "'");
   expect_one_line_error(r, "--save");
   EXPECT_EQ(r.out.find("Epoch"), std::string::npos) << "trained before failing: " << r.out;
+  // A name that is no model file: refused before training too.
+  r = attn("train --data '" + (dir_ / "data").string() + "' --save '" + file("model.txt") + "'");
+  expect_one_line_error(r, "--save");
+  EXPECT_NE(r.err.find(".keras"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("Epoch"), std::string::npos) << "trained before failing: " << r.out;
 }
 
 TEST_F(Cli, SummaryOfTheReferenceModel) {

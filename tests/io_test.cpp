@@ -541,6 +541,84 @@ TEST(ModelFileErrors, FailedSaveLeavesExistingFileIntact) {
   EXPECT_NO_THROW(load_model(path));
 }
 
+// ---- legacy .h5 writing (Keras' model.save("x.h5")) ----
+
+TEST(LegacyH5, SaveLoadRoundTripKeepsWeightsAndCompileConfig) {
+  TempDir dir;
+  Model m = attention_model();
+  m.compile(optimizers::Adam({.learning_rate = 0.002f}), losses::SparseCategoricalCrossentropy(), {"accuracy"},
+            {.logits_semantics = LogitsSemantics::kOutputs});
+  m.set_seed(9);
+  const Tensor x = random_tensor({16, 4, 6}, 3);
+  Tensor mask({16, 4});
+  for (int64_t i = 0; i < mask.size(); ++i) mask[i] = (i % 4 == 3) ? 0.0f : 1.0f;
+  m.fit({x, mask}, random_labels(16, 3, 4), quiet(1, 4));
+  const std::string path = dir.file("attn.h5");
+  save_model(m, path);
+  Model r = load_model(path);
+  EXPECT_EQ(model_to_config(r), model_to_config(m));
+  EXPECT_EQ(r.get_weights_flat(), m.get_weights_flat());
+  expect_same(m.predict({x, mask})[0], r.predict({x, mask})[0], "predictions after load");
+  ASSERT_TRUE(r.compiled());
+  EXPECT_EQ(r.compile_options().logits_semantics, LogitsSemantics::kOutputs);
+  EXPECT_EQ(r.optimizer()->class_name(), "Adam");
+  EXPECT_EQ(r.optimizer()->learning_rate(), 0.002f);
+  EXPECT_EQ(r.optimizer()->iterations(), 0);  // the legacy format carries no optimizer state here
+  EXPECT_EQ(r.metric_names(), m.metric_names());
+  EXPECT_EQ(r.seed(), 9u);
+
+  // Uncompiled, Sequential, .hdf5: no training_config, loads uncompiled.
+  Model s = sequential_mlp();
+  save_model(s, dir.file("mlp.hdf5"));
+  Model t = load_model(dir.file("mlp.hdf5"));
+  EXPECT_FALSE(t.compiled());
+  EXPECT_EQ(t.class_name(), "Sequential");
+  const Tensor xs = random_tensor({5, 4, 5}, 8);
+  expect_same(s.predict(xs), t.predict(xs), "sequential predictions after load");
+}
+
+TEST(LegacyH5, LayoutAsKerasWritesIt) {
+  TempDir dir;
+  set_random_seed(3);
+  Node in = Input({6}, "features");
+  Node h = Dense(4, {.activation = "relu", .name = "hidden"})(in);
+  Model m(in, Dense(2, {.name = "out"})(Flatten()(h)), "small");
+  m.compile(optimizers::SGD(), losses::MeanSquaredError());
+  save_model(m, dir.file("small.h5"));
+  const h5::File f = h5::File::open(dir.file("small.h5"));
+  const json config = json::parse(f.read_string_attr("", "model_config").at(0));
+  EXPECT_EQ(config.at("class_name"), "Functional");
+  EXPECT_FALSE(config.contains("module"));
+  EXPECT_EQ(config.at("config").at("name"), "small");
+  const json training = json::parse(f.read_string_attr("", "training_config").at(0));
+  EXPECT_EQ(training.at("optimizer_config").at("class_name"), "SGD");
+  EXPECT_FALSE(training.contains("optimizer"));
+  EXPECT_EQ(training.at("loss").at("class_name"), "MeanSquaredError");
+  EXPECT_EQ(f.read_string_attr("", "backend"), std::vector<std::string>{"tensorflow"});
+  const auto layers = f.read_string_attr("model_weights", "layer_names");
+  EXPECT_EQ(layers, (std::vector<std::string>{"features", "hidden", m.layers()[2]->name(), "out"}));
+  EXPECT_TRUE(f.read_string_attr("model_weights/features", "weight_names").empty());
+  EXPECT_EQ(f.read_string_attr("model_weights/hidden", "weight_names"),
+            (std::vector<std::string>{"hidden/kernel", "hidden/bias"}));
+  const h5::Array kernel = f.read_floats("model_weights/hidden/hidden/kernel");
+  EXPECT_EQ(kernel.shape, (Shape{6, 4}));
+  const auto& w = m.layers()[1]->weights()[0];
+  EXPECT_EQ(kernel.values, std::vector<float>(w.value.data(), w.value.data() + 24));
+}
+
+TEST(LegacyH5, FailedSaveLeavesExistingFileIntact) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  const std::string path = dir.file("m.h5");
+  save_model(m, path);
+  const auto size = fs::file_size(path);
+  fs::create_directory(dir.file("blocked.h5"));
+  EXPECT_FILE_ERROR(save_model(m, dir.file("blocked.h5")), "blocked.h5", "directory");
+  EXPECT_EQ(fs::file_size(path), size);
+  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"blocked.h5", "m.h5"}));
+  EXPECT_NO_THROW(load_model(path));
+}
+
 // ---- the layout checked by an independent reader (h5py) ----
 
 TEST(KerasFile, PythonLayoutCheck) {
@@ -563,6 +641,28 @@ TEST(KerasFile, PythonLayoutCheck) {
   zip::write(dir.file("bad.keras"), {{"metadata.json", z.read("metadata.json")}, {"config.json", z.read("config.json")}},
              "bad.keras");
   const std::string bad = "/usr/bin/python3 " + script + " " + dir.file("bad.keras") + " 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+}
+
+// A legacy .h5 read the way Keras' legacy loader reads it; and the check can fail (a .keras
+// weights file, with no model_config, is rejected).
+TEST(LegacyH5, PythonLayoutCheck) {
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with h5py is not available";
+  TempDir dir;
+  const std::string script = std::string(ATTN_SOURCE_DIR) + "/tests/scripts/check_legacy_h5.py";
+  Model m = attention_model();
+  m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  save_model(m, dir.file("attn.h5"));
+  Model s = sequential_mlp();
+  save_model(s, dir.file("mlp.h5"));
+  for (const char* f : {"attn.h5", "mlp.h5"}) {
+    const std::string cmd = "/usr/bin/python3 " + script + " " + dir.file(f);
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  Model w = sequential_mlp();
+  save_weights(w, dir.file("w.weights.h5"));
+  const std::string bad = "/usr/bin/python3 " + script + " " + dir.file("w.weights.h5") + " >/dev/null";
   EXPECT_NE(std::system(bad.c_str()), 0);
 }
 

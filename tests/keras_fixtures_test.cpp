@@ -12,6 +12,7 @@
 
 #include "attn/data.hpp"
 #include "attn/io.hpp"
+#include "temp_dir.hpp"
 
 namespace attn {
 namespace {
@@ -81,6 +82,30 @@ TEST_P(KerasFixture, AccuracyOnMnistTestSetMatchesManifest) {
   const double acc = static_cast<double>(correct) / static_cast<double>(n);
   std::printf("[ fixture  ] %s: accuracy %.4f (manifest %.4f)\n", fx.file, acc, fx.accuracy);
   EXPECT_LE(std::fabs(acc - fx.accuracy), 0.0002 + 1e-12) << fx.file;
+}
+
+// Each real Keras model written back by attn, as .keras and as legacy .h5, loads again and
+// predicts the same bits on 500 test images.
+TEST_P(KerasFixture, RewrittenAsKerasAndLegacyH5PredictsTheSame) {
+  const Fixture& fx = GetParam();
+  const std::string path = fixtures_dir() + "/" + fx.file;
+  if (!fs::exists(path)) GTEST_SKIP() << "fixture not present: " << path;
+  const data::Split* test = mnist_test();
+  if (!test) GTEST_SKIP() << "MNIST test images not found in " << data::default_mnist_dir();
+  Model model = load_model(path);
+  Shape in_shape = {500};
+  for (int64_t d : model.inputs()[0]->shape) in_shape.push_back(d);
+  Tensor x(in_shape);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = test->x[i] / 255.0f;
+  const Tensor want = model.predict(x, {.batch_size = 100});
+  testing::TempDir dir("attn-fixture-test");
+  for (const char* name : {"again.keras", "again.h5"}) {
+    io::save_model(model, dir.file(name));
+    Model again = load_model(dir.file(name));
+    const Tensor got = again.predict(x, {.batch_size = 100});
+    ASSERT_EQ(got.shape(), want.shape()) << name;
+    for (int64_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << fx.file << " as " << name << " at " << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -58,9 +58,10 @@ TEST(ModelCheckpoint, PathsAreFormattedAsPythonsStrFormat) {
   EXPECT_NE(error("{loss.keras").find("unclosed"), std::string::npos);
 }
 
-TEST(ModelCheckpoint, RefusesPathsKerasRefusesAndLegacyH5) {
+TEST(ModelCheckpoint, RefusesPathsKerasRefuses) {
   EXPECT_THROW(ModelCheckpointCallback("m.txt"), std::invalid_argument);
-  EXPECT_THROW(ModelCheckpointCallback("m.h5"), std::invalid_argument);  // Keras would write legacy .h5
+  EXPECT_THROW(ModelCheckpointCallback("m.hdf5"), std::invalid_argument);
+  EXPECT_NO_THROW(ModelCheckpointCallback("m.h5"));  // the legacy format, as Keras
   EXPECT_THROW(ModelCheckpointCallback("m.keras", {.save_weights_only = true}), std::invalid_argument);
   EXPECT_NO_THROW(ModelCheckpointCallback("m.weights.h5", {.save_weights_only = true}));
   EXPECT_THROW(ModelCheckpointCallback("m.keras", {.monitor = "val_mystery"}), std::invalid_argument);  // auto
@@ -100,6 +101,19 @@ TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBestEpochAndSaysSo) {
   EXPECT_EQ(*cb.best(), 0.3);
   attn::Model back = attn::io::load_model(path);
   EXPECT_EQ(back.get_weights_flat(), std::vector<float>(model.count_params(), 3.0f));  // epoch 4's
+}
+
+// A .h5 path writes Keras' legacy format, which loads back.
+TEST(ModelCheckpoint, LegacyH5Path) {
+  attn::clear_session();
+  attn::testing::TempDir dir;
+  attn::Model model = tiny_model();
+  ModelCheckpointCallback cb(dir.file("m{epoch}.h5"));
+  cb.set_model(&model);
+  cb.on_train_begin({});
+  epoch_end(cb, 0, {{"val_loss", 1.0}});
+  EXPECT_EQ(dir.listing(), (std::vector<std::string>{"m1.h5"}));
+  EXPECT_EQ(attn::io::load_model(dir.file("m1.h5")).get_weights_flat(), model.get_weights_flat());
 }
 
 TEST(ModelCheckpoint, InitialValueThresholdAndMaxMode) {

@@ -1,5 +1,5 @@
 // Model files: Keras 3 `.keras` archives (zip of metadata.json, config.json and
-// model.weights.h5), legacy Keras `.h5` files (read), and `.weights.h5` weight files.
+// model.weights.h5), legacy Keras `.h5` files, and `.weights.h5` weight files.
 // Files are written to a temporary name and renamed, so an interrupted save never
 // leaves a damaged file under the final name. Errors throw attn::io::FileError
 // naming the file and what is wrong (unsupported layer, missing dataset, shape...).
@@ -21,7 +21,9 @@ class FileError : public std::runtime_error {
 
 // Saves architecture, weights, compile config and optimizer state (Keras 3 layout; Adam's
 // slots interleaved m, v per variable). metadata.json also holds an "attn" entry (seed,
-// logits choice) that Keras ignores and load_model restores.
+// logits choice) that Keras ignores and load_model restores. A path ending in .h5 or .hdf5
+// writes Keras' legacy HDF5 format instead, as Keras' model.save does: architecture, compile
+// config and weights, no optimizer state.
 void save_model(Model& model, const std::string& path);
 // Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config
 // (unsupported metrics or an unknown optimizer are a warning on stderr, not an error).

@@ -1,6 +1,7 @@
 // HDF5 helpers for the model-file code (see hdf5_file.hpp).
 #include "io/hdf5_file.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -366,6 +367,27 @@ void File::write_string_attr(const std::string& path, const std::string& attr, c
            H5Aclose);
   const char* p = value.c_str();
   if (!a.valid() || H5Awrite(a.get(), type.get(), &p) < 0) fail("cannot write attribute '" + attr + "'");
+}
+
+void File::write_string_list_attr(const std::string& path, const std::string& attr,
+                                  const std::vector<std::string>& values) const {
+  size_t width = 1;
+  for (const std::string& v : values) width = std::max(width, v.size());
+  Handle type(values.empty() ? H5Tcopy(H5T_IEEE_F64LE) : H5Tcopy(H5T_C_S1), H5Tclose);
+  if (!values.empty()) {
+    H5Tset_size(type.get(), width);
+    H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  }
+  const hsize_t count = values.size();
+  Handle space(H5Screate_simple(1, &count, nullptr), H5Sclose);
+  if (has_attr(path, attr)) H5Adelete_by_name(file_.get(), obj_path(path).c_str(), attr.c_str(), H5P_DEFAULT);
+  Handle a(H5Acreate_by_name(file_.get(), obj_path(path).c_str(), attr.c_str(), type.get(), space.get(), H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT),
+           H5Aclose);
+  std::vector<char> packed(values.size() * width, '\0');
+  for (size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), packed.begin() + i * width);
+  if (!a.valid() || (!values.empty() && H5Awrite(a.get(), type.get(), packed.data()) < 0))
+    fail("cannot write attribute '" + attr + "'");
 }
 
 }  // namespace attn::io::h5

@@ -89,6 +89,10 @@ class File {
                                             bool* found = nullptr) const;
   bool has_attr(const std::string& path, const std::string& attr) const;
   void write_string_attr(const std::string& path, const std::string& attr, const std::string& value) const;
+  // A 1-D attribute of fixed-length strings, as h5py writes a list of bytes (Keras' layer_names,
+  // weight_names); an empty list is an empty float64 array, as h5py writes [].
+  void write_string_list_attr(const std::string& path, const std::string& attr,
+                              const std::vector<std::string>& values) const;
 
   [[noreturn]] void fail(const std::string& what) const;
 

@@ -5,7 +5,7 @@
 //   optimizer/vars/0 = iterations (int64), 1 = learning_rate (float32; absent with a schedule),
 //   then the slots
 //   vars/                                      (the model's own variables: none)
-// Legacy .h5 (read only): root attrs model_config / training_config and
+// Legacy .h5: root attrs model_config / training_config and
 // model_weights/<layer name>/<weight name> listed by the group's weight_names attr.
 #include <algorithm>
 #include <chrono>
@@ -386,28 +386,45 @@ bool starts_with_bytes(const std::string& path, const char* magic, size_t n) {
   return buf.compare(0, n, magic, n) == 0;
 }
 
+// attn's own additions to a model file (metadata.json's "attn" entry in a .keras file, the
+// root attribute "attn" of a legacy .h5; Keras ignores both): the training seed, so a resumed
+// run shuffles and drops out as the uninterrupted one would, and the logits choice.
+json attn_metadata(const Model& model) {
+  json extra = {{"version", attn::version()}, {"seed", model.seed()}};
+  if (model.compiled())
+    extra["logits_semantics"] =
+        model.compile_options().logits_semantics == LogitsSemantics::kOutputs ? "outputs" : "tensorflow";
+  return extra;
+}
+
+CompileOptions compile_options_from(const json& attn_meta) {
+  CompileOptions options;
+  if (attn_meta.value("logits_semantics", std::string()) == "outputs") options.logits_semantics = LogitsSemantics::kOutputs;
+  options.warn = false;  // the user saw the warning when the model was first compiled
+  return options;
+}
+
+void restore_seed(Model& model, const json& attn_meta) {
+  if (attn_meta.contains("seed") && attn_meta.at("seed").is_number_unsigned())
+    model.set_seed(attn_meta.at("seed").get<uint64_t>());
+}
+
 Model load_keras(const std::string& path) {
   zip::Reader z(path);
   for (const char* m : {"config.json", "model.weights.h5"})
     if (!z.has(m)) detail::fail(path, std::string("missing member '") + m + "' in the archive (not a Keras 3 .keras file?)");
   const std::vector<char> cfg_bytes = z.read("config.json");
   const json config = parse_json(std::string(cfg_bytes.begin(), cfg_bytes.end()), path, "config.json");
-  // attn's own additions to metadata.json (Keras ignores them): the training seed, so a
-  // resumed run shuffles and drops out as the uninterrupted one would, and the logits choice.
   json attn_meta = json::object();
   if (z.has("metadata.json")) {
     const std::vector<char> m = z.read("metadata.json");
     const json meta = parse_json(std::string(m.begin(), m.end()), path, "metadata.json");
     if (meta.is_object() && meta.contains("attn") && meta.at("attn").is_object()) attn_meta = meta.at("attn");
   }
-  CompileOptions options;
-  if (attn_meta.value("logits_semantics", std::string()) == "outputs") options.logits_semantics = LogitsSemantics::kOutputs;
-  options.warn = false;  // the user saw the warning when the model was first compiled
   Model model = detail::model_from_config(config, path);
   if (config.contains("compile_config") && !config.at("compile_config").is_null())
-    compile_from(model, config.at("compile_config"), "optimizer", path, options);
-  if (attn_meta.contains("seed") && attn_meta.at("seed").is_number_unsigned())
-    model.set_seed(attn_meta.at("seed").get<uint64_t>());
+    compile_from(model, config.at("compile_config"), "optimizer", path, compile_options_from(attn_meta));
+  restore_seed(model, attn_meta);
   h5::File f = h5::File::open_image(z.read("model.weights.h5"), path + " (model.weights.h5)");
   read_layers(f, model);
   read_optimizer(f, model);
@@ -424,28 +441,76 @@ Model load_legacy_h5(const std::string& path) {
     f.fail("no 'model_config' attribute: not a Keras model file");
   }
   const json config = parse_json(cfg[0], path, "the model_config attribute");
+  json attn_meta = json::object();
+  if (const std::vector<std::string> a = f.read_string_attr("", "attn", &found); found && a.size() == 1)
+    attn_meta = parse_json(a[0], path, "the attn attribute");
+  if (!attn_meta.is_object()) attn_meta = json::object();
   Model model = detail::model_from_config(config, path);
   const std::vector<std::string> training = f.read_string_attr("", "training_config", &found);
   if (found && training.size() == 1) {
     const json tc = parse_json(training[0], path, "the training_config attribute");
-    compile_from(model, tc, "optimizer_config", path);
+    if (attn_meta.empty())
+      compile_from(model, tc, "optimizer_config", path);
+    else
+      compile_from(model, tc, "optimizer_config", path, compile_options_from(attn_meta));
   }
+  restore_seed(model, attn_meta);
   const std::string root = f.is_group("model_weights") ? "model_weights" : "";
   read_legacy_weights(f, root, model);
   return model;
 }
 
+// Keras 3's legacy_h5_format.save_model_to_hdf5: the model config and training config as JSON
+// root attributes, each layer's weights under model_weights/<layer>/<layer>/<variable> (Keras'
+// variable paths) with the names listed in weight_names. No optimizer state (Keras writes its
+// variables; this loader does not read them either).
+void save_legacy_h5(Model& model, const std::string& path) {
+  const json full = model_to_config(model);
+  const json model_config = {{"class_name", full.at("class_name")}, {"config", full.at("config")}};
+  json training_config = nullptr;
+  if (model.compiled()) {
+    training_config = detail::compile_config(model);
+    const json optimizer = training_config.at("optimizer");
+    training_config.erase("optimizer");
+    training_config["optimizer_config"] = {{"class_name", optimizer.at("class_name")},
+                                           {"config", optimizer.at("config")}};
+  }
+  detail::write_atomically(path, [&](const std::string& tmp) {
+    h5::File f = h5::File::create(tmp, path);
+    f.write_string_attr("", "keras_version", kKerasVersion);
+    f.write_string_attr("", "backend", "tensorflow");
+    f.write_string_attr("", "model_config", model_config.dump());
+    f.write_string_attr("", "attn", attn_metadata(model).dump());
+    if (!training_config.is_null()) f.write_string_attr("", "training_config", training_config.dump());
+    f.ensure_group("model_weights");
+    std::vector<std::string> layer_names;
+    for (const auto& l : model.layers()) layer_names.push_back(l->name());
+    f.write_string_list_attr("model_weights", "layer_names", layer_names);
+    f.write_string_attr("model_weights", "backend", "tensorflow");
+    f.write_string_attr("model_weights", "keras_version", kKerasVersion);
+    for (const auto& l : model.layers()) {
+      const std::string group = "model_weights/" + l->name();
+      f.ensure_group(group);
+      std::vector<std::string> names;
+      for (const Weight& w : l->weights()) {
+        names.push_back(l->name() + "/" + w.name);
+        f.write_floats(group + "/" + names.back(), w.shape, w.value.data());
+      }
+      f.write_string_list_attr(group, "weight_names", names);
+    }
+    f.close();
+  });
+}
+
 }  // namespace
 
 void save_model(Model& model, const std::string& path) {
+  if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return save_legacy_h5(model, path);  // as Keras' model.save
   if (!ends_with(path, ".keras"))
-    throw FileError(path + ": the file name must end in .keras (use save_weights for .weights.h5)");
+    throw FileError(path + ": the file name must end in .keras (or .h5 for the legacy format; use save_weights for "
+                    ".weights.h5)");
   json metadata = {{"keras_version", kKerasVersion}, {"date_saved", date_saved()}};
-  json extra = {{"version", attn::version()}, {"seed", model.seed()}};
-  if (model.compiled())
-    extra["logits_semantics"] =
-        model.compile_options().logits_semantics == LogitsSemantics::kOutputs ? "outputs" : "tensorflow";
-  metadata["attn"] = extra;
+  metadata["attn"] = attn_metadata(model);
   const std::string config = model_to_config(model).dump();
   h5::File f = h5::File::create_in_memory(path + " (model.weights.h5)");
   write_tree(f, model, true);

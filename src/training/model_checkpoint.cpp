@@ -70,11 +70,9 @@ ModelCheckpointCallback::ModelCheckpointCallback(std::string filepath, ModelChec
     if (!filepath_.ends_with(".weights.h5"))
       throw std::invalid_argument("ModelCheckpoint: with save_weights_only the path must end in .weights.h5, got '" +
                                   filepath_ + "'");
-  } else if (filepath_.ends_with(".h5")) {
-    throw std::invalid_argument("ModelCheckpoint: '" + filepath_ +
-                                "': attn does not write legacy .h5 model files; use a .keras path");
-  } else if (!filepath_.ends_with(".keras")) {
-    throw std::invalid_argument("ModelCheckpoint: the path must end in .keras, got '" + filepath_ + "'");
+  } else if (!filepath_.ends_with(".keras") && !filepath_.ends_with(".h5")) {
+    // .h5: Keras' legacy format, as model.save writes it.
+    throw std::invalid_argument("ModelCheckpoint: the path must end in .keras (or .h5), got '" + filepath_ + "'");
   }
   maximize_ = monitor_maximizes(options_.monitor, options_.mode, "ModelCheckpoint");
 }
