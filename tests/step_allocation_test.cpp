@@ -111,21 +111,32 @@ TEST(StepAllocation, CounterSeesNewAndAlignedAlloc) {
   EXPECT_TRUE(aligned);
 }
 
-TEST(StepAllocation, ReferenceModelTrainStepAllocatesNothing) {
-  const int64_t batch = 20;
-  attn::Tensor x({batch, 784, 1}), y({batch});
-  std::mt19937 gen(5);
+// n MNIST-like samples (mostly zeros) with labels 0..9 in turn.
+void mnist_like(int64_t n, uint32_t seed, attn::Tensor& x, attn::Tensor& y) {
+  x = attn::Tensor({n, 784, 1});
+  y = attn::Tensor({n});
+  std::mt19937 gen(seed);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen) < 0.8f ? 0.0f : u(gen);  // MNIST-like: mostly zeros
-  for (int64_t i = 0; i < batch; ++i) y[i] = static_cast<float>(i % 10);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen) < 0.8f ? 0.0f : u(gen);
+  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % 10);
+}
+
+attn::Model compiled_reference_model(int threads) {
+  attn::clear_session();
+  attn::set_random_seed(9);
+  attn::Model model = attn::reference_model();
+  model.set_threads(threads);
+  model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                {"accuracy"}, {.warn = false});
+  return model;
+}
+
+TEST(StepAllocation, ReferenceModelTrainStepAllocatesNothing) {
+  attn::Tensor x, y;
+  mnist_like(20, 5, x, y);
   const std::vector<attn::Tensor> xs{x};
   for (int threads : {1, 2}) {
-    attn::clear_session();
-    attn::set_random_seed(9);
-    attn::Model model = attn::reference_model();
-    model.set_threads(threads);
-    model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
-                  {"accuracy"}, {.warn = false});
+    attn::Model model = compiled_reference_model(threads);
     model.train_step(xs, y);  // warm-up: plans the buffers and builds the optimizer
     const auto before = model.get_weights_flat();
     g_allocations = 0;
@@ -163,20 +174,11 @@ class CountBetweenBatches : public attn::callbacks::Callback {
 };
 
 TEST(StepAllocation, FitLoopAllocatesNothingPerStep) {
-  const int64_t n = 200;
-  attn::Tensor x({n, 784, 1}), y({n});
-  std::mt19937 gen(6);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen) < 0.8f ? 0.0f : u(gen);
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<float>(i % 10);
+  attn::Tensor x, y;
+  mnist_like(200, 6, x, y);
   for (int threads : {1, 2})
     for (int verbose : {0, 2}) {
-      attn::clear_session();
-      attn::set_random_seed(9);
-      attn::Model model = attn::reference_model();
-      model.set_threads(threads);
-      model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
-                    {"accuracy"}, {.warn = false});
+      attn::Model model = compiled_reference_model(threads);
       auto counter = std::make_shared<CountBetweenBatches>();
       model.fit(x, y, {.epochs = 1, .batch_size = 20, .verbose = verbose, .callbacks = {counter}});
       EXPECT_EQ(counter->counted, 0) << threads << " thread(s), verbose " << verbose;
