@@ -449,10 +449,9 @@ Model load_legacy_h5(const std::string& path) {
   const std::vector<std::string> training = f.read_string_attr("", "training_config", &found);
   if (found && training.size() == 1) {
     const json tc = parse_json(training[0], path, "the training_config attribute");
-    if (attn_meta.empty())
-      compile_from(model, tc, "optimizer_config", path);
-    else
-      compile_from(model, tc, "optimizer_config", path, compile_options_from(attn_meta));
+    // A file from Keras has no attn entry: compile as the user would, warnings included.
+    compile_from(model, tc, "optimizer_config", path,
+                 attn_meta.empty() ? CompileOptions{} : compile_options_from(attn_meta));
   }
   restore_seed(model, attn_meta);
   const std::string root = f.is_group("model_weights") ? "model_weights" : "";
