@@ -288,25 +288,9 @@ void write_legacy_h5(const std::string& path, const json& config, const std::vec
   f.write_string_attr("", "model_config", config.dump());
   f.write_string_attr("", "keras_version", "2.9.0");
   f.ensure_group("model_weights");
-  // A fixed-length string array attribute, as h5py writes numpy bytes arrays.
-  auto write_names = [&](const std::string& obj, const std::vector<std::string>& names) {
-    hid_t type = H5Tcopy(H5T_C_S1);
-    size_t len = 1;
-    for (const auto& n : names) len = std::max(len, n.size());
-    H5Tset_size(type, len);
-    hsize_t dims[1] = {names.size()};
-    hid_t space = H5Screate_simple(1, dims, nullptr);
-    std::string buf(len * names.size(), '\0');
-    for (size_t i = 0; i < names.size(); ++i) buf.replace(i * len, names[i].size(), names[i]);
-    hid_t a = H5Acreate_by_name(f.root(), obj.c_str(), "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    H5Awrite(a, type, buf.data());
-    H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
-  };
   f.write_string_attr("model_weights", "layer_names", "out");  // a scalar string works as a one-item list
   f.ensure_group("model_weights/out");
-  write_names("model_weights/out", {"out/bias:0", "out/kernel:0"});
+  f.write_string_list_attr("model_weights/out", "weight_names", {"out/bias:0", "out/kernel:0"});
   f.write_floats("model_weights/out/out/bias:0", {2}, bias.data());
   f.write_floats("model_weights/out/out/kernel:0", {3, 2}, kernel.data());
   f.close();
@@ -563,9 +547,14 @@ TEST(LegacyH5, SaveLoadRoundTripKeepsWeightsAndCompileConfig) {
   EXPECT_EQ(r.compile_options().logits_semantics, LogitsSemantics::kOutputs);
   EXPECT_EQ(r.optimizer()->class_name(), "Adam");
   EXPECT_EQ(r.optimizer()->learning_rate(), 0.002f);
-  EXPECT_EQ(r.optimizer()->iterations(), 0);  // the legacy format carries no optimizer state here
+  EXPECT_EQ(r.optimizer()->iterations(), 4);
   EXPECT_EQ(r.metric_names(), m.metric_names());
   EXPECT_EQ(r.seed(), 9u);
+  // Continued training: Adam's m and v came back too, so both go on identically.
+  m.fit({x, mask}, random_labels(16, 3, 4), quiet(1, 4));
+  r.fit({x, mask}, random_labels(16, 3, 4), quiet(1, 4));
+  EXPECT_EQ(r.optimizer()->iterations(), 8);
+  EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
 
   // Uncompiled, Sequential, .hdf5: no training_config, loads uncompiled.
   Model s = sequential_mlp();
@@ -604,6 +593,41 @@ TEST(LegacyH5, LayoutAsKerasWritesIt) {
   EXPECT_EQ(kernel.shape, (Shape{6, 4}));
   const auto& w = m.layers()[1]->weights()[0];
   EXPECT_EQ(kernel.values, std::vector<float>(w.value.data(), w.value.data() + 24));
+  // The optimizer's variables as Keras names them (SGD without momentum: no slots).
+  EXPECT_EQ(f.read_string_attr("optimizer_weights", "weight_names"),
+            (std::vector<std::string>{"SGD/iteration", "SGD/learning_rate"}));
+  EXPECT_EQ(f.read_int64("optimizer_weights/SGD/iteration"), 0);
+}
+
+// tf.keras 2 wrote its optimizer's variables in another order (every m, then every v): they are
+// left alone, not misread as Keras 3's.
+TEST(LegacyH5, Keras2OptimizerWeightsAreNotRestored) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy());
+  m.fit(random_tensor({8, 4, 5}, 1), random_labels(8, 3, 2), quiet(1, 4));
+  const std::string path = dir.file("old.h5");
+  save_model(m, path);
+  {  // The first name as tf.keras 2 wrote it.
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    ASSERT_GE(H5Adelete_by_name(file, "optimizer_weights", "weight_names", H5P_DEFAULT), 0);
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, 11);
+    const hsize_t one = 1;
+    const hid_t space = H5Screate_simple(1, &one, nullptr);
+    const hid_t a = H5Acreate_by_name(file, "optimizer_weights", "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                      H5P_DEFAULT);
+    EXPECT_GE(H5Awrite(a, type, "Adam/iter:0"), 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Fclose(file);
+  }
+  Model r = load_model(path);
+  EXPECT_EQ(r.optimizer()->iterations(), 0);
+  EXPECT_FALSE(r.optimizer_built());
+  EXPECT_EQ(r.get_weights_flat(), m.get_weights_flat());
 }
 
 TEST(LegacyH5, FailedSaveLeavesExistingFileIntact) {

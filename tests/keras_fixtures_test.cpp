@@ -12,6 +12,7 @@
 
 #include "attn/data.hpp"
 #include "attn/io.hpp"
+#include "io/hdf5_file.hpp"
 #include "temp_dir.hpp"
 
 namespace attn {
@@ -106,6 +107,39 @@ TEST_P(KerasFixture, RewrittenAsKerasAndLegacyH5PredictsTheSame) {
     ASSERT_EQ(got.shape(), want.shape()) << name;
     for (int64_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << fx.file << " as " << name << " at " << i;
   }
+}
+
+// A legacy .h5 written by Keras 3.8 with its optimizer state: the iteration count and every Adam
+// slot come back in place (Keras 3 lists optimizer.variables in order: iteration, learning_rate,
+// then momentum and velocity of each variable in turn), and a rewrite keeps them.
+TEST(KerasLegacyH5, Keras3OptimizerStateIsRestored) {
+  const std::string path = fixtures_dir() + "/payalsolanki02__EAI6010A5__mnist_model.h5";
+  if (!fs::exists(path)) GTEST_SKIP() << "fixture not present: " << path;
+  Model model = load_model(path);
+  ASSERT_TRUE(model.compiled());
+  const io::h5::File f = io::h5::File::open(path);
+  EXPECT_EQ(model.optimizer()->iterations(), f.read_int64("optimizer_weights/adam/iteration"));
+  EXPECT_GT(model.optimizer()->iterations(), 0);
+  const auto expect_slot = [&](const Model& m, const std::string& layer, const std::string& var, const std::string& slot) {
+    const io::h5::Array want = f.read_floats("optimizer_weights/adam/sequential_" + layer + "_" + var + "_" + slot);
+    for (const auto& l : m.layers())
+      for (const Weight& w : l->weights())
+        if (l->name() == layer && w.name == var) {
+          const float* got = m.optimizer()->state(slot) + w.offset;
+          ASSERT_EQ(static_cast<size_t>(shape_size(w.shape)), want.values.size()) << layer << "/" << var;
+          EXPECT_EQ(std::vector<float>(got, got + want.values.size()), want.values) << layer << "/" << var << " " << slot;
+          return;
+        }
+    ADD_FAILURE() << "no variable " << layer << "/" << var;
+  };
+  for (const char* layer : {"dense", "dense_1", "dense_2"})
+    for (const char* var : {"kernel", "bias"})
+      for (const char* slot : {"momentum", "velocity"}) expect_slot(model, layer, var, slot);
+  testing::TempDir dir("attn-fixture-test");
+  io::save_model(model, dir.file("again.h5"));
+  Model again = load_model(dir.file("again.h5"));
+  EXPECT_EQ(again.optimizer()->iterations(), model.optimizer()->iterations());
+  for (const char* slot : {"momentum", "velocity"}) expect_slot(again, "dense_1", "kernel", slot);
 }
 
 INSTANTIATE_TEST_SUITE_P(

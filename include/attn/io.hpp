@@ -22,12 +22,13 @@ class FileError : public std::runtime_error {
 // Saves architecture, weights, compile config and optimizer state (Keras 3 layout; Adam's
 // slots interleaved m, v per variable). metadata.json also holds an "attn" entry (seed,
 // logits choice) that Keras ignores and load_model restores. A path ending in .h5 or .hdf5
-// writes Keras' legacy HDF5 format instead, as Keras' model.save does: architecture, compile
-// config and weights, no optimizer state.
+// writes Keras' legacy HDF5 format instead, as Keras 3's model.save does: architecture, compile
+// config, weights and the optimizer's variables (optimizer_weights, Keras 3's order).
 void save_model(Model& model, const std::string& path);
 // Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config
 // (unsupported metrics or an unknown optimizer are a warning on stderr, not an error).
-// Optimizer state is restored from .keras files when it matches the compiled optimizer.
+// Optimizer state is restored from .keras files and Keras 3 legacy .h5 files when it matches
+// the compiled optimizer (tf.keras 2's layout is left alone).
 Model load_model(const std::string& path);
 // Builds an uncompiled model from a Keras model config (the "config.json" of a .keras
 // file, or a legacy model_config): {"class_name": "Functional"|"Sequential", "config": ...}.

@@ -99,6 +99,41 @@ std::vector<SlotVar> optimizer_layout(Model& model) {
   return out;
 }
 
+// Keras 3's path of a layer variable: "dense/kernel"; a Sequential model builds its layers
+// inside its own name scope: "sequential/dense/kernel".
+std::string variable_path(const Model& model, const Layer& layer, const Weight& w) {
+  return (model.class_name() == "Sequential" ? model.name() + "/" : "") + layer.name() + "/" + w.name;
+}
+
+// The optimizer's variables in Keras 3's order (optimizer.variables): iterations, the learning
+// rate (not with a schedule: its config holds it), then the slots once built, each written at
+// path_of(index, Keras' variable name). Returns the paths written.
+std::vector<std::string> write_optimizer_variables(
+    h5::File& f, Model& model, const std::function<std::string(size_t, const std::string&)>& path_of) {
+  optimizers::Optimizer* opt = model.optimizer();
+  std::vector<std::string> paths;
+  paths.push_back(path_of(0, "iteration"));
+  f.write_int64(paths.back(), opt->iterations());
+  if (!opt->learning_rate_schedule()) {
+    const float lr = opt->learning_rate();
+    paths.push_back(path_of(paths.size(), "learning_rate"));
+    f.write_floats(paths.back(), {}, &lr);
+  }
+  if (model.optimizer_built()) {
+    std::map<int64_t, std::string> var_path;  // by offset: Keras' variable path, "dense/kernel"
+    for (const auto& l : model.layers())
+      for (const Weight& w : l->weights()) var_path[w.offset] = variable_path(model, *l, w);
+    for (const SlotVar& sv : optimizer_layout(model)) {
+      // Keras names a slot after its variable's path: "dense/kernel" -> "dense_kernel_momentum".
+      std::string var = var_path[sv.var->offset];
+      std::replace(var.begin(), var.end(), '/', '_');
+      paths.push_back(path_of(paths.size(), var + "_" + sv.slot));
+      f.write_floats(paths.back(), sv.shape, opt->state(sv.slot) + sv.var->offset);
+    }
+  }
+  return paths;
+}
+
 void write_tree(h5::File& f, Model& model, bool with_optimizer) {
   f.ensure_group("layers");
   for (const LayerGroup& g : layer_groups(model)) {
@@ -119,16 +154,7 @@ void write_tree(h5::File& f, Model& model, bool with_optimizer) {
     optimizers::Optimizer* opt = model.optimizer();
     f.ensure_group("optimizer/vars");
     f.write_string_attr("optimizer/vars", "name", opt->get_config().value("name", opt->class_name()));
-    f.write_int64("optimizer/vars/0", opt->iterations());
-    int i = 1;
-    if (!opt->learning_rate_schedule()) {  // a schedule's rate is no variable (it is in the config)
-      const float lr = opt->learning_rate();
-      f.write_floats("optimizer/vars/" + std::to_string(i++), {}, &lr);
-    }
-    if (model.optimizer_built()) {
-      for (const SlotVar& sv : optimizer_layout(model))
-        f.write_floats("optimizer/vars/" + std::to_string(i++), sv.shape, opt->state(sv.slot) + sv.var->offset);
-    }
+    write_optimizer_variables(f, model, [](size_t i, const std::string&) { return "optimizer/vars/" + std::to_string(i); });
   }
   f.ensure_group("vars");
   f.write_string_attr("vars", "name", model.name());
@@ -181,10 +207,10 @@ void read_layers(const h5::File& f, Model& model) {
 
 // Restores iterations, learning rate and slots when the file's optimizer matches the
 // model's (as Keras 3 does, a mismatch is a warning and the optimizer starts fresh).
-void read_optimizer(const h5::File& f, Model& model) {
-  if (!model.optimizer() || !f.is_group("optimizer/vars")) return;
-  const size_t n = count_datasets(f, "optimizer/vars");
-  if (n == 0) return;
+// Restores the optimizer from its variables at `paths`, in write_optimizer_variables' order.
+void read_optimizer_variables(const h5::File& f, Model& model, const std::vector<std::string>& paths) {
+  const size_t n = paths.size();
+  if (!model.optimizer() || n == 0) return;
   optimizers::Optimizer* opt = model.optimizer();
   const std::vector<SlotVar> layout = optimizer_layout(model);
   const bool has_rate = opt->learning_rate_schedule() == nullptr;  // else the schedule's config holds it
@@ -194,17 +220,17 @@ void read_optimizer(const h5::File& f, Model& model) {
                        " optimizer variables, the model's " + opt->class_name() + " has " + std::to_string(expected));
     return;
   }
-  const int64_t iterations = f.read_int64("optimizer/vars/0");
-  if (iterations < 0) f.fail("optimizer/vars/0: negative iteration count");
+  const int64_t iterations = f.read_int64(paths[0]);
+  if (iterations < 0) f.fail(paths[0] + ": negative iteration count");
   float rate = 0.0f;
   if (has_rate) {
-    const h5::Array lr = f.read_floats("optimizer/vars/1");
-    if (lr.values.size() != 1) f.fail("optimizer/vars/1: the learning rate should be one number");
+    const h5::Array lr = f.read_floats(paths[1]);
+    if (lr.values.size() != 1) f.fail(paths[1] + ": the learning rate should be one number");
     rate = lr.values[0];
   }
   std::vector<std::vector<float>> slots;  // none when the model was saved before its first step
   for (size_t i = 0; n == expected && i < layout.size(); ++i) {
-    const std::string path = "optimizer/vars/" + std::to_string(i + first_slot);
+    const std::string& path = paths[i + first_slot];
     h5::Array a = f.read_floats(path);
     if (a.shape != layout[i].shape)
       f.fail("shape mismatch for optimizer variable " + path + " (" + layout[i].slot + " of '" + layout[i].var->name +
@@ -217,6 +243,14 @@ void read_optimizer(const h5::File& f, Model& model) {
   model.build_optimizer();
   for (size_t i = 0; i < layout.size(); ++i)
     std::copy(slots[i].begin(), slots[i].end(), opt->state(layout[i].slot) + layout[i].var->offset);
+}
+
+void read_optimizer(const h5::File& f, Model& model) {
+  if (!model.optimizer() || !f.is_group("optimizer/vars")) return;
+  std::vector<std::string> paths;
+  for (size_t i = 0, n = count_datasets(f, "optimizer/vars"); i < n; ++i)
+    paths.push_back("optimizer/vars/" + std::to_string(i));
+  read_optimizer_variables(f, model, paths);
 }
 
 // ---- legacy .h5 ----
@@ -456,13 +490,24 @@ Model load_legacy_h5(const std::string& path) {
   restore_seed(model, attn_meta);
   const std::string root = f.is_group("model_weights") ? "model_weights" : "";
   read_legacy_weights(f, root, model);
+  if (model.optimizer() && f.is_group("optimizer_weights")) {
+    // Keras 3 lists optimizer.variables ("adam/iteration", "adam/learning_rate", the slots);
+    // tf.keras 2 its own variables in another order ("Adam/iter:0", every m, then every v),
+    // which is left alone (training from such a file starts with a fresh optimizer).
+    const std::vector<std::string> names = chunked_attr(f, "optimizer_weights", "weight_names");
+    if (!names.empty() && ends_with(names[0], "/iteration")) {
+      std::vector<std::string> paths;
+      for (const std::string& n : names) paths.push_back("optimizer_weights/" + n);
+      read_optimizer_variables(f, model, paths);
+    }
+  }
   return model;
 }
 
 // Keras 3's legacy_h5_format.save_model_to_hdf5: the model config and training config as JSON
 // root attributes, each layer's weights under model_weights/<layer>/<layer>/<variable> (Keras'
-// variable paths) with the names listed in weight_names. No optimizer state (Keras writes its
-// variables; this loader does not read them either).
+// variable paths) with the names listed in weight_names, and the optimizer's variables under
+// optimizer_weights.
 void save_legacy_h5(Model& model, const std::string& path) {
   const json full = model_to_config(model);
   const json model_config = {{"class_name", full.at("class_name")}, {"config", full.at("config")}};
@@ -482,20 +527,34 @@ void save_legacy_h5(Model& model, const std::string& path) {
     f.write_string_attr("", "attn", attn_metadata(model).dump());
     if (!training_config.is_null()) f.write_string_attr("", "training_config", training_config.dump());
     f.ensure_group("model_weights");
+    std::vector<const Layer*> layers;  // model.layers as Keras lists them (see layer_groups)
+    for (const LayerGroup& g : layer_groups(model)) layers.push_back(g.layer);
     std::vector<std::string> layer_names;
-    for (const auto& l : model.layers()) layer_names.push_back(l->name());
+    for (const Layer* l : layers) layer_names.push_back(l->name());
     f.write_string_list_attr("model_weights", "layer_names", layer_names);
     f.write_string_attr("model_weights", "backend", "tensorflow");
     f.write_string_attr("model_weights", "keras_version", kKerasVersion);
-    for (const auto& l : model.layers()) {
+    for (const Layer* l : layers) {
       const std::string group = "model_weights/" + l->name();
       f.ensure_group(group);
       std::vector<std::string> names;
       for (const Weight& w : l->weights()) {
-        names.push_back(l->name() + "/" + w.name);
+        names.push_back(variable_path(model, *l, w));
         f.write_floats(group + "/" + names.back(), w.shape, w.value.data());
       }
       f.write_string_list_attr(group, "weight_names", names);
+    }
+    f.ensure_group("model_weights/top_level_model_weights");  // the model's own variables: none
+    f.write_string_list_attr("model_weights/top_level_model_weights", "weight_names", {});
+    if (model.compiled()) {
+      // As Keras' save_optimizer_weights_to_hdf5_group: optimizer.variables by path, in order.
+      const std::string prefix = model.optimizer()->get_config().value("name", std::string("optimizer")) + "/";
+      f.ensure_group("optimizer_weights");
+      std::vector<std::string> names;
+      for (const std::string& p :
+           write_optimizer_variables(f, model, [&](size_t, const std::string& name) { return "optimizer_weights/" + prefix + name; }))
+        names.push_back(p.substr(std::string("optimizer_weights/").size()));
+      f.write_string_list_attr("optimizer_weights", "weight_names", names);
     }
     f.close();
   });

@@ -7,8 +7,10 @@ An independent reader (h5py and json; no Keras needed) that follows the steps of
 legacy_h5_format.load_model_from_hdf5 / load_weights_from_hdf5_group: the model_config and
 training_config root attributes decode to JSON of the expected shape, model_weights lists
 every layer in layer_names, each listed layer has a group with a weight_names attribute, and
-each weight name is a float32 dataset in that group named "<layer>/<variable>". Dense kernels
-are checked against the units in the layer's config.
+each weight name is a float32 dataset in that group named by the variable's path
+("<layer>/<variable>", with the model's name first in a Sequential model), and the optimizer's
+variables are listed in order, the iteration count first. Dense kernels are checked against
+the units in the layer's config.
 Exits 0 when everything matches, 1 and one line per problem otherwise.
 """
 import json
@@ -66,7 +68,8 @@ def main(path):
                 problem(f"layer {name}: no group")
                 continue
             for weight in attribute_list(weights[name], "weight_names"):
-                if not weight.startswith(name + "/"):
+                # A variable path: "<layer>/<variable>", under a Sequential model's name too.
+                if not (weight.startswith(name + "/") or f"/{name}/" in weight):
                     problem(f"layer {name}: weight name {weight} is not under the layer's name")
                 if weight not in weights[name]:
                     problem(f"layer {name}: no dataset {weight}")
@@ -78,6 +81,15 @@ def main(path):
                 if layer and layer["class_name"] == "Dense" and weight.endswith("/kernel"):
                     if data.shape[-1] != layer["config"]["units"]:
                         problem(f"{data.name}: shape {data.shape} does not end in units {layer['config']['units']}")
+        if "training_config" in f.attrs and "optimizer_weights" in f:
+            # Keras 3 restores these by position: iteration first, every listed name a dataset.
+            group = f["optimizer_weights"]
+            names = attribute_list(group, "weight_names")
+            if not names or not names[0].endswith("/iteration"):
+                problem(f"optimizer_weights: expected the iteration count first, got {names[:1]}")
+            for n in names:
+                if n not in group:
+                    problem(f"optimizer_weights: no dataset {n}")
 
 
 if __name__ == "__main__":
