@@ -7,6 +7,8 @@
 
 #include <cfloat>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -84,6 +86,22 @@ TEST(DenseGemm, GradWeightAccumulatesLikeReference) {
         k::dense_grad_weight_reference(x.data(), dz.data(), want.data(), m, kk, n);
         expect_close(dw, want, mag, m + 1, "grad_weight", m, kk, n);
         if (HasFailure()) return;
+      }
+}
+
+// With overwrite the kernel writes dW = x^T dz over whatever dw held (NaN here): the bits of
+// accumulating into a cleared dw, which the team Dense relies on to skip the clearing.
+TEST(DenseGemm, GradWeightOverwriteEqualsAccumulatingIntoZeros) {
+  std::mt19937 gen(15);
+  for (int64_t m : {0, 1, 5, 20, 33})
+    for (int64_t kk : kKs)
+      for (int64_t n : kNs) {
+        auto x = random_vector(gen, m * kk), dz = random_vector(gen, m * n);
+        std::vector<float> cleared(kk * n, 0.0f), written(kk * n, std::numeric_limits<float>::quiet_NaN());
+        k::dense_grad_weight(x.data(), dz.data(), cleared.data(), m, kk, n);
+        k::dense_grad_weight(x.data(), dz.data(), written.data(), m, kk, n, 0, true);
+        ASSERT_EQ(0, std::memcmp(cleared.data(), written.data(), cleared.size() * sizeof(float)))
+            << "m=" << m << " k=" << kk << " n=" << n;
       }
 }
 

@@ -129,16 +129,17 @@ void DenseForward(const float* HWY_RESTRICT x, const float* HWY_RESTRICT w, cons
   } while (p < k);
 }
 
-// ---- weight gradient: dW[R, NV*L] += x[m, R]^T dz[m, NV*L]. x at column p0; dz at column j0;
-// dw at (p0, j0).
+// ---- weight gradient: dW[R, NV*L] += x[m, R]^T dz[m, NV*L] (= with overwrite: the same sums
+// from +0, so the same bits as adding to a cleared dW). x at column p0; dz at column j0; dw at
+// (p0, j0).
 template <int R, int NV, class D>
 HWY_INLINE void GradWeightTile(D d, const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz,
-                               float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n) {
+                               float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n, bool overwrite) {
   using V = decltype(hn::Zero(d));
   const size_t L = hn::Lanes(d);
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = hn::LoadU(d, dw + r * n + v * L);
+    for (int v = 0; v < NV; ++v) acc[r][v] = overwrite ? hn::Zero(d) : hn::LoadU(d, dw + r * n + v * L);
   for (int64_t i = 0; i < m; ++i) {
     V g[NV];
     for (int v = 0; v < NV; ++v) g[v] = hn::LoadU(d, dz + i * n + v * L);
@@ -153,26 +154,27 @@ HWY_INLINE void GradWeightTile(D d, const float* HWY_RESTRICT x, const float* HW
 
 template <int R>
 HWY_NOINLINE void GradWeightRows(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz,
-                                 float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n) {
+                                 float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n, bool overwrite) {
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   int64_t j = 0;
-  for (; j + 3 * L <= n; j += 3 * L) GradWeightTile<R, 3>(d, x, dz + j, dw + j, m, k, n);
-  for (; j + L <= n; j += L) GradWeightTile<R, 1>(d, x, dz + j, dw + j, m, k, n);
+  for (; j + 3 * L <= n; j += 3 * L) GradWeightTile<R, 3>(d, x, dz + j, dw + j, m, k, n, overwrite);
+  for (; j + L <= n; j += L) GradWeightTile<R, 1>(d, x, dz + j, dw + j, m, k, n, overwrite);
 }
 
 // The last n mod L columns, as ForwardTailCols: up to kTailRows rows of dW per tile.
 template <int R>
 HWY_NOINLINE void GradWeightTailCols(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz,
-                                     float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n, int64_t j) {
+                                     float* HWY_RESTRICT dw, int64_t m, int64_t k, int64_t n, int64_t j,
+                                     bool overwrite) {
   const hn::CappedTag<float, 4> d4;
   const hn::CappedTag<float, 1> d1;
   const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
-  for (; L > 4 && j + 4 <= n; j += 4) GradWeightTile<R, 1>(d4, x, dz + j, dw + j, m, k, n);
-  for (; j < n; ++j) GradWeightTile<R, 1>(d1, x, dz + j, dw + j, m, k, n);
+  for (; L > 4 && j + 4 <= n; j += 4) GradWeightTile<R, 1>(d4, x, dz + j, dw + j, m, k, n, overwrite);
+  for (; j < n; ++j) GradWeightTile<R, 1>(d1, x, dz + j, dw + j, m, k, n, overwrite);
 }
 
-using GradWeightTailFn = void (*)(const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+using GradWeightTailFn = void (*)(const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t, bool);
 constexpr GradWeightTailFn kGradWeightTail[kTailRows + 1] = {
     nullptr,
     &GradWeightTailCols<1>,
@@ -185,20 +187,20 @@ constexpr GradWeightTailFn kGradWeightTail[kTailRows + 1] = {
     &GradWeightTailCols<8>};
 
 void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, float* HWY_RESTRICT dw, int64_t m,
-                     int64_t k, int64_t n, int64_t ldx) {
+                     int64_t k, int64_t n, int64_t ldx, bool overwrite) {
   for (int64_t p = 0; p < k; p += kRows) {
     switch (std::min<int64_t>(kRows, k - p)) {
-      case 4: GradWeightRows<4>(x + p, dz, dw + p * n, m, ldx, n); break;
-      case 3: GradWeightRows<3>(x + p, dz, dw + p * n, m, ldx, n); break;
-      case 2: GradWeightRows<2>(x + p, dz, dw + p * n, m, ldx, n); break;
-      default: GradWeightRows<1>(x + p, dz, dw + p * n, m, ldx, n); break;
+      case 4: GradWeightRows<4>(x + p, dz, dw + p * n, m, ldx, n, overwrite); break;
+      case 3: GradWeightRows<3>(x + p, dz, dw + p * n, m, ldx, n, overwrite); break;
+      case 2: GradWeightRows<2>(x + p, dz, dw + p * n, m, ldx, n, overwrite); break;
+      default: GradWeightRows<1>(x + p, dz, dw + p * n, m, ldx, n, overwrite); break;
     }
   }
   const int64_t L = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
   const int64_t tail = n / L * L;
   for (int64_t p = 0, rows = 0; tail < n && p < k; p += rows) {
     rows = tail_rows(k - p);
-    kGradWeightTail[rows](x + p, dz, dw + p * n, m, ldx, n, tail);
+    kGradWeightTail[rows](x + p, dz, dw + p * n, m, ldx, n, tail, overwrite);
   }
 }
 
@@ -434,8 +436,9 @@ void dense_forward(const float* x, const float* w, const float* bias, float* y, 
   HWY_DYNAMIC_DISPATCH(DenseForward)(x, w, bias, y, m, k, n, ldx > 0 ? ldx : k);
 }
 
-void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx) {
-  HWY_DYNAMIC_DISPATCH(DenseGradWeight)(x, dz, dw, m, k, n, ldx > 0 ? ldx : k);
+void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx,
+                       bool overwrite) {
+  HWY_DYNAMIC_DISPATCH(DenseGradWeight)(x, dz, dw, m, k, n, ldx > 0 ? ldx : k, overwrite);
 }
 
 void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx) {

@@ -20,7 +20,10 @@ inline constexpr int64_t kDenseSmallRows = 32;
 // works on a column range of a wider x, as when threads split W by rows.
 void dense_forward(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k, int64_t n,
                    int64_t ldx = 0);
-void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx = 0);
+// dw += x^T dz; with overwrite, dw = x^T dz (the bits of adding to a cleared dw, without
+// clearing it first).
+void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx = 0,
+                       bool overwrite = false);
 void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx = 0);
 
 // Scalar references (double accumulation), same semantics.

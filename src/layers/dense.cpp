@@ -38,12 +38,13 @@ void product(const float* x, int64_t ldx, const float* w, const float* bias, flo
               1.0f, x, static_cast<int>(ldx), w, static_cast<int>(n), 1.0f, y, static_cast<int>(n));
 }
 
-// dw[k,n] += x[m,k]^T dz[m,n] (x rows ldx apart).
-void add_grad_weight(const float* x, int64_t ldx, const float* dz, float* dw, int64_t m, int64_t k, int64_t n) {
+// dw[k,n] += x[m,k]^T dz[m,n] (x rows ldx apart); with overwrite, dw = x^T dz.
+void add_grad_weight(const float* x, int64_t ldx, const float* dz, float* dw, int64_t m, int64_t k, int64_t n,
+                     bool overwrite = false) {
   if (k == 0) return;
-  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_weight(x, dz, dw, m, k, n, ldx);
+  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_weight(x, dz, dw, m, k, n, ldx, overwrite);
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(k), static_cast<int>(n), static_cast<int>(m),
-              1.0f, x, static_cast<int>(ldx), dz, static_cast<int>(n), 1.0f, dw, static_cast<int>(n));
+              1.0f, x, static_cast<int>(ldx), dz, static_cast<int>(n), overwrite ? 0.0f : 1.0f, dw, static_cast<int>(n));
 }
 
 // dx[m,k] += dz[m,n] w[k,n]^T (dx rows ldx apart).
@@ -220,8 +221,8 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
     if (team.input_grads[0])
       add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0, units_);
     if (trainable_) {
-      if (update) std::fill(dw + r0 * units_, dw + r1 * units_, 0.0f);  // not cleared beforehand: see Team::update
-      add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_);
+      // Fused, these rows were not cleared beforehand (see Team::update): written, not added to.
+      add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_, update);
       if (update) team.update->apply(weights_[0].offset + r0 * units_, weights_[0].offset + r1 * units_);
     }
   };
