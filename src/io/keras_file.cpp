@@ -107,17 +107,15 @@ std::string variable_path(const Model& model, const Layer& layer, const Weight& 
 
 // The optimizer's variables in Keras 3's order (optimizer.variables): iterations, the learning
 // rate (not with a schedule: its config holds it), then the slots once built, each written at
-// path_of(index, Keras' variable name). Returns the paths written.
-std::vector<std::string> write_optimizer_variables(
-    h5::File& f, Model& model, const std::function<std::string(size_t, const std::string&)>& path_of) {
+// path_of(index, Keras' variable name).
+void write_optimizer_variables(h5::File& f, Model& model,
+                               const std::function<std::string(size_t, const std::string&)>& path_of) {
   optimizers::Optimizer* opt = model.optimizer();
-  std::vector<std::string> paths;
-  paths.push_back(path_of(0, "iteration"));
-  f.write_int64(paths.back(), opt->iterations());
+  size_t index = 0;
+  f.write_int64(path_of(index++, "iteration"), opt->iterations());
   if (!opt->learning_rate_schedule()) {
     const float lr = opt->learning_rate();
-    paths.push_back(path_of(paths.size(), "learning_rate"));
-    f.write_floats(paths.back(), {}, &lr);
+    f.write_floats(path_of(index++, "learning_rate"), {}, &lr);
   }
   if (model.optimizer_built()) {
     std::map<int64_t, std::string> var_path;  // by offset: Keras' variable path, "dense/kernel"
@@ -127,11 +125,9 @@ std::vector<std::string> write_optimizer_variables(
       // Keras names a slot after its variable's path: "dense/kernel" -> "dense_kernel_momentum".
       std::string var = var_path[sv.var->offset];
       std::replace(var.begin(), var.end(), '/', '_');
-      paths.push_back(path_of(paths.size(), var + "_" + sv.slot));
-      f.write_floats(paths.back(), sv.shape, opt->state(sv.slot) + sv.var->offset);
+      f.write_floats(path_of(index++, var + "_" + sv.slot), sv.shape, opt->state(sv.slot) + sv.var->offset);
     }
   }
-  return paths;
 }
 
 void write_tree(h5::File& f, Model& model, bool with_optimizer) {
@@ -205,9 +201,9 @@ void read_layers(const h5::File& f, Model& model) {
     if (!values.empty()) std::copy(values.begin(), values.end(), w->value.data());
 }
 
-// Restores iterations, learning rate and slots when the file's optimizer matches the
-// model's (as Keras 3 does, a mismatch is a warning and the optimizer starts fresh).
-// Restores the optimizer from its variables at `paths`, in write_optimizer_variables' order.
+// Restores iterations, learning rate and slots from the optimizer variables at `paths` (in
+// write_optimizer_variables' order) when they match the model's optimizer (as Keras 3 does, a
+// mismatch is a warning and the optimizer starts fresh).
 void read_optimizer_variables(const h5::File& f, Model& model, const std::vector<std::string>& paths) {
   const size_t n = paths.size();
   if (!model.optimizer() || n == 0) return;
@@ -551,9 +547,10 @@ void save_legacy_h5(Model& model, const std::string& path) {
       const std::string prefix = model.optimizer()->get_config().value("name", std::string("optimizer")) + "/";
       f.ensure_group("optimizer_weights");
       std::vector<std::string> names;
-      for (const std::string& p :
-           write_optimizer_variables(f, model, [&](size_t, const std::string& name) { return "optimizer_weights/" + prefix + name; }))
-        names.push_back(p.substr(std::string("optimizer_weights/").size()));
+      write_optimizer_variables(f, model, [&](size_t, const std::string& name) {
+        names.push_back(prefix + name);
+        return "optimizer_weights/" + names.back();
+      });
       f.write_string_list_attr("optimizer_weights", "weight_names", names);
     }
     f.close();
