@@ -126,6 +126,30 @@ TEST(DenseGemm, GradInputAccumulatesLikeReference) {
       }
 }
 
+// The same for the input gradient, on a column range of a wider dx (as the team Dense writes its
+// rows of W's features): the range gets the bits of accumulating into zeros over NaN, the other
+// columns keep theirs. Zero rows of dz give +0 (0 + -0), as the cleared buffer would.
+TEST(DenseGemm, GradInputOverwriteEqualsAccumulatingIntoZeros) {
+  std::mt19937 gen(16);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t m : {1, 4, 5, 20, 33})
+    for (int64_t kk : kKs)
+      for (int64_t n : kNs)
+        for (int64_t k0 : {0, 3}) {
+          const int64_t ldx = kk + k0 + 2;
+          auto dz = random_vector(gen, m * n), w = random_vector(gen, kk * n);
+          for (int64_t j = 0; j < n; ++j) dz[j] = -0.0f;  // the first row's sums are -0 or +0
+          std::vector<float> cleared(m * ldx, 0.0f), written(m * ldx, nan);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t p = 0; p < ldx; ++p)
+              if (p < k0 || p >= k0 + kk) cleared[i * ldx + p] = written[i * ldx + p] = static_cast<float>(p);
+          k::dense_grad_input(dz.data(), w.data(), cleared.data() + k0, m, kk, n, ldx);
+          k::dense_grad_input(dz.data(), w.data(), written.data() + k0, m, kk, n, ldx, true);
+          ASSERT_EQ(0, std::memcmp(cleared.data(), written.data(), cleared.size() * sizeof(float)))
+              << "m=" << m << " k=" << kk << " n=" << n << " k0=" << k0;
+        }
+}
+
 // A column range [k0, k0 + kk) of a wider row-major x (stride ldx), as threads use when they split
 // W by rows: equal to the contiguous call on the extracted columns, and the other columns of dx
 // untouched.

@@ -4,11 +4,11 @@
 // batches that do and do not divide among the threads, fewer samples than threads (the team
 // falls back to batch slices), more rows than the small-batch kernels take (BLAS), Dense on 3-D
 // inputs, a large Dense called at two sites, a team Dense applying its own update among small
-// layers updated after the run, a softmax output whose logits feed the loss, the clipping
-// optimizer path, and Attention with masks, causal, concat scores, dropout, a key input
-// and returned scores. Summation order
-// differs between thread counts, so the comparison has a float32 tolerance; the same thread
-// count must reproduce bit for bit.
+// layers updated after the run, a team Dense writing its input gradient (alone, as in the
+// reference model, or before another site adds to it) or adding to one another site wrote, a
+// softmax output whose logits feed the loss, the clipping optimizer path, and Attention with
+// masks, causal, concat scores, dropout, a key input and returned scores. Summation order differs between thread counts, so the comparison has a
+// float32 tolerance; the same thread count must reproduce bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -89,6 +89,25 @@ std::vector<Case> cases() {
          return Model(in, L::Dense(5)(h));
        },
        {{200}}, 5, sparse_logits},
+      {"a team Dense writing an input gradient that an earlier site then adds to",
+       [] {
+         auto in = attn::Input({10, 8});
+         auto h = L::Dense(8, {.activation = "tanh"})(in);                   // [10, 8] on batch slices
+         auto self = L::Attention()({h, h});                                 // adds to h's gradient last
+         auto big = L::Dense(240, {.activation = "tanh"})(L::Flatten()(h));  // 19,200 weights: a team
+         auto a = L::Attention()({L::Reshape({30, 8})(big), self});
+         return Model(in, L::Dense(3)(L::Flatten()(a)));
+       },
+       {{10, 8}}, 3, sparse_logits},
+      {"a team Dense adding to an input gradient that a later site wrote first",
+       [] {
+         auto in = attn::Input({10, 8});
+         auto h = L::Dense(8, {.activation = "tanh"})(in);
+         auto big = L::Dense(240, {.activation = "tanh"})(L::Flatten()(h));
+         auto a = L::Attention()({L::Reshape({30, 8})(big), h});  // h's gradient from here first
+         return Model(in, L::Dense(3)(L::Flatten()(a)));
+       },
+       {{10, 8}}, 3, sparse_logits},
       {"softmax output, logits to the loss, clipping",
        [] {
          auto in = attn::Input({100});

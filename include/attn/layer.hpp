@@ -141,7 +141,10 @@ struct Team {
   int64_t slice_begin = 0;    // this thread's slice: samples [slice_begin, slice_begin + slice count)
   TeamBarrier* barrier = nullptr;
   std::vector<const float*> inputs;     // whole-batch [batch, shape], same on every thread
-  std::vector<float*> input_grads;      // ADD into; null where no gradient is needed
+  std::vector<float*> input_grads;      // ADD into (or see write_input_grads); null where not needed
+  // Set when this site alone contributes to its input gradients (and the layer's
+  // team_writes_input_grads()): they were not cleared, the team writes every element of them.
+  bool write_input_grads = false;
   float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
   // Set in training when the step may be fused (no gradient clipping, the layer called at this
@@ -229,6 +232,10 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // must call the team's barrier the same number of times on every thread.
   virtual bool runs_as_team() const { return false; }
   virtual int64_t team_floats(int64_t /*batch*/, int /*threads*/) const { return 0; }
+  // True when, as a team, the layer can write its input gradients (every element, for the whole
+  // batch, once) instead of adding to them: the executor then need not clear them first when no
+  // other site adds to them (Team::write_input_grads).
+  virtual bool team_writes_input_grads() const { return false; }
 
   // True when the one output is the one input's floats read with another shape (a row-major
   // reshape): the executor then gives both one buffer (and one gradient buffer) and calls

@@ -205,7 +205,8 @@ void DenseGradWeight(const float* HWY_RESTRICT x, const float* HWY_RESTRICT dz, 
 }
 
 // ---- input gradient: dx[R, C] += dz[R, n] W[C, n]^T, dot products along n. dz at row i0;
-// w at row p0; dx at (i0, p0).
+// w at row p0; dx at (i0, p0). With overwrite, dx = 0 + the same sums (the bits of adding to a
+// cleared dx, -0 included, without reading dx).
 template <int R, int C, class D>
 HWY_INLINE int64_t GradInputSpan(D d, const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w,
                                  float (&s)[R][C], int64_t j, int64_t n) {
@@ -230,7 +231,7 @@ HWY_INLINE int64_t GradInputSpan(D d, const float* HWY_RESTRICT dz, const float*
 
 template <int R, int C>
 HWY_INLINE void GradInputTile(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
-                              int64_t k, int64_t n) {
+                              int64_t k, int64_t n, bool overwrite) {
   const hn::ScalableTag<float> d;
   const hn::CappedTag<float, 4> d4;
   float s[R][C] = {};
@@ -240,23 +241,23 @@ HWY_INLINE void GradInputTile(const float* HWY_RESTRICT dz, const float* HWY_RES
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < C; ++c) s[r][c] += dz[r * n + j] * w[c * n + j];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) dx[r * k + c] += s[r][c];
+    for (int c = 0; c < C; ++c) dx[r * k + c] = (overwrite ? 0.0f : dx[r * k + c]) + s[r][c];
 }
 
 constexpr int kCols = 3;  // W rows per tile in the input gradient: 4 x 3 accumulators
 
 template <int C>
 HWY_NOINLINE void GradInputCols(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
-                                int64_t m, int64_t k, int64_t n) {
+                                int64_t m, int64_t k, int64_t n, bool overwrite) {
   // The W rows stay in L1 across all row blocks of dz.
   for (int64_t i = 0; i < m; i += kRows) {
     const float* dzi = dz + i * n;
     float* dxi = dx + i * k;
     switch (std::min<int64_t>(kRows, m - i)) {
-      case 4: GradInputTile<4, C>(dzi, w, dxi, k, n); break;
-      case 3: GradInputTile<3, C>(dzi, w, dxi, k, n); break;
-      case 2: GradInputTile<2, C>(dzi, w, dxi, k, n); break;
-      default: GradInputTile<1, C>(dzi, w, dxi, k, n); break;
+      case 4: GradInputTile<4, C>(dzi, w, dxi, k, n, overwrite); break;
+      case 3: GradInputTile<3, C>(dzi, w, dxi, k, n, overwrite); break;
+      case 2: GradInputTile<2, C>(dzi, w, dxi, k, n, overwrite); break;
+      default: GradInputTile<1, C>(dzi, w, dxi, k, n, overwrite); break;
     }
   }
 }
@@ -288,7 +289,7 @@ HWY_INLINE V4 SumEach4(V4 a, V4 b, V4 c, V4 e) {
 
 template <int R>
 HWY_INLINE void GradInputTile4(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
-                               int64_t k, int64_t n) {
+                               int64_t k, int64_t n, bool overwrite) {
   const hn::ScalableTag<float> d;
   const D4 d4;
   using V4 = decltype(hn::Zero(d4));
@@ -336,7 +337,7 @@ HWY_INLINE void GradInputTile4(const float* HWY_RESTRICT dz, const float* HWY_RE
   }
   for (int r = 0; r < R; ++r) {
     const V4 sum = SumEach4(acc4[r][0], acc4[r][1], acc4[r][2], acc4[r][3]);
-    hn::StoreU(hn::Add(hn::LoadU(d4, dx + r * k), sum), d4, dx + r * k);
+    hn::StoreU(hn::Add(overwrite ? hn::Zero(d4) : hn::LoadU(d4, dx + r * k), sum), d4, dx + r * k);
   }
 }
 
@@ -345,18 +346,18 @@ HWY_INLINE void GradInputTile4(const float* HWY_RESTRICT dz, const float* HWY_RE
 constexpr int kRows4 = HWY_MAX_BYTES >= 64 ? 5 : 3;
 
 HWY_NOINLINE void GradInputCols4(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
-                                 int64_t m, int64_t k, int64_t n) {
+                                 int64_t m, int64_t k, int64_t n, bool overwrite) {
   const int64_t tiles = (m + kRows4 - 1) / kRows4;  // of even heights, as in the forward
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t i = m * t / tiles, rows = m * (t + 1) / tiles - i;
     const float* dzi = dz + i * n;
     float* dxi = dx + i * k;
     switch (rows) {
-      case 5: GradInputTile4<5>(dzi, w, dxi, k, n); break;
-      case 4: GradInputTile4<4>(dzi, w, dxi, k, n); break;
-      case 3: GradInputTile4<3>(dzi, w, dxi, k, n); break;
-      case 2: GradInputTile4<2>(dzi, w, dxi, k, n); break;
-      default: GradInputTile4<1>(dzi, w, dxi, k, n); break;
+      case 5: GradInputTile4<5>(dzi, w, dxi, k, n, overwrite); break;
+      case 4: GradInputTile4<4>(dzi, w, dxi, k, n, overwrite); break;
+      case 3: GradInputTile4<3>(dzi, w, dxi, k, n, overwrite); break;
+      case 2: GradInputTile4<2>(dzi, w, dxi, k, n, overwrite); break;
+      default: GradInputTile4<1>(dzi, w, dxi, k, n, overwrite); break;
     }
   }
 }
@@ -370,7 +371,7 @@ constexpr int64_t kNarrowUnits = 16;  // at most this many units take the narrow
 
 template <int R>
 HWY_INLINE void GradInputNarrowRows(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT wt, float* HWY_RESTRICT dx,
-                                    int64_t n, int64_t ldx) {
+                                    int64_t n, int64_t ldx, bool overwrite) {
   const hn::ScalableTag<float> d;
   const size_t L = hn::Lanes(d);
   using V = decltype(hn::Zero(d));
@@ -380,11 +381,12 @@ HWY_INLINE void GradInputNarrowRows(const float* HWY_RESTRICT dz, const float* H
     const V wj = hn::Load(d, wt + j * L);
     for (int r = 0; r < R; ++r) acc[r] = hn::MulAdd(hn::Set(d, dz[r * n + j]), wj, acc[r]);
   }
-  for (int r = 0; r < R; ++r) hn::StoreU(hn::Add(hn::LoadU(d, dx + r * ldx), acc[r]), d, dx + r * ldx);
+  for (int r = 0; r < R; ++r)
+    hn::StoreU(hn::Add(overwrite ? hn::Zero(d) : hn::LoadU(d, dx + r * ldx), acc[r]), d, dx + r * ldx);
 }
 
 HWY_NOINLINE void GradInputNarrow(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx,
-                                  int64_t m, int64_t k, int64_t n, int64_t ldx) {
+                                  int64_t m, int64_t k, int64_t n, int64_t ldx, bool overwrite) {
   const hn::ScalableTag<float> d;
   const int64_t L = static_cast<int64_t>(hn::Lanes(d));
   HWY_ALIGN float wt[kNarrowUnits * hn::MaxLanes(hn::ScalableTag<float>())];
@@ -393,29 +395,29 @@ HWY_NOINLINE void GradInputNarrow(const float* HWY_RESTRICT dz, const float* HWY
     for (int64_t j = 0; j < n; ++j)
       for (int64_t i = 0; i < L; ++i) wt[j * L + i] = w[(p + i) * n + j];
     int64_t r = 0;
-    for (; r + 4 <= m; r += 4) GradInputNarrowRows<4>(dz + r * n, wt, dx + r * ldx + p, n, ldx);
-    for (; r < m; ++r) GradInputNarrowRows<1>(dz + r * n, wt, dx + r * ldx + p, n, ldx);
+    for (; r + 4 <= m; r += 4) GradInputNarrowRows<4>(dz + r * n, wt, dx + r * ldx + p, n, ldx, overwrite);
+    for (; r < m; ++r) GradInputNarrowRows<1>(dz + r * n, wt, dx + r * ldx + p, n, ldx, overwrite);
   }
   for (; p < k; ++p)  // the last rows of W, fewer than a vector
     for (int64_t r = 0; r < m; ++r) {
       float sum = 0.0f;
       for (int64_t j = 0; j < n; ++j) sum += dz[r * n + j] * w[p * n + j];
-      dx[r * ldx + p] += sum;
+      dx[r * ldx + p] = (overwrite ? 0.0f : dx[r * ldx + p]) + sum;
     }
 }
 
 void DenseGradInput(const float* HWY_RESTRICT dz, const float* HWY_RESTRICT w, float* HWY_RESTRICT dx, int64_t m,
-                    int64_t k, int64_t n, int64_t ldx) {
-  if (n <= kNarrowUnits) return GradInputNarrow(dz, w, dx, m, k, n, ldx);
+                    int64_t k, int64_t n, int64_t ldx, bool overwrite) {
+  if (n <= kNarrowUnits) return GradInputNarrow(dz, w, dx, m, k, n, ldx, overwrite);
   int64_t p = 0;
 #if HWY_TARGET != HWY_SCALAR && !HWY_HAVE_SCALABLE
-  for (; p + 4 <= k; p += 4) GradInputCols4(dz, w + p * n, dx + p, m, ldx, n);
+  for (; p + 4 <= k; p += 4) GradInputCols4(dz, w + p * n, dx + p, m, ldx, n, overwrite);
 #endif
   for (; p < k; p += kCols) {
     switch (std::min<int64_t>(kCols, k - p)) {
-      case 3: GradInputCols<3>(dz, w + p * n, dx + p, m, ldx, n); break;
-      case 2: GradInputCols<2>(dz, w + p * n, dx + p, m, ldx, n); break;
-      default: GradInputCols<1>(dz, w + p * n, dx + p, m, ldx, n); break;
+      case 3: GradInputCols<3>(dz, w + p * n, dx + p, m, ldx, n, overwrite); break;
+      case 2: GradInputCols<2>(dz, w + p * n, dx + p, m, ldx, n, overwrite); break;
+      default: GradInputCols<1>(dz, w + p * n, dx + p, m, ldx, n, overwrite); break;
     }
   }
 }
@@ -441,8 +443,9 @@ void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, in
   HWY_DYNAMIC_DISPATCH(DenseGradWeight)(x, dz, dw, m, k, n, ldx > 0 ? ldx : k, overwrite);
 }
 
-void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx) {
-  HWY_DYNAMIC_DISPATCH(DenseGradInput)(dz, w, dx, m, k, n, ldx > 0 ? ldx : k);
+void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx,
+                      bool overwrite) {
+  HWY_DYNAMIC_DISPATCH(DenseGradInput)(dz, w, dx, m, k, n, ldx > 0 ? ldx : k, overwrite);
 }
 
 void dense_forward_reference(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,

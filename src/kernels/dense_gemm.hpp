@@ -2,6 +2,8 @@
 //   forward      y[m,n]   = b[n] + x[m,k] W[k,n]     (y overwritten; bias may be null -> 0)
 //   weight grad  dW[k,n] += x[m,k]^T dz[m,n]
 //   input grad   dx[m,k] += dz[m,n] W[k,n]^T
+// The gradients have an overwrite mode: the bits of adding to a cleared buffer, without
+// clearing or reading it.
 // For few rows (a batch slice of one thread) BLAS spends most of its time packing W, and that
 // cost does not shrink with the slice. These kernels read W in place, register-blocked so each
 // W element is loaded once per block of rows, with Highway's run-time dispatch. They allocate
@@ -24,7 +26,9 @@ void dense_forward(const float* x, const float* w, const float* bias, float* y, 
 // clearing it first).
 void dense_grad_weight(const float* x, const float* dz, float* dw, int64_t m, int64_t k, int64_t n, int64_t ldx = 0,
                        bool overwrite = false);
-void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx = 0);
+// dx += dz w^T; with overwrite, dx = 0 + dz w^T (as dense_grad_weight's overwrite).
+void dense_grad_input(const float* dz, const float* w, float* dx, int64_t m, int64_t k, int64_t n, int64_t ldx = 0,
+                      bool overwrite = false);
 
 // Scalar references (double accumulation), same semantics.
 void dense_forward_reference(const float* x, const float* w, const float* bias, float* y, int64_t m, int64_t k,

@@ -47,12 +47,14 @@ void add_grad_weight(const float* x, int64_t ldx, const float* dz, float* dw, in
               1.0f, x, static_cast<int>(ldx), dz, static_cast<int>(n), overwrite ? 0.0f : 1.0f, dw, static_cast<int>(n));
 }
 
-// dx[m,k] += dz[m,n] w[k,n]^T (dx rows ldx apart).
-void add_grad_input(const float* dz, const float* w, float* dx, int64_t ldx, int64_t m, int64_t k, int64_t n) {
+// dx[m,k] += dz[m,n] w[k,n]^T (dx rows ldx apart); with overwrite, dx = dz w^T.
+void add_grad_input(const float* dz, const float* w, float* dx, int64_t ldx, int64_t m, int64_t k, int64_t n,
+                    bool overwrite = false) {
   if (k == 0) return;
-  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_input(dz, w, dx, m, k, n, ldx);
+  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_input(dz, w, dx, m, k, n, ldx, overwrite);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(k), static_cast<int>(n),
-              1.0f, dz, static_cast<int>(n), w, static_cast<int>(n), 1.0f, dx, static_cast<int>(ldx));
+              1.0f, dz, static_cast<int>(n), w, static_cast<int>(n), overwrite ? 0.0f : 1.0f, dx,
+              static_cast<int>(ldx));
 }
 
 // Thread t's share [begin, end) of `count` items.
@@ -219,7 +221,8 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   // gradient rows, then (fused) the optimizer step on them, all on one thread.
   const auto rows_of_w = [&](int64_t r0, int64_t r1) {
     if (team.input_grads[0])
-      add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0, units_);
+      add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0, units_,
+                     team.write_input_grads);
     if (trainable_) {
       // Fused, these rows were not cleared beforehand (see Team::update): written, not added to.
       add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_, update);

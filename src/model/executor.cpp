@@ -103,6 +103,34 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
       std::fill(team_param.begin() + w.offset, team_param.begin() + w.offset + shape_size(w.shape), true);
   }
   team_ranges_ = runs_of(team_param, true);
+  // Backward runs the sites in reverse, so the last site to read a tensor (through any view of
+  // it) is the first to add to its gradient. Where that is a team site reading it once, the site
+  // writes the gradient instead and the buffer is not cleared first (clearing would only move
+  // its cache lines between the cores); the sites before it then add to what it wrote.
+  std::vector<int> last_reader(tensor_size_.size(), -1);
+  for (size_t i = 0; i < sites.size(); ++i)
+    if (!is_view_site(i))
+      for (int in : site_inputs_[i]) last_reader[buffer_of_[in]] = static_cast<int>(i);
+  grad_written_by_team_.assign(tensor_size_.size(), false);
+  site_writes_input_grads_.assign(sites.size(), false);
+  for (size_t t = 0; t < tensor_size_.size(); ++t) {
+    const int site = last_reader[t];
+    if (site < 0 || !needs_grad_[t] || static_cast<int>(t) == output_tensor_ || !site_team_[site] ||
+        !sites[site]->layer->team_writes_input_grads())
+      continue;
+    const auto& ins = site_inputs_[site];
+    if (std::count_if(ins.begin(), ins.end(), [&](int in) { return buffer_of_[in] == static_cast<int>(t); }) != 1)
+      continue;
+    grad_written_by_team_[t] = true;
+    site_writes_input_grads_[site] = true;
+  }
+  // A site writes all its input gradients or none.
+  for (size_t i = 0; i < sites.size(); ++i)
+    for (int in : site_inputs_[i])
+      if (site_writes_input_grads_[i] && needs_grad_[in] && !grad_written_by_team_[buffer_of_[in]])
+        site_writes_input_grads_[i] = false;
+  for (size_t t = 0; t < tensor_size_.size(); ++t)
+    if (grad_written_by_team_[t] && !site_writes_input_grads_[last_reader[t]]) grad_written_by_team_[t] = false;
   const auto first_team = std::find(site_team_.begin(), site_team_.end(), true);
   balanced_prefix_ = first_team == site_team_.end() ? 0 : static_cast<size_t>(first_team - site_team_.begin());
   for (size_t i = 0; i < balanced_prefix_; ++i)
@@ -397,6 +425,7 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   s.teams[i].slice_begin = s.begin;
   s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
   s.teams[i].inputs_ready = team_active_ && i == balanced_prefix_ && balanced_prefix_ > 0;
+  s.teams[i].write_input_grads = team_active_ && site_writes_input_grads_[i];
   f.batch = count;
   f.sample_offset = begin;
   f.training = model_->sites_[i]->options.training.value_or(training_mode_);
@@ -462,7 +491,8 @@ void Executor::run_slice(int t) {
   }
   zero_param_grads(t);
   for (size_t t2 = 0; t2 < tensor_size_.size(); ++t2)
-    if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2))
+    if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2) &&
+        !(team_active_ && grad_written_by_team_[t2]))
       std::memset(slice_of(grad_[t2], static_cast<int>(t2)), 0, count * tensor_size_[t2] * sizeof(float));
   for (size_t i = sites.size(); i-- > 0;) {
     if (!site_backward_[i] || is_view_site(i)) continue;

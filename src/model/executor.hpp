@@ -101,6 +101,9 @@ class Executor {
   std::shared_ptr<float[]> team_shared_;
   std::unique_ptr<TeamWork[]> team_work_;  // one per thread
   std::vector<bool> site_team_;                  // runs as a team when team_active_
+  // With teams: gradient buffers that one team site alone writes (not cleared first), and the
+  // sites that write them (Team::write_input_grads).
+  std::vector<bool> grad_written_by_team_, site_writes_input_grads_;
   std::vector<std::pair<int64_t, int64_t>> team_ranges_, slice_ranges_;  // parameter ranges by owner
   std::vector<bool> site_fusable_;  // team site whose layer is called nowhere else
   std::vector<std::pair<int64_t, int64_t>> rest_ranges_;  // ranges not updated inside fused teams

@@ -30,6 +30,7 @@ class DenseLayer : public Layer {
   // W is large: at small batches reading W dominates, and each thread then reads only its share.
   bool runs_as_team() const override;
   int64_t team_floats(int64_t batch, int threads) const override;
+  bool team_writes_input_grads() const override { return true; }
   std::string keras_logits_activation() const override { return activation_name_; }
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
