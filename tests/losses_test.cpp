@@ -90,6 +90,21 @@ TEST(LossSparse, LogitsGradientMatchesFiniteDifferences) {
   expect_gradient_matches_fd(*loss, c);
 }
 
+// Rows wider than the loss keeps exps for on the stack (64) take the recomputing path.
+TEST(LossSparse, WideLogitsGradientMatchesFiniteDifferences) {
+  auto loss = SparseCategoricalCrossentropy(opts(true));
+  Case c{random_values(2 * 70, -3, 3, 2), {69, 5}, 2, 70};
+  expect_gradient_matches_fd(*loss, c);
+}
+
+TEST(LossCategorical, WideLogitsGradientMatchesFiniteDifferences) {
+  std::vector<float> onehot(2 * 70, 0.0f);
+  onehot[0 * 70 + 3] = onehot[1 * 70 + 66] = 1.0f;
+  auto loss = CategoricalCrossentropy(opts(true, 0.1f));
+  Case c{random_values(2 * 70, -3, 3, 3), onehot, 2, 70};
+  expect_gradient_matches_fd(*loss, c);
+}
+
 TEST(LossSparse, ProbabilityPathRenormalisesClippedProbabilities) {
   // TF backend: log(clip(p)) fed to softmax xent == log(sum p) - log(p_y) for unclipped p.
   auto loss = SparseCategoricalCrossentropy(opts(false));

@@ -68,13 +68,21 @@ struct SoftmaxStats {
   double max;
   double sum;
 };
-SoftmaxStats softmax_stats(const float* z, int64_t width) {
+// With exps (width doubles), the terms exp(z_j - max) are kept for the gradient: the exps are
+// most of a training step's loss time.
+SoftmaxStats softmax_stats(const float* z, int64_t width, double* exps = nullptr) {
   double m = z[0];
   for (int64_t j = 1; j < width; ++j) m = std::max(m, static_cast<double>(z[j]));
   double s = 0.0;
-  for (int64_t j = 0; j < width; ++j) s += std::exp(static_cast<double>(z[j]) - m);
+  for (int64_t j = 0; j < width; ++j) {
+    const double e = std::exp(static_cast<double>(z[j]) - m);
+    if (exps) exps[j] = e;
+    s += e;
+  }
   return {m, s};
 }
+// Rows up to this wide keep their exps on the stack; wider ones compute them again.
+constexpr int64_t kKeptExps = 64;
 
 // Base for the four losses: keeps the Keras name and the reduction as it was spelled, so
 // get_config round-trips "auto" or "mean_with_sample_weight" configs unchanged.
@@ -123,11 +131,13 @@ class SparseCategoricalCrossentropyLoss final : public LossBase {
       float* g = grad ? grad + i * w : nullptr;
       if (from_logits_ || y_pred_are_logits) {
         // loss = logsumexp(z) - z_y; d/dz_j = softmax_j - [j == y].
-        const SoftmaxStats st = softmax_stats(z, w);
+        double kept[kKeptExps];
+        double* exps = g && w <= kKeptExps ? kept : nullptr;
+        const SoftmaxStats st = softmax_stats(z, w, exps);
         total += st.max + std::log(st.sum) - static_cast<double>(z[y]);
         if (g) {
           for (int64_t j = 0; j < w; ++j) {
-            const double p = std::exp(static_cast<double>(z[j]) - st.max) / st.sum;
+            const double p = (exps ? exps[j] : std::exp(static_cast<double>(z[j]) - st.max)) / st.sum;
             g[j] = static_cast<float>(grad_scale * (p - (j == y ? 1.0 : 0.0)));
           }
         }
@@ -187,7 +197,9 @@ class CategoricalCrossentropyLoss final : public LossBase {
       if (from_logits_ || y_pred_are_logits) {
         // loss = sum_j y_j (lse - z_j); d/dz_k = softmax_k * sum(y) - y_k (sum(y) is 1 for
         // one-hot or smoothed labels; kept general so the gradient is exact).
-        const SoftmaxStats st = softmax_stats(z, w);
+        double kept[kKeptExps];
+        double* exps = g && w <= kKeptExps ? kept : nullptr;
+        const SoftmaxStats st = softmax_stats(z, w, exps);
         const double lse = st.max + std::log(st.sum);
         double ysum = 0.0;
         for (int64_t j = 0; j < w; ++j) {
@@ -197,7 +209,7 @@ class CategoricalCrossentropyLoss final : public LossBase {
         }
         if (g) {
           for (int64_t j = 0; j < w; ++j) {
-            const double p = std::exp(static_cast<double>(z[j]) - st.max) / st.sum;
+            const double p = (exps ? exps[j] : std::exp(static_cast<double>(z[j]) - st.max)) / st.sum;
             g[j] = static_cast<float>(grad_scale * (p * ysum - target(t, j)));
           }
         }
