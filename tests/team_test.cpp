@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -202,24 +203,35 @@ TEST(Team, SameThreadCountIsBitIdentical) {
   }
 }
 
-// Forward passes alone (predict, evaluate, validation) run every layer on batch slices, and a
-// sample's result does not depend on which slice it is in while the slices stay within the
-// small-batch Dense kernels: the reference model predicts the same bits on any thread count.
-TEST(Team, PredictionsAreTheSameBitsOnAnyThreadCount) {
+// Forward passes alone (predict, evaluate, validation) run whole batches per thread, so every
+// sample gets the bits a 1-thread run gives it, whatever the thread count: for batches the
+// small-batch Dense kernels take and larger ones (BLAS), with a short last batch, and for
+// evaluate's running means of loss and accuracy too.
+TEST(Team, ForwardPassesAreTheSameBitsOnAnyThreadCount) {
   std::mt19937 gen(3);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  Tensor x({20, 784, 1});
+  Tensor x({57, 784, 1}), y({57});
   for (int64_t i = 0; i < x.size(); ++i) x[i] = gen() % 5 == 0 ? u(gen) : 0.0f;  // mostly zeros, like MNIST
-  std::vector<std::vector<float>> preds;
-  for (int threads : {1, 2, 3}) {
-    attn::set_random_seed(11);
-    Model m = attn::reference_model();
-    m.set_threads(threads);
-    preds.push_back(m.predict(x, {.batch_size = 20}).to_vector());
+  for (int64_t i = 0; i < 57; ++i) y[i] = static_cast<float>(gen() % 10);
+  for (int batch : {20, 40, 57, 100}) {
+    std::vector<std::vector<float>> preds;
+    std::vector<std::map<std::string, double>> evals;
+    for (int threads : {1, 2, 3}) {
+      attn::set_random_seed(11);
+      Model m = attn::reference_model();
+      m.set_threads(threads);
+      m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                {"accuracy"}, {.warn = false});
+      preds.push_back(m.predict(x, {.batch_size = batch}).to_vector());
+      evals.push_back(m.evaluate(x, y, {.batch_size = batch, .verbose = 0}));
+    }
+    ASSERT_EQ(preds[0].size(), 570u);
+    for (size_t t = 1; t < preds.size(); ++t) {
+      EXPECT_EQ(0, std::memcmp(preds[t].data(), preds[0].data(), preds[0].size() * sizeof(float)))
+          << "batch " << batch << ", " << t + 1 << " threads";
+      EXPECT_EQ(evals[t], evals[0]) << "batch " << batch << ", " << t + 1 << " threads";
+    }
   }
-  ASSERT_EQ(preds[0].size(), 200u);
-  for (size_t t = 1; t < preds.size(); ++t)
-    EXPECT_EQ(0, std::memcmp(preds[t].data(), preds[0].data(), preds[0].size() * sizeof(float))) << t + 1 << " threads";
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "model/executor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <stdexcept>
@@ -37,7 +38,8 @@ struct Executor::ThreadState {
   std::vector<ForwardContext> fwd;
   std::vector<BackwardContext> bwd;
   std::vector<Team> teams;  // per call site (used by team sites only)
-  int64_t begin = 0, count = 0;  // this run's slice of the batch
+  int64_t begin = 0, count = 0;  // this run's slice of the batch (rows of the buffers)
+  int64_t index_shift = 0;       // row r holds sample indices_[r + index_shift]
   BatchResult result;
 };
 
@@ -260,6 +262,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   for (int t = 0; t < n; ++t) {
     states_[t]->begin = batch * t / n;
     states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
+    states_[t]->index_shift = 0;
   }
   // Teams need every thread to hold samples (each meets the others at barriers). They pay off in
   // training, where each thread differentiates and updates only its share of a large W. Forward
@@ -321,6 +324,47 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
     opt.end_step();
   }
   return total;
+}
+
+void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
+                                   int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
+                                   const std::vector<ForwardCopy>& copies) {
+  if (xs.size() != input_tensor_.size())
+    throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
+                                std::to_string(xs.size()));
+  const int threads = pool_.size();
+  plan(batch_size * threads);
+  xs_ = &xs;
+  y_ = y;
+  indices_ = indices;
+  batch_ = batch_size;
+  train_ = training_mode_ = false;
+  seed_ = 0;
+  prefetch_ = nullptr;  // an announced prefetch is kept for the next run()
+  prefetch_count_ = 0;
+  team_active_ = fused_ = false;
+  std::vector<std::pair<int, int64_t>> copy_tensors;  // tensor, floats per sample
+  for (const ForwardCopy& c : copies) {
+    const int tensor = tensor_id_.at(c.node);
+    copy_tensors.emplace_back(tensor, tensor_size_[tensor]);
+  }
+  std::atomic<int64_t> next{first};
+  auto batches_fn = [&](int t) {
+    ThreadState& s = *states_[t];
+    for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < last;) {
+      const int64_t start = b * batch_size;
+      s.begin = t * batch_size;  // this thread's rows
+      s.count = std::min(batch_size, n - start);
+      s.index_shift = start - s.begin;
+      run_slice(t);
+      results[b - first] = s.result;
+      for (size_t c = 0; c < copies.size(); ++c) {
+        const auto [tensor, size] = copy_tensors[c];
+        std::memcpy(copies[c].out + start * size, act_[tensor].get() + s.begin * size, s.count * size * sizeof(float));
+      }
+    }
+  };
+  pool_.run(batches_fn);
 }
 
 void Executor::update_rest(int t) {
@@ -400,13 +444,13 @@ void Executor::prefetch_inputs(int t) const {
   }
 }
 
-void Executor::copy_inputs(int64_t begin, int64_t count) {
+void Executor::copy_inputs(int64_t begin, int64_t count, int64_t index_shift) {
+  const int64_t* indices = indices_ + begin + index_shift;
   for (size_t i = 0; i < input_tensor_.size(); ++i) {
     const int64_t size = tensor_size_[input_tensor_[i]];
     const float* src = (*xs_)[i].data();
     float* dst = act_[input_tensor_[i]].get() + begin * size;
-    for (int64_t r = 0; r < count; ++r)
-      std::memcpy(dst + r * size, src + indices_[begin + r] * size, size * sizeof(float));
+    for (int64_t r = 0; r < count; ++r) std::memcpy(dst + r * size, src + indices[r] * size, size * sizeof(float));
   }
 }
 
@@ -453,7 +497,7 @@ void Executor::run_slice(int t) {
   const size_t prefix = team_active_ ? balanced_prefix_ : 0;
   if (prefix > 0) {
     const auto run_prefix = [&](int64_t begin, int64_t rows) {
-      copy_inputs(begin, rows);
+      copy_inputs(begin, rows, 0);
       for (size_t i = 0; i < prefix; ++i) {
         ForwardContext& f = forward_context(s, i, begin, rows);
         if (!is_view_site(i)) sites[i]->layer->forward(f);
@@ -462,7 +506,7 @@ void Executor::run_slice(int t) {
     take_team_work(team_work_.get(), t, pool_.size(), run_prefix);
     barrier_.wait();  // every sample has been through the prefix
   } else {
-    copy_inputs(s.begin, count);
+    copy_inputs(s.begin, count, s.index_shift);
   }
   for (size_t i = 0; i < sites.size(); ++i) {
     ForwardContext& f = forward_context(s, i, s.begin, count);  // the prefix's too: backward reads them
@@ -474,7 +518,8 @@ void Executor::run_slice(int t) {
     const int64_t label_size = y_->size() / y_->dim(0);
     float* labels = s.labels.get();
     for (int64_t r = 0; r < count; ++r)
-      std::memcpy(labels + r * label_size, y_->data() + indices_[s.begin + r] * label_size, label_size * sizeof(float));
+      std::memcpy(labels + r * label_size, y_->data() + indices_[s.begin + r + s.index_shift] * label_size,
+                  label_size * sizeof(float));
     losses::LossBatch lb;
     lb.y_pred = model_->hidden_logits_ ? s.logits.get() : pred;
     lb.y_true = labels;

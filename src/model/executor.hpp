@@ -6,7 +6,8 @@
 // whole batch on every thread and write their parameter gradients straight into thread 0's
 // buffer, which then needs no reduction for them; the layers before the first team layer
 // then run on balanced shares of the batch (TeamWork), where a split cannot change a result.
-// Forward passes alone run every layer on slices.
+// Forward passes alone run every layer on slices, or (run_forward_batches) whole batches per
+// thread.
 #pragma once
 
 #include <array>
@@ -36,6 +37,22 @@ class Executor {
   // indices[0..batch) of xs / y. y may be null (predict); activation() then reads any tensor.
   BatchResult run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t batch, bool train,
                   bool training_mode, uint64_t seed);
+
+  // Where run_forward_batches copies a node's values: out is [n, floats per sample of node].
+  struct ForwardCopy {
+    const SymbolicTensor* node;
+    float* out;
+  };
+  // Forward only (inference mode) over batches [first, last) of batch_size consecutive entries
+  // of indices[0..n) (the last batch may be short). Each batch runs start to end on one thread,
+  // the next free thread taking the next batch: no thread waits for another within a batch,
+  // where split batches wait for their slowest slice (a sample's cost depends on its data) and
+  // meet twice per batch. Every sample gets the bits a 1-thread run gives it. results[b - first]
+  // gets batch b's sums (y may be null: zeros); each copy gets the batch's rows of its node.
+  // Plans room for batch_size rows per thread. activation() is unspecified afterwards.
+  void run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
+                           int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
+                           const std::vector<ForwardCopy>& copies);
 
   // Announces the batch after the next run (fit's next batch, same input arrays): at the end
   // of the next run() each thread prefetches its share of those samples' input rows, so that a
@@ -69,7 +86,7 @@ class Executor {
     void apply(int64_t begin, int64_t end) override;
   };
   void run_slice(int t);
-  void copy_inputs(int64_t begin, int64_t count);  // the samples of rows [begin, begin + count)
+  void copy_inputs(int64_t begin, int64_t count, int64_t index_shift);  // the samples of rows [begin, begin + count)
   // Site i's forward context in thread state s, pointed at rows [begin, begin + count).
   ForwardContext& forward_context(ThreadState& s, size_t i, int64_t begin, int64_t count);
   void prefetch_inputs(int t) const;  // thread t's share of this run's prefetch_ samples

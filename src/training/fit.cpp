@@ -117,6 +117,10 @@ void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::share
 }
 
 namespace {
+// Forward-only batches per pool round in evaluation: rounds are cheap (one per this many
+// batches), and the progress bar moves between them.
+constexpr int64_t kBatchesPerRound = 256;
+
 // Keras' running means for one epoch (float32 totals, keras/src/metrics/reduction_metrics.py).
 struct EpochMeans {
   metrics::Mean loss, accuracy;
@@ -148,13 +152,17 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   const int64_t steps = (n + batch_size - 1) / batch_size;
   Progbar bar(steps, verbose);
   callbacks::Logs logs;  // one map for every batch, as in fit
-  for (int64_t s = 0; s < steps; ++s) {
-    int64_t begin = s * batch_size, count = std::min<int64_t>(batch_size, n - begin);
-    auto r = ex.run(xs, &y, order.data() + begin, count, false, false, 0);
-    means.add(r, loss_->reduction_divisor(count), count);
-    if (verbose > 0) {
-      means.write(logs, ex.compute_accuracy);
-      bar.update(s + 1, logs, s + 1 == steps);
+  std::vector<Executor::BatchResult> results(std::min(steps, kBatchesPerRound));
+  for (int64_t first = 0; first < steps; first += kBatchesPerRound) {
+    const int64_t last = std::min(steps, first + kBatchesPerRound);
+    ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {});
+    for (int64_t s = first; s < last; ++s) {  // in batch order, as one thread would: the same bits
+      const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
+      means.add(results[s - first], loss_->reduction_divisor(count), count);
+      if (verbose > 0) {
+        means.write(logs, ex.compute_accuracy);
+        bar.update(s + 1, logs, s + 1 == steps);
+      }
     }
   }
   return means.logs(ex.compute_accuracy);
@@ -194,7 +202,6 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
   Executor& ex = executor();
   ex.plan(std::min<int64_t>(std::max<int64_t>(n, 1), options.batch_size));  // so every node has a buffer
   std::vector<Tensor> out;
-  std::vector<int64_t> sizes;
   for (const Node& node : nodes) {
     if (!node || ex.activation(node.get()) == nullptr)
       throw std::invalid_argument(
@@ -205,17 +212,15 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
     Shape shape = node->shape;
     shape.insert(shape.begin(), n);
     out.emplace_back(shape);
-    sizes.push_back(shape_size(node->shape));
   }
+  std::vector<Executor::ForwardCopy> copies;
+  for (size_t i = 0; i < nodes.size(); ++i) copies.push_back({nodes[i].get(), out[i].data()});
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   ex.compute_accuracy = false;
-  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
-    const int64_t count = std::min<int64_t>(options.batch_size, n - begin);
-    ex.run(xs, nullptr, order.data() + begin, count, false, false, 0);
-    for (size_t i = 0; i < nodes.size(); ++i)
-      std::memcpy(out[i].data() + begin * sizes[i], ex.activation(nodes[i].get()), count * sizes[i] * sizeof(float));
-  }
+  const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
+  std::vector<Executor::BatchResult> results(steps);
+  ex.run_forward_batches(xs, nullptr, order.data(), n, options.batch_size, 0, steps, results.data(), copies);
   return out;
 }
 
