@@ -1,8 +1,10 @@
 // One training step of the reference model (batch 20, Adam) through Model::train_on_batch,
 // on real MNIST test images when available (else synthetic digit-like data), at 1 and 2
-// threads; and inference over a batch of 20. Per-step time x 3000 = one epoch of training.
+// threads; inference over a batch of 20 (split across the threads); evaluate over 2,000 images
+// (whole batches per thread). Per-step time x 3000 = one epoch of training.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 
 #include "attn/attn.hpp"
@@ -62,6 +64,23 @@ void BM_ReferencePredictBatch(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(model.predict(b.x, {.batch_size = 20}));
 }
 BENCHMARK(BM_ReferencePredictBatch)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// evaluate over 2,000 images (100 batches of 20): forward passes alone, whole batches per thread.
+void BM_ReferenceEvaluate(benchmark::State& state) {
+  attn::set_random_seed(1);
+  attn::Model model = attn::reference_model();
+  model.set_threads(static_cast<int>(state.range(0)));
+  model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                {"accuracy"}, {.warn = false});
+  attn::Tensor x({2000, 784, 1}), y({2000});
+  for (int i = 0; i < 100; ++i) {
+    const Batch b = make_batch(i);
+    std::copy(b.x.data(), b.x.data() + b.x.size(), x.data() + i * b.x.size());
+    std::copy(b.y.data(), b.y.data() + 20, y.data() + i * 20);
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(model.evaluate(x, y, {.batch_size = 20, .verbose = 0}));
+}
+BENCHMARK(BM_ReferenceEvaluate)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -333,6 +333,22 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
                                 std::to_string(xs.size()));
   const int threads = pool_.size();
+  std::vector<std::pair<int, int64_t>> copy_tensors;  // tensor, floats per sample
+  for (const ForwardCopy& c : copies) {
+    const int tensor = tensor_id_.at(c.node);
+    copy_tensors.emplace_back(tensor, tensor_size_[tensor]);
+  }
+  if (last - first < threads) {  // too few batches to go round: each is split across the threads
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t start = b * batch_size, count = std::min(batch_size, n - start);
+      results[b - first] = run(xs, y, indices + start, count, false, false, 0);
+      for (size_t c = 0; c < copies.size(); ++c) {
+        const auto [tensor, size] = copy_tensors[c];
+        std::memcpy(copies[c].out + start * size, act_[tensor].get(), count * size * sizeof(float));
+      }
+    }
+    return;
+  }
   plan(batch_size * threads);
   xs_ = &xs;
   y_ = y;
@@ -343,11 +359,6 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
   prefetch_ = nullptr;  // an announced prefetch is kept for the next run()
   prefetch_count_ = 0;
   team_active_ = fused_ = false;
-  std::vector<std::pair<int, int64_t>> copy_tensors;  // tensor, floats per sample
-  for (const ForwardCopy& c : copies) {
-    const int tensor = tensor_id_.at(c.node);
-    copy_tensors.emplace_back(tensor, tensor_size_[tensor]);
-  }
   std::atomic<int64_t> next{first};
   auto batches_fn = [&](int t) {
     ThreadState& s = *states_[t];

@@ -44,12 +44,14 @@ class Executor {
     float* out;
   };
   // Forward only (inference mode) over batches [first, last) of batch_size consecutive entries
-  // of indices[0..n) (the last batch may be short). Each batch runs start to end on one thread,
-  // the next free thread taking the next batch: no thread waits for another within a batch,
-  // where split batches wait for their slowest slice (a sample's cost depends on its data) and
-  // meet twice per batch. Every sample gets the bits a 1-thread run gives it. results[b - first]
-  // gets batch b's sums (y may be null: zeros); each copy gets the batch's rows of its node.
-  // Plans room for batch_size rows per thread. activation() is unspecified afterwards.
+  // of indices[0..n) (the last batch may be short). With at least as many batches as threads,
+  // each batch runs start to end on one thread, the next free thread taking the next batch: no
+  // thread waits for another within a batch, where split batches wait for their slowest slice
+  // (a sample's cost depends on its data) and meet twice per batch, and every sample gets the
+  // bits a 1-thread run gives it (planning room for batch_size rows per thread). Fewer batches
+  // are each split across the threads, as run() does. results[b - first] gets batch b's sums
+  // (y may be null: zeros); each copy gets the batch's rows of its node. activation() is
+  // unspecified afterwards.
   void run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
                            int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
                            const std::vector<ForwardCopy>& copies);

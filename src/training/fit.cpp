@@ -117,8 +117,8 @@ void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::share
 }
 
 namespace {
-// Forward-only batches per pool round in evaluation: rounds are cheap (one per this many
-// batches), and the progress bar moves between them.
+// Forward-only batches per pool round in evaluation (about): rounds are cheap at this size, and
+// the progress bar moves between them.
 constexpr int64_t kBatchesPerRound = 256;
 
 // Keras' running means for one epoch (float32 totals, keras/src/metrics/reduction_metrics.py).
@@ -152,9 +152,13 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   const int64_t steps = (n + batch_size - 1) / batch_size;
   Progbar bar(steps, verbose);
   callbacks::Logs logs;  // one map for every batch, as in fit
-  std::vector<Executor::BatchResult> results(std::min(steps, kBatchesPerRound));
-  for (int64_t first = 0; first < steps; first += kBatchesPerRound) {
-    const int64_t last = std::min(steps, first + kBatchesPerRound);
+  // Rounds of equal size, so that none has fewer batches than threads when the whole has not
+  // (see run_forward_batches).
+  const int64_t rounds =
+      std::min((steps + kBatchesPerRound - 1) / kBatchesPerRound, std::max<int64_t>(1, steps / ex.threads()));
+  std::vector<Executor::BatchResult> results(rounds > 0 ? (steps + rounds - 1) / rounds : 0);
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t first = steps * round / rounds, last = steps * (round + 1) / rounds;
     ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {});
     for (int64_t s = first; s < last; ++s) {  // in batch order, as one thread would: the same bits
       const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
