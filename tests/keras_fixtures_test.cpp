@@ -142,6 +142,50 @@ TEST(KerasLegacyH5, Keras3OptimizerStateIsRestored) {
   for (const char* slot : {"momentum", "velocity"}) expect_slot(again, "dense_1", "kernel", slot);
 }
 
+// A legacy .h5 written by tf.keras 2.9 (Adam; a Dense, MultiHeadAttention, Dense model): its
+// optimizer lists "Adam/iter:0", every variable's m, then every variable's v, by variable path.
+// The iteration count and each slot come back on the model's variable of that path, and a
+// rewrite (Keras 3's layout) keeps them.
+TEST(KerasLegacyH5, TfKeras2OptimizerStateIsRestored) {
+  const std::string path =
+      fixtures_dir() + "/NeuralNetworkVerification__bounding-softmax__self-attention-mnist-small.h5";
+  if (!fs::exists(path)) GTEST_SKIP() << "fixture not present: " << path;
+  Model model = load_model(path);
+  ASSERT_TRUE(model.compiled());
+  ASSERT_EQ(model.optimizer()->class_name(), "Adam");
+  const io::h5::File f = io::h5::File::open(path);
+  EXPECT_EQ(model.optimizer()->iterations(), f.read_int64("optimizer_weights/Adam/iter:0"));
+  EXPECT_GT(model.optimizer()->iterations(), 0);
+  const auto expect_slot = [&](const Model& m, const std::string& layer, const std::string& var, const char* tf2,
+                               const std::string& slot) {
+    const io::h5::Array want = f.read_floats("optimizer_weights/Adam/" + layer + "/" + var + "/" + tf2 + ":0");
+    for (const auto& l : m.layers())
+      for (const Weight& w : l->weights())
+        if (l->name() == layer && w.name == var) {
+          const float* got = m.optimizer()->state(slot) + w.offset;
+          ASSERT_EQ(static_cast<size_t>(shape_size(w.shape)), want.values.size()) << layer << "/" << var;
+          EXPECT_EQ(std::vector<float>(got, got + want.values.size()), want.values) << layer << "/" << var << " " << slot;
+          return;
+        }
+    ADD_FAILURE() << "no variable " << layer << "/" << var;
+  };
+  const std::vector<std::pair<std::string, std::string>> vars = {
+      {"dense", "kernel"},
+      {"dense", "bias"},
+      {"multi_head_attention", "query/kernel"},
+      {"multi_head_attention", "attention_output/bias"},
+      {"dense_1", "kernel"}};
+  for (const auto& [layer, var] : vars) {
+    expect_slot(model, layer, var, "m", "momentum");
+    expect_slot(model, layer, var, "v", "velocity");
+  }
+  testing::TempDir dir("attn-fixture-test");
+  io::save_model(model, dir.file("again.h5"));
+  Model again = load_model(dir.file("again.h5"));
+  EXPECT_EQ(again.optimizer()->iterations(), model.optimizer()->iterations());
+  expect_slot(again, "multi_head_attention", "query/kernel", "v", "velocity");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Manifest, KerasFixture,
     ::testing::Values(

@@ -461,6 +461,76 @@ Model load_keras(const std::string& path) {
   return model;
 }
 
+// tf.keras 2's legacy files list the optimizer's own variables instead: "Adam/iter:0", then
+// every variable's first slot ("Adam/dense/kernel/m:0"), then every variable's second (".../v:0"),
+// sometimes under a "training/" scope; the learning rate lives in the optimizer's config. Slots
+// are matched to the model's by variable path and slot name. Anything that does not match (another
+// optimizer, a missing or unknown slot) leaves the optimizer fresh, with a warning, as a mismatch
+// does for Keras 3 files.
+void read_tf2_optimizer_weights(const h5::File& f, Model& model, const std::vector<std::string>& names) {
+  optimizers::Optimizer* opt = model.optimizer();
+  const auto skip = [&](const std::string& why) {
+    warn(f.name(), "skipping the saved optimizer state (tf.keras 2 layout): " + why);
+  };
+  // tf.keras 2's slot names and Keras 3's (ours) for the same state.
+  const std::map<std::string, std::string> slot_names = {{"m", "momentum"},        {"v", "velocity"},
+                                                         {"vhat", "velocity_hat"}, {"momentum", "momentum"},
+                                                         {"rms", "velocity"},      {"mg", "average_gradient"},
+                                                         {"accumulator", "accumulator"}};
+  std::map<std::string, const Weight*> by_path;  // "dense/kernel"
+  for (const auto& layer : model.layers())
+    for (const Weight& w : layer->weights()) by_path[layer->name() + "/" + w.name] = &w;
+  std::set<int64_t> trainable;
+  for (const auto& v : model.trainable_variables()) trainable.insert(v.offset);
+  int64_t iterations = -1;
+  struct Slot {
+    std::string path, slot;
+    const Weight* weight;
+  };
+  std::vector<Slot> slots;
+  std::set<std::pair<std::string, int64_t>> seen;
+  for (const std::string& name : names) {
+    std::string rest = name;
+    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
+    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
+    const size_t scope = rest.find('/');  // the optimizer's name
+    rest = scope == std::string::npos ? "" : rest.substr(scope + 1);
+    if (rest == "iter" || rest == "iterations") {  // the latter from standalone Keras 2
+      iterations = f.read_int64("optimizer_weights/" + name);
+      if (iterations < 0) f.fail("optimizer_weights/" + name + ": negative iteration count");
+      continue;
+    }
+    const size_t cut = rest.rfind('/');
+    const auto slot = cut == std::string::npos ? slot_names.end() : slot_names.find(rest.substr(cut + 1));
+    const auto weight = cut == std::string::npos ? by_path.end() : by_path.find(rest.substr(0, cut));
+    if (slot == slot_names.end() || weight == by_path.end() || !trainable.count(weight->second->offset))
+      return skip("'" + name + "' is not a known slot of one of this model's trainable variables");
+    if (!seen.insert({slot->second, weight->second->offset}).second) return skip("'" + name + "' comes twice");
+    slots.push_back({"optimizer_weights/" + name, slot->second, weight->second});
+  }
+  if (iterations < 0) return skip("no iteration count");
+  const std::vector<std::string> ours = opt->state_slots();
+  for (const Slot& s : slots)
+    if (std::find(ours.begin(), ours.end(), s.slot) == ours.end())
+      return skip("the model's " + opt->class_name() + " has no '" + s.slot + "' slot");
+  if (!slots.empty() && slots.size() != ours.size() * trainable.size())
+    return skip("the file has " + std::to_string(slots.size()) + " slots, the model's " + opt->class_name() + " " +
+                std::to_string(ours.size() * trainable.size()));
+  std::vector<h5::Array> values;
+  for (const Slot& s : slots) {
+    h5::Array a = f.read_floats(s.path);
+    if (a.shape != s.weight->shape)
+      f.fail("shape mismatch for optimizer variable " + s.path + ": the file has " + shape_text(a.shape) +
+             ", the model expects " + shape_text(s.weight->shape));
+    values.push_back(std::move(a));
+  }
+  opt->set_iterations(iterations);
+  if (slots.empty()) return;
+  model.build_optimizer();
+  for (size_t i = 0; i < slots.size(); ++i)
+    std::copy(values[i].values.begin(), values[i].values.end(), opt->state(slots[i].slot) + slots[i].weight->offset);
+}
+
 Model load_legacy_h5(const std::string& path) {
   h5::File f = h5::File::open(path);
   bool found = false;
@@ -488,13 +558,14 @@ Model load_legacy_h5(const std::string& path) {
   read_legacy_weights(f, root, model);
   if (model.optimizer() && f.is_group("optimizer_weights")) {
     // Keras 3 lists optimizer.variables ("adam/iteration", "adam/learning_rate", the slots);
-    // tf.keras 2 its own variables in another order ("Adam/iter:0", every m, then every v),
-    // which is left alone (training from such a file starts with a fresh optimizer).
+    // tf.keras 2 its own variables in another order ("Adam/iter:0", every m, then every v).
     const std::vector<std::string> names = chunked_attr(f, "optimizer_weights", "weight_names");
     if (!names.empty() && ends_with(names[0], "/iteration")) {
       std::vector<std::string> paths;
       for (const std::string& n : names) paths.push_back("optimizer_weights/" + n);
       read_optimizer_variables(f, model, paths);
+    } else if (!names.empty()) {
+      read_tf2_optimizer_weights(f, model, names);
     }
   }
   return model;
