@@ -475,8 +475,7 @@ void read_tf2_optimizer_weights(const h5::File& f, Model& model, const std::vect
   // tf.keras 2's slot names and Keras 3's (ours) for the same state.
   const std::map<std::string, std::string> slot_names = {{"m", "momentum"},        {"v", "velocity"},
                                                          {"vhat", "velocity_hat"}, {"momentum", "momentum"},
-                                                         {"rms", "velocity"},      {"mg", "average_gradient"},
-                                                         {"accumulator", "accumulator"}};
+                                                         {"rms", "velocity"},      {"mg", "average_gradient"}};
   std::map<std::string, const Weight*> by_path;  // "dense/kernel"
   for (const auto& layer : model.layers())
     for (const Weight& w : layer->weights()) by_path[layer->name() + "/" + w.name] = &w;
