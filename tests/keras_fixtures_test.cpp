@@ -109,6 +109,20 @@ TEST_P(KerasFixture, RewrittenAsKerasAndLegacyH5PredictsTheSame) {
   }
 }
 
+// The model's optimizer `slot` of layer/var holds exactly `want`.
+void expect_slot_equals(const Model& m, const std::string& layer, const std::string& var, const std::string& slot,
+                        const io::h5::Array& want) {
+  for (const auto& l : m.layers())
+    for (const Weight& w : l->weights())
+      if (l->name() == layer && w.name == var) {
+        const float* got = m.optimizer()->state(slot) + w.offset;
+        ASSERT_EQ(static_cast<size_t>(shape_size(w.shape)), want.values.size()) << layer << "/" << var;
+        EXPECT_EQ(std::vector<float>(got, got + want.values.size()), want.values) << layer << "/" << var << " " << slot;
+        return;
+      }
+  ADD_FAILURE() << "no variable " << layer << "/" << var;
+}
+
 // A legacy .h5 written by Keras 3.8 with its optimizer state: the iteration count and every Adam
 // slot come back in place (Keras 3 lists optimizer.variables in order: iteration, learning_rate,
 // then momentum and velocity of each variable in turn), and a rewrite keeps them.
@@ -121,16 +135,8 @@ TEST(KerasLegacyH5, Keras3OptimizerStateIsRestored) {
   EXPECT_EQ(model.optimizer()->iterations(), f.read_int64("optimizer_weights/adam/iteration"));
   EXPECT_GT(model.optimizer()->iterations(), 0);
   const auto expect_slot = [&](const Model& m, const std::string& layer, const std::string& var, const std::string& slot) {
-    const io::h5::Array want = f.read_floats("optimizer_weights/adam/sequential_" + layer + "_" + var + "_" + slot);
-    for (const auto& l : m.layers())
-      for (const Weight& w : l->weights())
-        if (l->name() == layer && w.name == var) {
-          const float* got = m.optimizer()->state(slot) + w.offset;
-          ASSERT_EQ(static_cast<size_t>(shape_size(w.shape)), want.values.size()) << layer << "/" << var;
-          EXPECT_EQ(std::vector<float>(got, got + want.values.size()), want.values) << layer << "/" << var << " " << slot;
-          return;
-        }
-    ADD_FAILURE() << "no variable " << layer << "/" << var;
+    expect_slot_equals(m, layer, var, slot,
+                       f.read_floats("optimizer_weights/adam/sequential_" + layer + "_" + var + "_" + slot));
   };
   for (const char* layer : {"dense", "dense_1", "dense_2"})
     for (const char* var : {"kernel", "bias"})
@@ -158,16 +164,8 @@ TEST(KerasLegacyH5, TfKeras2OptimizerStateIsRestored) {
   EXPECT_GT(model.optimizer()->iterations(), 0);
   const auto expect_slot = [&](const Model& m, const std::string& layer, const std::string& var, const char* tf2,
                                const std::string& slot) {
-    const io::h5::Array want = f.read_floats("optimizer_weights/Adam/" + layer + "/" + var + "/" + tf2 + ":0");
-    for (const auto& l : m.layers())
-      for (const Weight& w : l->weights())
-        if (l->name() == layer && w.name == var) {
-          const float* got = m.optimizer()->state(slot) + w.offset;
-          ASSERT_EQ(static_cast<size_t>(shape_size(w.shape)), want.values.size()) << layer << "/" << var;
-          EXPECT_EQ(std::vector<float>(got, got + want.values.size()), want.values) << layer << "/" << var << " " << slot;
-          return;
-        }
-    ADD_FAILURE() << "no variable " << layer << "/" << var;
+    expect_slot_equals(m, layer, var, slot,
+                       f.read_floats("optimizer_weights/Adam/" + layer + "/" + var + "/" + tf2 + ":0"));
   };
   const std::vector<std::pair<std::string, std::string>> vars = {
       {"dense", "kernel"},
