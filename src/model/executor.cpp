@@ -166,11 +166,7 @@ Executor::~Executor() = default;
 
 int64_t Executor::output_size() const { return tensor_size_[output_tensor_]; }
 
-const float* Executor::activation(const SymbolicTensor* node) const {
-  const auto it = tensor_id_.find(node);
-  if (it == tensor_id_.end() || planned_ == 0) return nullptr;
-  return act_[it->second].get();
-}
+bool Executor::computes(const SymbolicTensor* node) const { return tensor_id_.count(node) != 0; }
 
 void Executor::plan(int64_t max_batch) {
   if (max_batch <= planned_) return;
@@ -338,14 +334,18 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
     const int tensor = tensor_id_.at(c.node);
     copy_tensors.emplace_back(tensor, tensor_size_[tensor]);
   }
+  // Batch rows from `row` of the buffers to samples [start, start + count) of each copy.
+  const auto copy_out = [&](int64_t row, int64_t start, int64_t count) {
+    for (size_t c = 0; c < copies.size(); ++c) {
+      const auto [tensor, size] = copy_tensors[c];
+      std::memcpy(copies[c].out + start * size, act_[tensor].get() + row * size, count * size * sizeof(float));
+    }
+  };
   if (last - first < threads) {  // too few batches to go round: each is split across the threads
     for (int64_t b = first; b < last; ++b) {
       const int64_t start = b * batch_size, count = std::min(batch_size, n - start);
       results[b - first] = run(xs, y, indices + start, count, false, false, 0);
-      for (size_t c = 0; c < copies.size(); ++c) {
-        const auto [tensor, size] = copy_tensors[c];
-        std::memcpy(copies[c].out + start * size, act_[tensor].get(), count * size * sizeof(float));
-      }
+      copy_out(0, start, count);
     }
     return;
   }
@@ -369,10 +369,7 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
       s.index_shift = start - s.begin;
       run_slice(t);
       results[b - first] = s.result;
-      for (size_t c = 0; c < copies.size(); ++c) {
-        const auto [tensor, size] = copy_tensors[c];
-        std::memcpy(copies[c].out + start * size, act_[tensor].get() + s.begin * size, s.count * size * sizeof(float));
-      }
+      copy_out(s.begin, start, s.count);
     }
   };
   pool_.run(batches_fn);

@@ -34,7 +34,7 @@ class Executor {
     double correct = 0.0;   // samples counted correct by the accuracy metric
   };
   // Forward (and, when train, backward + optimizer step) over the samples
-  // indices[0..batch) of xs / y. y may be null (predict); activation() then reads any tensor.
+  // indices[0..batch) of xs / y. y may be null (no loss).
   BatchResult run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t batch, bool train,
                   bool training_mode, uint64_t seed);
 
@@ -50,8 +50,7 @@ class Executor {
   // (a sample's cost depends on its data) and meet twice per batch, and every sample gets the
   // bits a 1-thread run gives it (planning room for batch_size rows per thread). Fewer batches
   // are each split across the threads, as run() does. results[b - first] gets batch b's sums
-  // (y may be null: zeros); each copy gets the batch's rows of its node. activation() is
-  // unspecified afterwards.
+  // (y may be null: zeros); each copy gets the batch's rows of its node.
   void run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
                            int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
                            const std::vector<ForwardCopy>& copies);
@@ -69,9 +68,9 @@ class Executor {
   // The model object this executor runs (a moved Model hands its executor along).
   void rebind(Model& model) { model_ = &model; }
   int64_t output_size() const;  // floats per sample of the model output
-  // Where a run leaves a symbolic tensor of this model: rows [0, batch) of the last run, each
-  // tensor_floats(node) long, valid until the next run. Null when the node is not in the model.
-  const float* activation(const SymbolicTensor* node) const;
+  // Whether a run computes this symbolic tensor (it is in the model); run_forward_batches
+  // copies out such tensors' values.
+  bool computes(const SymbolicTensor* node) const;
 
   // Set by the model before a run: the metric (if any) and its kind.
   bool compute_accuracy = false;

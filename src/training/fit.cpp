@@ -204,10 +204,9 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
   check_inputs(xs, inputs_, what);
   const int64_t n = xs[0].dim(0);
   Executor& ex = executor();
-  ex.plan(std::min<int64_t>(std::max<int64_t>(n, 1), options.batch_size));  // so every node has a buffer
   std::vector<Tensor> out;
   for (const Node& node : nodes) {
-    if (!node || ex.activation(node.get()) == nullptr)
+    if (!node || !ex.computes(node.get()))
       throw std::invalid_argument(
           std::string(what) + ": " +
           (node && node->site ? "output " + std::to_string(node->index) + " of layer '" + node->site->layer->name() + "'"
