@@ -203,6 +203,30 @@ TEST(Team, SameThreadCountIsBitIdentical) {
   }
 }
 
+// Without clipping, a team Dense applies the optimizer to its rows of W inside its backward
+// (fused: gradients written, not cleared and added to) and the small layers are updated after
+// the run; with clipping (never binding here) every gradient is complete first and the step is
+// reduce-then-update. Both orders of work must give the same bits, over several Adam steps
+// (its moments carry any difference forward).
+TEST(Team, FusedStepIsTheSameBitsAsReduceThenUpdate) {
+  const Case reference = cases().at(0);
+  const Data d = make_data(reference, 20, 7);
+  std::vector<std::vector<float>> after;
+  for (bool clip : {false, true}) {
+    attn::clear_session();
+    attn::set_random_seed(5);
+    Model m = reference.build();
+    m.set_threads(2);
+    attn::optimizers::ClipOptions options;
+    if (clip) options.global_clipnorm = 1e9f;
+    m.compile(attn::optimizers::Adam({.clip = options}), reference.loss(), {}, {.warn = false});
+    for (int step = 0; step < 3; ++step) m.train_on_batch(d.xs, d.y);
+    after.push_back(m.get_weights_flat());
+  }
+  ASSERT_EQ(after[0].size(), after[1].size());
+  EXPECT_EQ(0, std::memcmp(after[0].data(), after[1].data(), after[0].size() * sizeof(float)));
+}
+
 // Forward passes alone (predict, evaluate, validation) run whole batches per thread when there
 // are at least as many batches as threads, so every sample gets the bits a 1-thread run gives
 // it, whatever the thread count and batch size (BLAS-sized batches included, a short last
