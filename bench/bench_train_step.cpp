@@ -37,12 +37,18 @@ Batch make_batch(int index) {
   return b;
 }
 
-void BM_ReferenceTrainStep(benchmark::State& state) {
+// The reference model as the tutorial compiles it, on `threads` threads, from seed 1.
+attn::Model compiled_reference_model(int threads) {
   attn::set_random_seed(1);
   attn::Model model = attn::reference_model();
-  model.set_threads(static_cast<int>(state.range(0)));
+  model.set_threads(threads);
   model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
                 {"accuracy"}, {.warn = false});
+  return model;
+}
+
+void BM_ReferenceTrainStep(benchmark::State& state) {
+  attn::Model model = compiled_reference_model(static_cast<int>(state.range(0)));
   std::vector<Batch> batches;
   for (int i = 0; i < 50; ++i) batches.push_back(make_batch(i));
   size_t k = 0;
@@ -67,11 +73,7 @@ BENCHMARK(BM_ReferencePredictBatch)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecon
 
 // evaluate over 2,000 images (100 batches of 20): forward passes alone, whole batches per thread.
 void BM_ReferenceEvaluate(benchmark::State& state) {
-  attn::set_random_seed(1);
-  attn::Model model = attn::reference_model();
-  model.set_threads(static_cast<int>(state.range(0)));
-  model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
-                {"accuracy"}, {.warn = false});
+  attn::Model model = compiled_reference_model(static_cast<int>(state.range(0)));
   attn::Tensor x({2000, 784, 1}), y({2000});
   for (int i = 0; i < 100; ++i) {
     const Batch b = make_batch(i);
