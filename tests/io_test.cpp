@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -642,6 +643,112 @@ TEST(LegacyH5, Keras2OptimizerWeightsThatDoNotFitAreNotRestored) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("optimizer_weights/Adam/iter:0"), std::string::npos) << e.what();
   }
+}
+
+// Standalone Keras 2 (2.0-2.3) named its optimizer's slots by position ("training/Adam/m_0_1:0",
+// the "_1" being TensorFlow's) and restored them by position: every m in the model's variable
+// order, then every v, then Adam's one-float "vhat" placeholders. Written here as that Keras
+// writes them (the real fixture of this layout has SGD without momentum, so no state to check).
+// Out of order, the state is not restored; a slot of the wrong shape is an error naming it.
+TEST(LegacyH5, StandaloneKeras2OptimizerStateIsRestoredByPosition) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy());
+  m.fit(random_tensor({16, 4, 5}, 1), random_labels(16, 3, 2), quiet(1, 4));
+  const auto& vars = m.trainable_variables();
+  ASSERT_EQ(vars.size(), 4u);
+  std::map<int64_t, Shape> shapes;
+  for (Weight* w : m.weights()) shapes[w->offset] = w->shape;
+
+  const std::string path = dir.file("keras2.h5");
+  // order[k] is the variable whose slots the k-th entry of each kind holds; `kernel_shape` that of
+  // the first kind's entry 0. `kinds` pairs Keras 2's slot kinds with ours.
+  using Kinds = std::vector<std::pair<std::string, std::string>>;
+  const auto write_keras2 = [&](const std::vector<size_t>& order, const Shape& kernel_shape,
+                                const Kinds& kinds = {{"m", "momentum"}, {"v", "velocity"}}) {
+    optimizers::Optimizer& opt = *m.optimizer();  // Adam, then RMSprop below
+    const std::string scope = opt.class_name();
+    save_model(m, path);
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    ASSERT_GE(H5Ldelete(file, "optimizer_weights", H5P_DEFAULT), 0);
+    const hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    std::vector<std::string> names = {scope + "/iterations:0"};
+    const int64_t iterations = opt.iterations();
+    const hid_t scalar = H5Screate(H5S_SCALAR);
+    const hid_t it = H5Dcreate2(file, ("optimizer_weights/" + names[0]).c_str(), H5T_STD_I64LE, scalar, lcpl,
+                                H5P_DEFAULT, H5P_DEFAULT);
+    EXPECT_GE(H5Dwrite(it, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &iterations), 0);
+    H5Dclose(it);
+    H5Sclose(scalar);
+    const auto write = [&](const std::string& name, Shape shape, const float* values) {
+      names.push_back(name);
+      std::vector<hsize_t> dims(shape.begin(), shape.end());
+      const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+      const hid_t d = H5Dcreate2(file, ("optimizer_weights/" + name).c_str(), H5T_IEEE_F32LE, space, lcpl,
+                                 H5P_DEFAULT, H5P_DEFAULT);
+      EXPECT_GE(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), 0);
+      H5Dclose(d);
+      H5Sclose(space);
+    };
+    for (const auto& [kind, slot] : kinds)
+      for (size_t k = 0; k < order.size(); ++k) {
+        const auto& var = vars[order[k]];
+        write("training/" + scope + "/" + kind + "_" + std::to_string(order[k]) + "_1:0",
+              order[k] == 0 && kind == kinds[0].first ? kernel_shape : shapes[var.offset], opt.state(slot) + var.offset);
+      }
+    const float zero = 0.0f;
+    if (scope == "Adam")
+      for (size_t k = 0; k < order.size(); ++k) write("training/Adam/vhat_" + std::to_string(k) + "_1:0", {1}, &zero);
+    size_t width = 1;
+    for (const std::string& n : names) width = std::max(width, n.size());
+    std::string packed;  // fixed-length strings, as h5py writes them
+    for (const std::string& n : names) packed += n + std::string(width - n.size(), '\0');
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, width);
+    const hsize_t count = names.size();
+    const hid_t space = H5Screate_simple(1, &count, nullptr);
+    const hid_t a = H5Acreate_by_name(file, "optimizer_weights", "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT,
+                                      H5P_DEFAULT);
+    EXPECT_GE(H5Awrite(a, type, packed.data()), 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Pclose(lcpl);
+    H5Fclose(file);
+  };
+  const Shape kernel = shapes[vars[0].offset];
+  write_keras2({0, 1, 2, 3}, kernel);
+  Model r = load_model(path);
+  ASSERT_TRUE(r.optimizer_built());
+  const auto expect_restored = [&](const Model& loaded, const std::vector<std::string>& slots) {
+    const optimizers::Optimizer& opt = *m.optimizer();
+    EXPECT_EQ(loaded.optimizer()->iterations(), opt.iterations());
+    EXPECT_GT(opt.iterations(), 0);
+    for (const std::string& slot : slots)
+      for (const auto& var : vars) {
+        const float* want = m.optimizer()->state(slot) + var.offset;
+        const float* got = loaded.optimizer()->state(slot) + var.offset;
+        EXPECT_EQ(std::vector<float>(got, got + var.size), std::vector<float>(want, want + var.size))
+            << slot << " at offset " << var.offset;
+      }
+  };
+  expect_restored(r, {"momentum", "velocity"});
+  write_keras2({1, 0, 2, 3}, kernel);  // m_1 listed before m_0
+  Model shuffled = load_model(path);
+  EXPECT_FALSE(shuffled.optimizer_built());
+  EXPECT_EQ(shuffled.optimizer()->iterations(), 0);
+  write_keras2({0, 1, 2, 3}, {kernel[1], kernel[0]});
+  EXPECT_FILE_ERROR(load_model(path), "optimizer_weights/training/Adam/m_0_1:0", "shape mismatch");
+  // RMSprop kept one "accumulator_<i>" per variable: Keras 3's velocity.
+  m.compile(optimizers::RMSprop(), losses::SparseCategoricalCrossentropy());
+  m.fit(random_tensor({16, 4, 5}, 3), random_labels(16, 3, 4), quiet(1, 4));
+  write_keras2({0, 1, 2, 3}, kernel, {{"accumulator", "velocity"}});
+  Model rms = load_model(path);
+  ASSERT_EQ(rms.optimizer()->class_name(), "RMSprop");
+  ASSERT_TRUE(rms.optimizer_built());
+  expect_restored(rms, {"velocity"});
 }
 
 TEST(LegacyH5, FailedSaveLeavesExistingFileIntact) {

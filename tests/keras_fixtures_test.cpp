@@ -184,6 +184,24 @@ TEST(KerasLegacyH5, TfKeras2OptimizerStateIsRestored) {
   expect_slot(again, "multi_head_attention", "query/kernel", "v", "velocity");
 }
 
+// A legacy .h5 written by standalone Keras 2.3.1 (SGD, momentum 0): its optimizer lists
+// "SGD_1/iterations:0" and one "training/SGD/moment_<i>_1:0" per variable, by position. The
+// iteration count comes back; the moments are dropped without a warning, as Keras 3's SGD keeps
+// none at momentum 0 (and Keras 2's update never read them there).
+TEST(KerasLegacyH5, StandaloneKeras2OptimizerStateIsRead) {
+  const std::string path = fixtures_dir() + "/26future__Designing_AI_through_Analyzing_Big_Data__mnist_model.h5";
+  if (!fs::exists(path)) GTEST_SKIP() << "fixture not present: " << path;
+  ::testing::internal::CaptureStderr();
+  Model model = load_model(path);
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(model.compiled());
+  ASSERT_EQ(model.optimizer()->class_name(), "SGD");
+  EXPECT_EQ(warnings.find("optimizer state"), std::string::npos) << warnings;
+  const io::h5::File f = io::h5::File::open(path);
+  EXPECT_EQ(model.optimizer()->iterations(), f.read_int64("optimizer_weights/SGD_1/iterations:0"));
+  EXPECT_GT(model.optimizer()->iterations(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Manifest, KerasFixture,
     ::testing::Values(

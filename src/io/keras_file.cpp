@@ -8,6 +8,7 @@
 // Legacy .h5: root attrs model_config / training_config and
 // model_weights/<layer name>/<weight name> listed by the group's weight_names attr.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -530,6 +531,115 @@ void read_tf2_optimizer_weights(const h5::File& f, Model& model, const std::vect
     std::copy(values[i].values.begin(), values[i].values.end(), opt->state(slots[i].slot) + slots[i].weight->offset);
 }
 
+// "m_12_1" -> kind "m", index 12 (a trailing "_1" is TensorFlow making a graph name unique).
+bool parse_keras2_slot(const std::string& name, std::string* kind, int64_t* index) {
+  size_t p = 0;
+  const auto digit = [&](size_t i) { return i < name.size() && std::isdigit(static_cast<unsigned char>(name[i])); };
+  while ((p = name.find('_', p)) != std::string::npos && !digit(p + 1)) ++p;
+  if (p == std::string::npos || p == 0) return false;
+  *kind = name.substr(0, p);
+  size_t end = p + 1;
+  while (digit(end)) ++end;
+  if (end - p - 1 > 9) return false;
+  *index = std::stoll(name.substr(p + 1, end - p - 1));
+  if (end == name.size()) return true;
+  if (name[end] != '_' || end + 1 == name.size()) return false;  // a uniquifying suffix: "_1"
+  for (size_t i = end + 1; i < name.size(); ++i)
+    if (!digit(i)) return false;
+  return true;
+}
+
+// Standalone Keras 2 (before tf.keras) named its optimizer's slots by position instead of by
+// variable: "Adam/iterations:0", then "training/Adam/m_0", "m_1", ... one per trainable variable in
+// the model's order, then every "v_i", then every "vhat_i" (TensorFlow may add a "_1" to a name),
+// and restored them by position (optimizer.set_weights). Each kind of slot must hold one entry per
+// trainable variable, in order, with the variable's shape. Slots that Keras 3 does not keep are
+// dropped: SGD's moments when its momentum is 0 (the update never reads them) and Adam's one-float
+// "vhat" placeholders without amsgrad.
+void read_keras2_optimizer_weights(const h5::File& f, Model& model, const std::vector<std::string>& names) {
+  optimizers::Optimizer* opt = model.optimizer();
+  const auto skip = [&](const std::string& why) {
+    warn(f.name(), "skipping the saved optimizer state (standalone Keras 2 layout): " + why);
+  };
+  // Keras 2's slot kinds and Keras 3's (ours) for the same state, per optimizer.
+  const std::map<std::string, std::map<std::string, std::string>> kinds = {
+      {"SGD", {{"moment", "momentum"}}},
+      {"Adam", {{"m", "momentum"}, {"v", "velocity"}, {"vhat", "velocity_hat"}}},
+      {"RMSprop", {{"accumulator", "velocity"}}}};
+  const auto known = kinds.find(opt->class_name());
+  if (known == kinds.end()) return skip("no mapping of Keras 2's slots for " + opt->class_name());
+  const std::vector<std::string> ours = opt->state_slots();
+  const auto& vars = model.trainable_variables();
+  std::map<int64_t, Shape> shapes;
+  for (Weight* w : model.weights()) shapes[w->offset] = w->shape;
+  int64_t iterations = -1;
+  std::map<std::string, std::vector<std::string>> paths;  // our slot -> dataset per variable, in order
+  for (const std::string& name : names) {
+    std::string rest = name;
+    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
+    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
+    const size_t scope = rest.find('/');  // the optimizer's name
+    rest = scope == std::string::npos ? "" : rest.substr(scope + 1);
+    if (rest == "iterations" || rest == "iter") {
+      iterations = f.read_int64("optimizer_weights/" + name);
+      if (iterations < 0) f.fail("optimizer_weights/" + name + ": negative iteration count");
+      continue;
+    }
+    std::string kind;
+    int64_t index = 0;
+    if (!parse_keras2_slot(rest, &kind, &index)) return skip("'" + name + "' is not a slot name Keras 2 writes");
+    const auto slot = known->second.find(kind);
+    if (slot == known->second.end())
+      return skip("'" + name + "': Keras 2's " + opt->class_name() + " has no '" + kind + "' slots");
+    std::vector<std::string>& list = paths[slot->second];
+    if (index != static_cast<int64_t>(list.size()))
+      return skip("'" + name + "' is out of order (expected " + kind + "_" + std::to_string(list.size()) + ")");
+    list.push_back("optimizer_weights/" + name);
+  }
+  if (iterations < 0) return skip("no iteration count");
+  for (const auto& [slot, list] : paths)
+    if (list.size() != vars.size())
+      return skip("the file has " + std::to_string(list.size()) + " '" + slot + "' slots, the model " +
+                  std::to_string(vars.size()) + " trainable variables");
+  for (const std::string& slot : ours)
+    if (!paths.count(slot)) return skip("the file has no slots for the model's " + opt->class_name() + " '" + slot + "'");
+  std::vector<std::pair<std::string, std::vector<std::vector<float>>>> values;
+  for (const std::string& slot : ours) {
+    values.push_back({slot, {}});
+    for (size_t i = 0; i < vars.size(); ++i) {
+      const std::string& path = paths[slot][i];
+      h5::Array a = f.read_floats(path);
+      if (a.shape != shapes[vars[i].offset])
+        f.fail("shape mismatch for optimizer variable " + path + " (" + slot + " of '" + vars[i].name +
+               "'): the file has " + shape_text(a.shape) + ", the model expects " + shape_text(shapes[vars[i].offset]));
+      values.back().second.push_back(std::move(a.values));
+    }
+  }
+  opt->set_iterations(iterations);
+  if (values.empty()) return;
+  model.build_optimizer();
+  for (const auto& [slot, per_var] : values)
+    for (size_t i = 0; i < vars.size(); ++i)
+      std::copy(per_var[i].begin(), per_var[i].end(), opt->state(slot) + vars[i].offset);
+}
+
+// Standalone Keras 2's slot names carry no variable path ("training/SGD/moment_0_1:0").
+bool is_keras2_layout(const std::vector<std::string>& names) {
+  for (const std::string& name : names) {
+    std::string rest = name;
+    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
+    const size_t scope = rest.find('/');
+    if (scope == std::string::npos) return false;
+    rest = rest.substr(scope + 1);
+    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
+    if (rest == "iterations" || rest == "iter") continue;
+    std::string kind;
+    int64_t index = 0;
+    return rest.find('/') == std::string::npos && parse_keras2_slot(rest, &kind, &index);
+  }
+  return false;
+}
+
 Model load_legacy_h5(const std::string& path) {
   h5::File f = h5::File::open(path);
   bool found = false;
@@ -563,6 +673,8 @@ Model load_legacy_h5(const std::string& path) {
       std::vector<std::string> paths;
       for (const std::string& n : names) paths.push_back("optimizer_weights/" + n);
       read_optimizer_variables(f, model, paths);
+    } else if (is_keras2_layout(names)) {
+      read_keras2_optimizer_weights(f, model, names);
     } else if (!names.empty()) {
       read_tf2_optimizer_weights(f, model, names);
     }
