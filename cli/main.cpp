@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,17 @@
 #include "attn/system.hpp"
 
 namespace {
+
+// CLI11's PositiveNumber lets "nan" and "inf" through; a learning rate must also fit a float.
+const CLI::Validator kPositiveFiniteFloat(
+    [](std::string& text) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || !(v > 0.0) || !std::isfinite(static_cast<float>(v)))
+        return "must be a positive finite number, got " + text;
+      return {};
+    },
+    "POSITIVE");
 
 using namespace attn;
 
@@ -172,7 +184,7 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   train->add_option("--epochs", epochs, "epochs")->check(CLI::PositiveNumber);
   train->add_option("--batch-size", batch_size, "batch size")->check(CLI::PositiveNumber);
-  train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(CLI::PositiveNumber);
+  train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(kPositiveFiniteFloat);
   train->add_option("--monitor", monitor, "EarlyStopping monitor (loss, accuracy, val_loss, val_accuracy)")
       ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
   train->add_option("--patience", patience, "EarlyStopping patience")->check(CLI::NonNegativeNumber);

@@ -124,7 +124,8 @@ TEST_F(Cli, WrongMagicNumberIsNamed) {
 
 TEST_F(Cli, NonsenseFlagsAreRefusedByName) {
   for (const std::string args : {"train --epochs -3", "train --verbose 7", "train --bogus", "train --threads x",
-                                  "train --monitor val_los", "frobnicate", ""}) {
+                                  "train --monitor val_los", "train --learning-rate nan", "train --learning-rate inf",
+                                  "train --learning-rate 1e39", "train --learning-rate 0", "frobnicate", ""}) {
     CliRun r = attn(args);
     EXPECT_NE(r.status, 0) << args;
     if (!args.empty() && args.find(' ') != std::string::npos) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -159,6 +160,19 @@ TEST(OptimAdam, IterationsDriveBiasCorrection) {
   auto want = to_double(kW0);
   twin.step(want, kGrads[0]);
   expect_close(w, want);
+}
+
+// Keras checks no value; a NaN or infinite rate would only turn every weight into NaN.
+TEST(Optimizers, NonFiniteLearningRateIsRefused) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  EXPECT_THROW(Adam({.learning_rate = nan}), std::invalid_argument);
+  EXPECT_THROW(SGD({.learning_rate = inf}), std::invalid_argument);
+  EXPECT_THROW(RMSprop({.learning_rate = -inf}), std::invalid_argument);
+  auto opt = Adam();
+  EXPECT_THROW(opt->set_learning_rate(nan), std::invalid_argument);
+  EXPECT_FLOAT_EQ(opt->learning_rate(), 0.001f);
+  opt->set_learning_rate(-0.5f);  // allowed, as in Keras (gradient ascent)
+  EXPECT_FLOAT_EQ(opt->learning_rate(), -0.5f);
 }
 
 TEST(OptimAdam, ApplyBeforeBuildThrows) {

@@ -43,6 +43,9 @@ class OptimizerBase : public Optimizer {
   OptimizerBase(std::string name, float learning_rate, const ClipOptions& clip,
                 std::optional<float> weight_decay)
       : name_(std::move(name)), weight_decay_(weight_decay) {
+    // Keras checks no value here; a NaN or infinite rate only turns every weight into NaN.
+    if (!std::isfinite(learning_rate))
+      throw std::invalid_argument("learning_rate must be a finite number, got " + std::to_string(learning_rate));
     learning_rate_ = learning_rate;
     clip_ = clip;
     // base_optimizer.py raises when more than one clipping option is given.
@@ -449,6 +452,8 @@ void Optimizer::set_learning_rate(float lr) {
   if (schedule_)
     throw std::logic_error(class_name() + ": this optimizer was created with a LearningRateSchedule (" +
                            schedule_->class_name() + ") as its learning rate, hence its learning rate is not settable");
+  if (!std::isfinite(lr))
+    throw std::invalid_argument(class_name() + ": learning_rate must be a finite number, got " + std::to_string(lr));
   learning_rate_ = lr;
 }
 
