@@ -5,6 +5,10 @@
 // threads that actually sleep.
 #include "model/thread_pool.hpp"
 
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define ATTN_CPU_RELAX() _mm_pause()
@@ -23,15 +27,28 @@ constexpr int kBarrierYieldEvery = 1 << 10;
 }
 
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
-  for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker(i); });
+  try {
+    workers_.reserve(size_ - 1);
+    for (int i = 1; i < size_; ++i) workers_.emplace_back([this, i] { worker(i); });
+  } catch (const std::system_error& e) {
+    // The system refused a thread (too many asked for): stop the ones started, then say so,
+    // instead of destroying running threads (which terminates the program).
+    const size_t started = workers_.size();
+    stop_workers();
+    throw std::runtime_error("could not start " + std::to_string(size_) + " threads (the system refused thread " +
+                             std::to_string(started + 2) + "): " + e.what());
+  }
 }
 
-ThreadPool::~ThreadPool() {
+void ThreadPool::stop_workers() {
   stop_.store(true);
   generation_.fetch_add(1);
   generation_.notify_all();
   for (auto& t : workers_) t.join();
+  workers_.clear();
 }
+
+ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::run_erased(void (*call)(void*, int), void* fn) {
   if (size_ == 1) {

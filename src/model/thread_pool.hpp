@@ -12,6 +12,7 @@ namespace attn {
 
 class ThreadPool {
  public:
+  // Throws std::runtime_error when the system refuses a thread.
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -30,6 +31,7 @@ class ThreadPool {
  private:
   void run_erased(void (*call)(void*, int), void* fn);
   void worker(int index);
+  void stop_workers();
 
   int size_;
   std::vector<std::thread> workers_;
