@@ -155,7 +155,7 @@ Model load_or_reference(const std::string& path) {
     } catch (const std::exception& e) {
       throw std::runtime_error(path + ": not valid JSON: " + e.what());
     }
-    return io::model_from_config(j);
+    return io::model_from_config(j, path);
   }
   return io::load_model(path);
 }

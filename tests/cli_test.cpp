@@ -135,6 +135,17 @@ TEST_F(Cli, NonsenseFlagsAreRefusedByName) {
   }
 }
 
+// A model config with a bad option: the error names the file, the layer and the option, once.
+TEST_F(Cli, BadModelConfigIsNamed) {
+  write_idx_set(dir_ / "data", 40, 20);
+  std::ofstream(file("bad.json")) << R"({"class_name": "Sequential", "config": {"name": "s", "layers": [
+      {"class_name": "InputLayer", "config": {"batch_shape": [null, 784], "name": "in"}},
+      {"class_name": "Dense", "config": {"name": "hidden", "units": 0, "activation": "relu"}}]}})";
+  CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --epochs 1 --model '" + file("bad.json") + "'");
+  expect_one_line_error(r, "bad.json: layer 'hidden' (Dense): option 'units': units must be a positive integer");
+  EXPECT_EQ(r.err.find("(Dense)", r.err.find("(Dense)") + 1), std::string::npos) << "layer named twice: " << r.err;
+}
+
 TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
   write_idx_set(dir_ / "data", 40, 20);
   const std::string target = file("nowhere/model.keras");

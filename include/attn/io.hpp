@@ -27,12 +27,13 @@ class FileError : public std::runtime_error {
 void save_model(Model& model, const std::string& path);
 // Loads a `.keras` or legacy `.h5` file; compiles it when the file has a compile config
 // (unsupported metrics or an unknown optimizer are a warning on stderr, not an error).
-// Optimizer state is restored from .keras files and Keras 3 legacy .h5 files when it matches
-// the compiled optimizer (tf.keras 2's layout is left alone).
+// Optimizer state is restored when it matches the compiled optimizer: from .keras files and
+// from legacy .h5 files in Keras 3's, tf.keras 2's and standalone Keras 2's layouts.
 Model load_model(const std::string& path);
 // Builds an uncompiled model from a Keras model config (the "config.json" of a .keras
 // file, or a legacy model_config): {"class_name": "Functional"|"Sequential", "config": ...}.
-Model model_from_config(const nlohmann::json& config);
+// Errors name `source` (the file the config came from).
+Model model_from_config(const nlohmann::json& config, const std::string& source = "model config");
 // Keras config JSON of a model (what config.json holds).
 nlohmann::json model_to_config(const Model& model);
 

@@ -26,7 +26,10 @@ std::string LayerConfig::layer_name() const {
 }
 
 void LayerConfig::fail(const std::string& option, const std::string& what) const {
-  detail::fail(file, "layer '" + layer_name() + "' (" + class_name + "): option '" + option + "': " + what);
+  const std::string layer = "layer '" + layer_name() + "' (" + class_name + "): ";
+  // A layer constructor's own error already starts with the layer's name.
+  const std::string detail = what.rfind(layer, 0) == 0 ? what.substr(layer.size()) : what;
+  detail::fail(file, layer + "option '" + option + "': " + detail);
 }
 
 double LayerConfig::number(const std::string& key, double def) const {

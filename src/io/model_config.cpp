@@ -458,7 +458,9 @@ Model model_from_config(const nlohmann::json& j, const std::string& file) {
 
 }  // namespace detail
 
-Model model_from_config(const nlohmann::json& config) { return detail::model_from_config(config, "model config"); }
+Model model_from_config(const nlohmann::json& config, const std::string& source) {
+  return detail::model_from_config(config, source);
+}
 
 nlohmann::json model_to_config(const Model& model) {
   nlohmann::json j = detail::model_to_config_impl(model);
