@@ -600,6 +600,23 @@ TEST(LegacyH5, LayoutAsKerasWritesIt) {
   EXPECT_EQ(f.read_int64("optimizer_weights/SGD/iteration"), 0);
 }
 
+// Writes `names` as the group's weight_names attribute: fixed-length strings, as h5py writes them.
+void write_weight_names(hid_t file, const char* group, const std::vector<std::string>& names) {
+  size_t width = 1;
+  for (const std::string& n : names) width = std::max(width, n.size());
+  std::string packed;
+  for (const std::string& n : names) packed += n + std::string(width - n.size(), '\0');
+  const hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, width);
+  const hsize_t count = names.size();
+  const hid_t space = H5Screate_simple(1, &count, nullptr);
+  const hid_t a = H5Acreate_by_name(file, group, "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  EXPECT_GE(H5Awrite(a, type, packed.data()), 0);
+  H5Aclose(a);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
 // tf.keras 2 wrote its optimizer's own variables ("Adam/iter:0", every m, then every v), matched
 // by variable path (restored from a real tf.keras 2.9 file in keras_fixtures_test). A list that
 // does not fit the model (a slot of a variable it lacks) leaves the optimizer fresh rather than
@@ -615,20 +632,7 @@ TEST(LegacyH5, Keras2OptimizerWeightsThatDoNotFitAreNotRestored) {
     const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     ASSERT_GE(file, 0);
     ASSERT_GE(H5Adelete_by_name(file, "optimizer_weights", "weight_names", H5P_DEFAULT), 0);
-    size_t width = 1;
-    for (const std::string& n : names) width = std::max(width, n.size());
-    std::string packed;  // fixed-length strings, as h5py writes them
-    for (const std::string& n : names) packed += n + std::string(width - n.size(), '\0');
-    const hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, width);
-    const hsize_t count = names.size();
-    const hid_t space = H5Screate_simple(1, &count, nullptr);
-    const hid_t a = H5Acreate_by_name(file, "optimizer_weights", "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                      H5P_DEFAULT);
-    EXPECT_GE(H5Awrite(a, type, packed.data()), 0);
-    H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
+    write_weight_names(file, "optimizer_weights", names);
     H5Fclose(file);
   };
   write_names({"Adam/dense_9/kernel/m:0", "Adam/iter:0"});
@@ -701,20 +705,7 @@ TEST(LegacyH5, StandaloneKeras2OptimizerStateIsRestoredByPosition) {
     const float zero = 0.0f;
     if (scope == "Adam")
       for (size_t k = 0; k < order.size(); ++k) write("training/Adam/vhat_" + std::to_string(k) + "_1:0", {1}, &zero);
-    size_t width = 1;
-    for (const std::string& n : names) width = std::max(width, n.size());
-    std::string packed;  // fixed-length strings, as h5py writes them
-    for (const std::string& n : names) packed += n + std::string(width - n.size(), '\0');
-    const hid_t type = H5Tcopy(H5T_C_S1);
-    H5Tset_size(type, width);
-    const hsize_t count = names.size();
-    const hid_t space = H5Screate_simple(1, &count, nullptr);
-    const hid_t a = H5Acreate_by_name(file, "optimizer_weights", "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT,
-                                      H5P_DEFAULT);
-    EXPECT_GE(H5Awrite(a, type, packed.data()), 0);
-    H5Aclose(a);
-    H5Sclose(space);
-    H5Tclose(type);
+    write_weight_names(file, "optimizer_weights", names);
     H5Pclose(lcpl);
     H5Fclose(file);
   };

@@ -462,6 +462,16 @@ Model load_keras(const std::string& path) {
   return model;
 }
 
+// Keras 2's name of an optimizer variable without ":0", a "training/" scope and the optimizer's
+// own name: "training/Adam/dense/kernel/m:0" -> "dense/kernel/m"; "" when nothing is left.
+std::string keras2_slot_path(const std::string& name) {
+  std::string rest = name;
+  if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
+  if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
+  const size_t scope = rest.find('/');
+  return scope == std::string::npos ? "" : rest.substr(scope + 1);
+}
+
 // tf.keras 2's legacy files list the optimizer's own variables instead: "Adam/iter:0", then
 // every variable's first slot ("Adam/dense/kernel/m:0"), then every variable's second (".../v:0"),
 // sometimes under a "training/" scope; the learning rate lives in the optimizer's config. Slots
@@ -490,11 +500,7 @@ void read_tf2_optimizer_weights(const h5::File& f, Model& model, const std::vect
   std::vector<Slot> slots;
   std::set<std::pair<std::string, int64_t>> seen;
   for (const std::string& name : names) {
-    std::string rest = name;
-    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
-    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
-    const size_t scope = rest.find('/');  // the optimizer's name
-    rest = scope == std::string::npos ? "" : rest.substr(scope + 1);
+    const std::string rest = keras2_slot_path(name);
     if (rest == "iter" || rest == "iterations") {  // the latter from standalone Keras 2
       iterations = f.read_int64("optimizer_weights/" + name);
       if (iterations < 0) f.fail("optimizer_weights/" + name + ": negative iteration count");
@@ -575,11 +581,7 @@ void read_keras2_optimizer_weights(const h5::File& f, Model& model, const std::v
   int64_t iterations = -1;
   std::map<std::string, std::vector<std::string>> paths;  // our slot -> dataset per variable, in order
   for (const std::string& name : names) {
-    std::string rest = name;
-    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
-    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
-    const size_t scope = rest.find('/');  // the optimizer's name
-    rest = scope == std::string::npos ? "" : rest.substr(scope + 1);
+    const std::string rest = keras2_slot_path(name);
     if (rest == "iterations" || rest == "iter") {
       iterations = f.read_int64("optimizer_weights/" + name);
       if (iterations < 0) f.fail("optimizer_weights/" + name + ": negative iteration count");
@@ -626,12 +628,8 @@ void read_keras2_optimizer_weights(const h5::File& f, Model& model, const std::v
 // Standalone Keras 2's slot names carry no variable path ("training/SGD/moment_0_1:0").
 bool is_keras2_layout(const std::vector<std::string>& names) {
   for (const std::string& name : names) {
-    std::string rest = name;
-    if (rest.rfind("training/", 0) == 0) rest = rest.substr(9);
-    const size_t scope = rest.find('/');
-    if (scope == std::string::npos) return false;
-    rest = rest.substr(scope + 1);
-    if (ends_with(rest, ":0")) rest.resize(rest.size() - 2);
+    const std::string rest = keras2_slot_path(name);
+    if (rest.empty()) return false;
     if (rest == "iterations" || rest == "iter") continue;
     std::string kind;
     int64_t index = 0;
