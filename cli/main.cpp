@@ -62,19 +62,6 @@ Tensor limit_rows(const Tensor& t, int64_t limit) {
   return limit > 0 && limit < t.dim(0) ? t.rows(0, limit) : t;
 }
 
-// Writes text to path through a temporary file and an atomic rename.
-void write_file_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(path + ": cannot open for writing");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error(path + ": write failed");
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 std::string history_json(const History& h) {
   nlohmann::json epochs = nlohmann::json::array();
   for (size_t i = 0; i < h.epoch.size(); ++i) {
@@ -334,7 +321,7 @@ int main(int argc, char** argv) {
       if (checkpoint) fit.callbacks.push_back(checkpoint);
       fit.callbacks.push_back(callbacks::TerminateOnNaN());
       History history = model.fit(x_train, y_train, fit);
-      if (!history_path.empty()) write_file_atomically(history_path, history_json(history));
+      if (!history_path.empty()) io::write_text_atomically(history_path, history_json(history));
       if (!save_path.empty()) {
         io::save_model(model, save_path);
         if (verbose) std::printf("saved %s\n", save_path.c_str());
@@ -370,12 +357,12 @@ int main(int argc, char** argv) {
       if (pred_out.empty())
         std::fputs(csv.c_str(), stdout);
       else
-        write_file_atomically(pred_out, csv);
+        io::write_text_atomically(pred_out, csv);
     } else if (*plot) {
       check_writable(plot_out, "--out");
       std::ifstream in(plot_history, std::ios::binary);
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      write_file_atomically(plot_out, plots::training_curves_svg(plots::history_from_json(text, plot_history)));
+      io::write_text_atomically(plot_out, plots::training_curves_svg(plots::history_from_json(text, plot_history)));
       std::printf("wrote %s\n", plot_out.c_str());
     } else if (*attention) {
       check_writable(att_out, "--out");

@@ -5,6 +5,7 @@
 // naming the file and what is wrong (unsupported layer, missing dataset, shape...).
 #pragma once
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -18,6 +19,13 @@ class FileError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// Calls write(tmp) with a temporary path next to `path`, then renames it to `path`: if write
+// throws, the temporary file is removed and `path` is left as it was. Through a symbolic link the
+// file it points to is replaced; a device or FIFO (/dev/null, a pipe) is written into, not replaced.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+// write_atomically with the bytes of `text`.
+void write_text_atomically(const std::string& path, const std::string& text);
 
 // Saves architecture, weights, compile config and optimizer state (Keras 3 layout; Adam's
 // slots interleaved m, v per variable). metadata.json also holds an "attn" entry (seed,

@@ -695,7 +695,7 @@ void save_legacy_h5(Model& model, const std::string& path) {
     training_config["optimizer_config"] = {{"class_name", optimizer.at("class_name")},
                                            {"config", optimizer.at("config")}};
   }
-  detail::write_atomically(path, [&](const std::string& tmp) {
+  write_atomically(path, [&](const std::string& tmp) {
     h5::File f = h5::File::create(tmp, path);
     f.write_string_attr("", "keras_version", kKerasVersion);
     f.write_string_attr("", "backend", "tensorflow");
@@ -751,7 +751,7 @@ void save_model(Model& model, const std::string& path) {
   write_tree(f, model, true);
   std::vector<char> weights = f.image();
   f.close();
-  detail::write_atomically(path, [&](const std::string& tmp) {
+  write_atomically(path, [&](const std::string& tmp) {
     zip::write(tmp,
                {{"metadata.json", to_bytes(metadata.dump())},
                 {"config.json", to_bytes(config)},
@@ -774,7 +774,7 @@ Model load_model(const std::string& path) {
 
 void save_weights(Model& model, const std::string& path) {
   if (!ends_with(path, ".weights.h5")) throw FileError(path + ": the file name must end in .weights.h5");
-  detail::write_atomically(path, [&](const std::string& tmp) {
+  write_atomically(path, [&](const std::string& tmp) {
     h5::File f = h5::File::create(tmp, path);
     write_tree(f, model, true);
     f.close();

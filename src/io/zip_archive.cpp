@@ -3,13 +3,8 @@
 
 #include <zip.h>
 
-#include <atomic>
 #include <filesystem>
-#include <limits>
 #include <system_error>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "attn/io.hpp"
 
@@ -118,43 +113,3 @@ void write(const std::string& path, const std::vector<std::pair<std::string, std
 }
 
 }  // namespace attn::io::zip
-
-namespace attn::io::detail {
-
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  namespace fs = std::filesystem;
-  static std::atomic<uint64_t> counter{0};
-  const fs::path final_path(path);
-  fs::path dir = final_path.parent_path();
-  std::error_code ec;
-  if (!dir.empty() && !fs::is_directory(dir, ec)) throw FileError(path + ": directory " + dir.string() + " does not exist");
-  if (fs::is_directory(final_path, ec)) throw FileError(path + ": is a directory");
-  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) on a chain of operator+.
-  std::string tmp_name = ".";
-  tmp_name += final_path.filename().string();
-  tmp_name += ".tmp-";
-  tmp_name += std::to_string(::getpid());
-  tmp_name += '-';
-  tmp_name += std::to_string(counter++);
-  const fs::path tmp = dir / tmp_name;
-  try {
-    write(tmp.string());
-  } catch (...) {
-    fs::remove(tmp, ec);
-    throw;
-  }
-  // Flush the data to disk before the rename makes it visible under the final name.
-  const int fd = ::open(tmp.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  fs::rename(tmp, final_path, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw FileError(path + ": cannot move the finished file into place (" + ec.message() + ")");
-  }
-}
-
-}  // namespace attn::io::detail

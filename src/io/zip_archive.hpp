@@ -3,7 +3,6 @@
 // over the final name only once complete).
 #pragma once
 
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,9 +33,3 @@ void write(const std::string& path, const std::vector<std::pair<std::string, std
            const std::string& display_name);
 
 }  // namespace attn::io::zip
-
-namespace attn::io::detail {
-// Calls write(tmp) with a temporary path next to `path`, then renames it to `path`.
-// If write throws, the temporary file is removed and `path` is left as it was.
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
-}  // namespace attn::io::detail

@@ -5,10 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <stdexcept>
 
 #include "attn/plots.hpp"
+
+#include "attn/io.hpp"
 
 namespace attn::plots {
 namespace {
@@ -178,18 +179,15 @@ RgbImage attention_matrix_image(const float* image, int64_t side, const float* w
 }
 
 void write_png(const RgbImage& image, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  png_image png{};
-  png.version = PNG_IMAGE_VERSION;
-  png.width = static_cast<png_uint_32>(image.width);
-  png.height = static_cast<png_uint_32>(image.height);
-  png.format = PNG_FORMAT_RGB;
-  if (!png_image_write_to_file(&png, tmp.c_str(), 0, image.rgb.data(), 0, nullptr)) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(path + ": cannot write PNG (" + png.message + ")");
-  }
-  std::filesystem::rename(tmp, path);
+  io::write_atomically(path, [&](const std::string& tmp) {
+    png_image png{};
+    png.version = PNG_IMAGE_VERSION;
+    png.width = static_cast<png_uint_32>(image.width);
+    png.height = static_cast<png_uint_32>(image.height);
+    png.format = PNG_FORMAT_RGB;
+    if (!png_image_write_to_file(&png, tmp.c_str(), 0, image.rgb.data(), 0, nullptr))
+      throw std::runtime_error(path + ": cannot write PNG (" + png.message + ")");
+  });
 }
 
 }  // namespace attn::plots
