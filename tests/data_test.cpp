@@ -393,6 +393,15 @@ TEST(Mnist, CountMismatch) {
   EXPECT_MESSAGE(msg, "train-images-idx3-ubyte has 3 images");
 }
 
+// A split of zero images is valid IDX but nothing can be trained or evaluated on it.
+TEST(Mnist, EmptySplitIsRefusedByName) {
+  TempDir dir;
+  write_idx_set(dir, false);
+  write_raw(dir.file("t10k-images-idx3-ubyte"), idx(2051, {0, 2, 4}, {}));
+  write_raw(dir.file("t10k-labels-idx1-ubyte"), idx(2049, {0}, {}));
+  EXPECT_MESSAGE(error_of([&] { load_mnist(dir.str()); }), "t10k-images-idx3-ubyte: holds no images");
+}
+
 TEST(Mnist, DamagedFileInDirectoryNamesIt) {
   TempDir dir;
   write_idx_set(dir, true);

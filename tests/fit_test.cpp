@@ -277,3 +277,20 @@ TEST_F(Fit, NonFiniteInputIsRefusedNamingTheSample) {
   EXPECT_EQ(m.get_weights_flat(), before);
   EXPECT_NO_THROW(m.predict(d.x));  // and the clean data still passes the same check
 }
+
+// No samples: fit and evaluate say so (there is no loss to report); predict returns no rows.
+TEST_F(Fit, NoSamplesIsRefused) {
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  const Tensor x({0, 4, 2}), y({0});
+  for (const auto& [what, call] : std::vector<std::pair<std::string, std::function<void()>>>{
+           {"fit", [&] { m.fit(x, y, {.epochs = 1, .verbose = 0}); }}, {"evaluate", [&] { m.evaluate(x, y); }}}) {
+    try {
+      call();
+      ADD_FAILURE() << what << " accepted no samples";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(what + ": no samples"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(m.predict(x).dim(0), 0);
+}

@@ -32,6 +32,7 @@ Split load_idx_split(const std::string& images_path, const std::string& labels_p
   if (s.x.dim(0) != s.y.dim(0))
     throw DataError(labels_path + ": " + std::to_string(s.y.dim(0)) + " labels but " + images_path + " has " +
                     std::to_string(s.x.dim(0)) + " images");
+  if (s.x.dim(0) == 0) throw DataError(images_path + ": holds no images");
   return s;
 }
 
@@ -67,6 +68,8 @@ Mnist load_mnist(const std::string& dir) {
     if (!fs::is_regular_file(npz, ec))
       throw DataError(dir + ": no " + names[missing] + "[.gz] or mnist.npz");
     m = load_npz(npz.string());
+    if (m.train.x.dim(0) == 0 || m.test.x.dim(0) == 0)
+      throw DataError(npz.string() + ": " + (m.train.x.dim(0) == 0 ? "x_train" : "x_test") + " holds no images");
   }
   if (m.train.x.dim(1) != m.test.x.dim(1) || m.train.x.dim(2) != m.test.x.dim(2))
     throw DataError(dir + ": training images are " + std::to_string(m.train.x.dim(1)) + "x" +

@@ -181,6 +181,8 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
   if (!compiled()) throw std::logic_error("evaluate: compile the model first");
   if (options.batch_size <= 0) throw std::invalid_argument("evaluate: batch_size must be positive");
   check_inputs(xs, inputs_, "evaluate");
+  if (xs[0].dim(0) == 0)
+    throw std::invalid_argument("evaluate: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
   check_labels(y, xs[0].dim(0), *loss_, executor().output_size(), "evaluate");
   if (metric_names_.size())
     executor().accuracy_kind = metrics::resolve_accuracy(y.shape(), {xs[0].dim(0), executor().output_size()});
@@ -270,6 +272,8 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     throw std::invalid_argument("fit: validation_split must be in [0, 1)");
   if (options.validation_freq <= 0) throw std::invalid_argument("fit: validation_freq must be positive");
   check_inputs(xs_all, inputs_, "fit");
+  if (xs_all[0].dim(0) == 0)
+    throw std::invalid_argument("fit: no samples (x has shape " + shape_to_string(xs_all[0].shape()) + ")");
   Executor& ex = executor();
   const int64_t out_size = ex.output_size();
   const int64_t n_all = xs_all[0].dim(0);
