@@ -294,3 +294,27 @@ TEST_F(Fit, NoSamplesIsRefused) {
   }
   EXPECT_EQ(m.predict(x).dim(0), 0);
 }
+
+// A batch larger than the data is the whole data, as in Keras: the same numbers as batch = n,
+// and no buffers sized for the requested batch (INT_MAX samples would not fit in memory).
+TEST_F(Fit, BatchLargerThanTheDataIsTheData) {
+  Separable d(12, 5);
+  const int huge = std::numeric_limits<int>::max();
+  const auto run = [&](int batch) {
+    attn::set_random_seed(17);
+    Model m = attention_model();
+    m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+    const attn::History h =
+        m.fit(d.x, d.y, {.epochs = 2, .batch_size = batch, .verbose = 0, .validation_data = attn::Dataset{d.x, d.y}});
+    const auto e = m.evaluate(d.x, d.y, {.batch_size = batch});
+    return std::make_tuple(h.history.at("loss"), h.history.at("val_loss"), e.at("loss"),
+                           m.predict(d.x, {.batch_size = batch}));
+  };
+  const auto [loss, val_loss, eval_loss, pred] = run(huge);
+  const auto [loss_n, val_loss_n, eval_loss_n, pred_n] = run(12);
+  EXPECT_EQ(loss, loss_n);
+  EXPECT_EQ(val_loss, val_loss_n);
+  EXPECT_EQ(eval_loss, eval_loss_n);
+  ASSERT_EQ(pred.shape(), pred_n.shape());
+  for (int64_t i = 0; i < pred.size(); ++i) EXPECT_EQ(pred[i], pred_n[i]) << i;
+}

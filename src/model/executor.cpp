@@ -328,6 +328,8 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
   if (xs.size() != input_tensor_.size())
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
                                 std::to_string(xs.size()));
+  // A batch larger than the data is the data: no buffers sized for samples that do not exist.
+  batch_size = std::min(batch_size, std::max<int64_t>(n, 1));
   const int threads = pool_.size();
   std::vector<std::pair<int, int64_t>> copy_tensors;  // tensor, floats per sample
   for (const ForwardCopy& c : copies) {

@@ -301,7 +301,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     optimizer_->build(trainable_slices_);
     optimizer_built_ = true;
   }
-  ex.plan(options.batch_size);
+  ex.plan(std::min<int64_t>(options.batch_size, n));  // a batch larger than the data is the data
 
   History history;
   stop_training = false;
