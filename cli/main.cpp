@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -31,6 +32,26 @@ const CLI::Validator kPositiveFiniteFloat(
       return {};
     },
     "POSITIVE");
+
+// A whole-number flag at least `least` (0 or 1). CLI11's PositiveNumber and NonNegativeNumber
+// speak of ranges of doubles ("Value 0 not in range 0.000000 to 1797693...") and let "-1"
+// through to an unsigned flag as 2^64 - 1.
+CLI::Validator whole_number_at_least(int least) {
+  const std::string what = least == 0 ? "a whole number >= 0" : "a whole number >= " + std::to_string(least);
+  return CLI::Validator(
+      [least, what](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size())
+          return "must be " + what + ", got '" + text + "'";
+        if (ec == std::errc::result_out_of_range) return "must be " + what + " that fits 64 bits, got " + text;
+        if (v < static_cast<uint64_t>(least)) return "must be " + what + ", got " + text;
+        return {};
+      },
+      least == 0 ? "NONNEGATIVE" : "POSITIVE");
+}
+const CLI::Validator kPositive = whole_number_at_least(1);
+const CLI::Validator kNonNegative = whole_number_at_least(0);
 
 using namespace attn;
 
@@ -152,6 +173,7 @@ Model load_or_reference(const std::string& path) {
 int main(int argc, char** argv) {
   CLI::App app{"attn: build, train, run and inspect Keras-style attention networks"};
   app.require_subcommand(1);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   app.set_version_flag("--version", attn::version());
 
   // train
@@ -169,16 +191,16 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   train->add_option("--resume", resume_path, "continue training a saved model (weights and optimizer state)")
       ->check(CLI::ExistingFile);
-  train->add_option("--epochs", epochs, "epochs")->check(CLI::PositiveNumber);
-  train->add_option("--batch-size", batch_size, "batch size")->check(CLI::PositiveNumber);
+  train->add_option("--epochs", epochs, "epochs")->check(kPositive);
+  train->add_option("--batch-size", batch_size, "batch size")->check(kPositive);
   train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(kPositiveFiniteFloat);
   train->add_option("--monitor", monitor, "EarlyStopping monitor (loss, accuracy, val_loss, val_accuracy)")
       ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
-  train->add_option("--patience", patience, "EarlyStopping patience")->check(CLI::NonNegativeNumber);
-  train->add_option("--seed", seed, "seed for weights, shuffling and dropout");
-  train->add_option("--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
-  train->add_option("--limit-train", tdata.limit_train, "use the first N training samples")->check(CLI::PositiveNumber);
-  train->add_option("--limit-test", tdata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
+  train->add_option("--patience", patience, "EarlyStopping patience")->check(kNonNegative);
+  train->add_option("--seed", seed, "seed for weights, shuffling and dropout")->check(kNonNegative);
+  train->add_option("--threads", threads, "worker threads (0 = all cores)")->check(kNonNegative);
+  train->add_option("--limit-train", tdata.limit_train, "use the first N training samples")->check(kPositive);
+  train->add_option("--limit-test", tdata.limit_test, "use the first N test samples")->check(kPositive);
   train->add_flag("--no-validation", no_validation, "skip validation on the test set");
   train->add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")
       ->check(CLI::IsMember({0, 1, 2}));
@@ -203,8 +225,8 @@ int main(int argc, char** argv) {
   int eval_threads = 0;
   evaluate->add_option("--model", eval_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
   evaluate->add_option("--data", edata.dir, "MNIST directory");
-  evaluate->add_option("--limit-test", edata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
-  evaluate->add_option("--threads", eval_threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  evaluate->add_option("--limit-test", edata.limit_test, "use the first N test samples")->check(kPositive);
+  evaluate->add_option("--threads", eval_threads, "worker threads (0 = all cores)")->check(kNonNegative);
 
   // predict
   auto* predict = app.add_subcommand("predict", "Class and scores per sample of the MNIST test set");
@@ -216,7 +238,7 @@ int main(int argc, char** argv) {
   predict->add_option("--image", pred_image, "one PNG or PGM image of a digit instead of the test set (resized to 28x28; "
                                              "dark ink on light paper is inverted)")
       ->check(CLI::ExistingFile);
-  predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(CLI::PositiveNumber);
+  predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(kPositive);
   predict->add_option("--out", pred_out, "write index,class,score_0..score_9 as CSV (default: stdout)");
 
   // summary
@@ -239,16 +261,24 @@ int main(int argc, char** argv) {
   int att_head = -1;
   attention->add_option("--model", att_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
   attention->add_option("--data", adata.dir, "MNIST directory");
-  attention->add_option("--index", att_index, "test image to draw")->check(CLI::NonNegativeNumber);
+  attention->add_option("--index", att_index, "test image to draw")->check(kNonNegative);
   attention->add_option("--query", att_query, "query position (pixel row * 28 + column; default: the brightest pixel)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   attention->add_option("--layer", att_layer,
                         "Attention or MultiHeadAttention layer name, anywhere in the model (default: the first)");
   attention->add_option("--head", att_head, "MultiHeadAttention head to draw (default: the mean of the heads)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   attention->add_option("--out", att_out, "PNG file to write")->required();
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other error; CLI11's own format adds a second ("Run with --help").
+    std::fprintf(stderr, "attn: error: %s (attn --help lists the flags)\n", e.what());
+    return 1;
+  }
 
   try {
     if (*train) {

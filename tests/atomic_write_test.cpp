@@ -66,6 +66,11 @@ TEST(AtomicWrite, DevNullStaysADevice) {
   if (!fs::is_character_file("/dev/null")) GTEST_SKIP() << "no /dev/null character device";
   attn::io::write_text_atomically("/dev/null", "discarded");
   EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  TempDir dir;  // and through a link to it, as /dev/stdout is one
+  fs::create_symlink("/dev/null", dir.file("sink"));
+  attn::io::write_text_atomically(dir.file("sink"), "discarded");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir.file("sink"))));
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
 }
 
 TEST(AtomicWrite, ErrorsNameThePath) {

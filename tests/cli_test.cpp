@@ -122,12 +122,17 @@ TEST_F(Cli, WrongMagicNumberIsNamed) {
   EXPECT_NE(r.err.find("magic"), std::string::npos) << r.err;
 }
 
+// Flag errors are one line like every other error ("attn: error: --epochs: ..."), exit 1.
 TEST_F(Cli, NonsenseFlagsAreRefusedByName) {
-  for (const std::string args : {"train --epochs -3", "train --verbose 7", "train --bogus", "train --threads x",
-                                  "train --monitor val_los", "train --learning-rate nan", "train --learning-rate inf",
-                                  "train --learning-rate 1e39", "train --learning-rate 0", "frobnicate", ""}) {
+  for (const std::string args :
+       {"train --epochs -3", "train --epochs 0", "train --verbose 7", "train --bogus", "train --threads x",
+        "train --threads -1", "train --seed -1", "train --seed 99999999999999999999", "train --monitor val_los",
+        "train --learning-rate nan", "train --learning-rate inf", "train --learning-rate 1e39",
+        "train --learning-rate 0", "train --limit-train 0", "evaluate --limit-test 1.5", "frobnicate", ""}) {
     CliRun r = attn(args);
-    EXPECT_NE(r.status, 0) << args;
+    EXPECT_EQ(r.status, 1) << args;
+    EXPECT_EQ(r.err.rfind("attn: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
     if (!args.empty() && args.find(' ') != std::string::npos) {
       const std::string flag = args.substr(args.find(' ') + 1, args.find(' ', args.find(' ') + 1) - args.find(' ') - 1);
       EXPECT_NE((r.err + r.out).find(flag), std::string::npos) << args << ": " << r.err;

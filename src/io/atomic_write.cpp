@@ -68,27 +68,27 @@ void copy_into(const std::string& path, const fs::path& tmp, const fs::path& tar
 
 void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
   std::error_code ec;
-  fs::path target(path);
-  // Through a symbolic link the file it points to is replaced, and the link stays.
-  if (fs::is_symlink(fs::symlink_status(target, ec))) {
-    target = fs::weakly_canonical(target, ec);
-    if (ec) throw FileError(path + ": cannot follow the symbolic link (" + ec.message() + ")");
-  }
-  const fs::file_status status = fs::status(target, ec);
+  const fs::file_status status = fs::status(path, ec);  // of what a symbolic link points to
   if (fs::is_directory(status)) throw FileError(path + ": is a directory");
   if (fs::exists(status) && !fs::is_regular_file(status)) {
-    // A device or FIFO (/dev/null, a pipe): renaming over it would replace it with a plain
-    // file, so the output is made in the temporary directory and then copied into it.
-    const fs::path tmp = temp_path(fs::temp_directory_path(), target);
+    // A device or FIFO (/dev/null, a pipe, /dev/stdout): renaming over it would replace it with
+    // a plain file, so the output is made in the temporary directory and then copied into it.
+    const fs::path tmp = temp_path(fs::temp_directory_path(), fs::path(path).filename());
     try {
       write(tmp.string());
-      copy_into(path, tmp, target);
+      copy_into(path, tmp, path);
     } catch (...) {
       remove_quietly(tmp);
       throw;
     }
     remove_quietly(tmp);
     return;
+  }
+  fs::path target(path);
+  // Through a symbolic link the file it points to is replaced, and the link stays.
+  if (fs::is_symlink(fs::symlink_status(target, ec))) {
+    target = fs::weakly_canonical(target, ec);
+    if (ec) throw FileError(path + ": cannot follow the symbolic link (" + ec.message() + ")");
   }
   const fs::path dir = target.parent_path();
   if (!dir.empty() && !fs::is_directory(dir, ec)) throw FileError(path + ": directory " + dir.string() + " does not exist");
