@@ -300,6 +300,11 @@ int main(int argc, char** argv) {
               checkpoint_path, {.monitor = checkpoint_monitor, .verbose = verbose > 0 ? 1 : 0,
                                 .save_best_only = checkpoint_best,
                                 .save_weights_only = checkpoint_path.ends_with(".weights.h5")});
+          // Every name the path uses must be one the epochs will log: found out now, not after
+          // the first epoch's work.
+          callbacks::Logs names = {{"loss", 0.0}, {"accuracy", 0.0}};
+          if (!no_validation) names["val_loss"] = names["val_accuracy"] = 0.0;
+          static_cast<const callbacks::ModelCheckpointCallback&>(*checkpoint).file_path(0, -1, names);
         } catch (const std::invalid_argument& e) {
           throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
         }

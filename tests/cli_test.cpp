@@ -246,6 +246,14 @@ TEST_F(Cli, TrainWritesCheckpoints) {
   CliRun eval = attn("evaluate " + data + "--model '" + file("ck/e02.keras") + "'");
   EXPECT_EQ(eval.status, 0) << eval.err;
   expect_one_line_error(attn("train " + data + "--epochs 1 --checkpoint '" + file("m.txt") + "'"), "--checkpoint");
+  // A template that cannot be formatted, or names a value no epoch logs, fails before training.
+  for (const std::string bad : {"e{epoch:zz}.keras", "e{val_loss}.keras"}) {
+    CliRun r = attn("train " + data + "--epochs 1 --no-validation --checkpoint '" + file(bad) + "' --history '" +
+                    file("lost.json") + "'");
+    expect_one_line_error(r, "--checkpoint");
+    EXPECT_EQ(r.out.find("attn "), std::string::npos) << "training started: " << r.out;
+    EXPECT_FALSE(fs::exists(file("lost.json")));
+  }
   expect_one_line_error(attn("train " + data + "--epochs 1 --checkpoint-best"), "--checkpoint-best");
   expect_one_line_error(attn("train " + data + "--epochs 1 --no-validation --checkpoint '" + file("m.keras") +
                              "' --checkpoint-best"),

@@ -56,6 +56,19 @@ TEST(ModelCheckpoint, PathsAreFormattedAsPythonsStrFormat) {
   EXPECT_NE(error("{loss:d}.keras").find("'loss' is a float"), std::string::npos);
   EXPECT_NE(error("{loss:>8}.keras").find("not supported"), std::string::npos);
   EXPECT_NE(error("{loss.keras").find("unclosed"), std::string::npos);
+  EXPECT_NE(error("{epoch:99999999999999999999d}.keras").find("more than 255 characters"), std::string::npos);
+  EXPECT_NE(error("{loss:.300f}.keras").find("more than 255 characters"), std::string::npos);
+}
+
+// A template that cannot format fails when training begins, not after the first epoch's work;
+// names are not known then, so an unknown one waits for the epoch's logs.
+TEST(ModelCheckpoint, TemplateSyntaxIsCheckedWhenTrainingBegins) {
+  for (const std::string bad : {"e{epoch:zz}.keras", "e{epoch.keras", "e}.keras", "e{loss:d}.keras"}) {
+    ModelCheckpointCallback cb(bad);
+    EXPECT_THROW(cb.on_train_begin({}), std::invalid_argument) << bad;
+  }
+  ModelCheckpointCallback later("e{epoch:02d}-{val_mystery:.3f}.keras");
+  EXPECT_NO_THROW(later.on_train_begin({}));
 }
 
 TEST(ModelCheckpoint, RefusesPathsKerasRefuses) {

@@ -130,6 +130,8 @@ class ModelCheckpointCallback : public Callback {
 
  private:
   void save(int epoch, int batch, const Logs& logs);
+  // file_path; with any_name, a name not in logs formats as 0 (to check the template early).
+  std::string format_path(int epoch, int batch, const Logs& logs, bool any_name) const;
   std::string filepath_;
   ModelCheckpointOptions options_;
   bool maximize_ = false;

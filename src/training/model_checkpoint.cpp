@@ -1,4 +1,5 @@
 // ModelCheckpoint (keras/src/callbacks/model_checkpoint.py, keras-semantics.md section 9).
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -21,20 +22,23 @@ std::string format_value(double value, bool is_int, const std::string& spec, con
   bool zero = false;
   if (i < spec.size() && spec[i] == '0') zero = true, ++i;
   int width = 0, precision = -1;
-  while (i < spec.size() && std::isdigit(static_cast<unsigned char>(spec[i]))) width = width * 10 + (spec[i++] - '0');
+  while (i < spec.size() && std::isdigit(static_cast<unsigned char>(spec[i]))) width = std::min(width * 10 + (spec[i++] - '0'), 100000);  // no overflow
   if (i < spec.size() && spec[i] == '.') {
     ++i;
     precision = 0;
     if (i == spec.size() || !std::isdigit(static_cast<unsigned char>(spec[i])))
       throw std::invalid_argument("format spec '" + spec + "' of field '" + field + "' has no precision after '.'");
     while (i < spec.size() && std::isdigit(static_cast<unsigned char>(spec[i])))
-      precision = precision * 10 + (spec[i++] - '0');
+      precision = std::min(precision * 10 + (spec[i++] - '0'), 100000);
   }
   char type = 0;
   if (i < spec.size()) type = spec[i++];
   if (i != spec.size() || (type != 0 && std::string("dfFeEgG%").find(type) == std::string::npos))
     throw std::invalid_argument("format spec '" + spec + "' of field '" + field +
                                 "' is not supported (use [0][width][.precision][d|f|e|g|%])");
+  // A file name is at most 255 bytes; Python would build the string and then fail to open it.
+  if (width > 255 || precision > 255)
+    throw std::invalid_argument("format spec '" + spec + "' of field '" + field + "' asks for more than 255 characters");
   std::string text;
   char buf[512];
   if (type == 'd' || (type == 0 && is_int)) {
@@ -78,6 +82,9 @@ ModelCheckpointCallback::ModelCheckpointCallback(std::string filepath, ModelChec
 }
 
 void ModelCheckpointCallback::on_train_begin(const Logs&) {
+  // The template's syntax and format specs are checked now, not after the first epoch's work;
+  // which names exist is known only then.
+  format_path(0, options_.save_freq == 0 ? -1 : 0, {}, true);
   // Keras starts from initial_value_threshold, else from +-inf (so the first value improves).
   best_ = options_.initial_value_threshold.value_or(maximize_ ? -INFINITY : INFINITY);
   batches_since_save_ = 0;
@@ -101,6 +108,10 @@ void ModelCheckpointCallback::on_train_batch_end(int batch, const Logs& logs) {
 }
 
 std::string ModelCheckpointCallback::file_path(int epoch, int batch, const Logs& logs) const {
+  return format_path(epoch, batch, logs, false);
+}
+
+std::string ModelCheckpointCallback::format_path(int epoch, int batch, const Logs& logs, bool any_name) const {
   std::string out;
   const std::string& p = filepath_;
   for (size_t i = 0; i < p.size(); ++i) {
@@ -125,6 +136,8 @@ std::string ModelCheckpointCallback::file_path(int epoch, int batch, const Logs&
     } else if (name == "epoch" || (name == "batch" && batch >= 0)) {
       value = name == "epoch" ? epoch + 1 : batch + 1;
       is_int = true;
+    } else if (any_name) {
+      is_int = name == "batch";
     } else {
       std::string available = batch >= 0 ? "epoch, batch" : "epoch";
       for (const auto& [k, v] : logs) available += ", " + k;
