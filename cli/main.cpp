@@ -101,7 +101,10 @@ void print_banner(int threads, uint64_t seed) {
 
 // Fails before any work when an output file could not be written at the end (a missing
 // directory), so a long training run is not lost to a typo.
-void check_writable(const std::string& path, const char* flag) {
+// Where an output goes, checked before any work: its folder exists, it is not a folder, and it is
+// not one of the command's other files (`others`: flag and path), which it would overwrite.
+void check_writable(const std::string& path, const char* flag,
+                    const std::vector<std::pair<const char*, std::string>>& others = {}) {
   if (path.empty()) return;
   namespace fs = std::filesystem;
   fs::path parent = fs::path(path).parent_path();
@@ -110,6 +113,15 @@ void check_writable(const std::string& path, const char* flag) {
   if (!fs::is_directory(parent, ec))
     throw std::runtime_error(std::string(flag) + " " + path + ": directory " + parent.string() + " does not exist");
   if (fs::is_directory(path, ec)) throw std::runtime_error(std::string(flag) + " " + path + ": is a directory");
+  for (const auto& [other_flag, other] : others) {
+    if (other.empty()) continue;
+    const bool same = fs::exists(path, ec) && fs::exists(other, ec) ? fs::equivalent(path, other, ec)
+                                                                     : fs::weakly_canonical(path, ec) ==
+                                                                           fs::weakly_canonical(other, ec);
+    const bool device = fs::exists(path, ec) && !fs::is_regular_file(path, ec);  // /dev/null may be given twice
+    if (same && !device)
+      throw std::runtime_error(std::string(flag) + " " + path + ": is also the " + other_flag + " file");
+  }
 }
 
 std::string class_scores_csv(const Tensor& out, int64_t first_index) {
@@ -187,10 +199,12 @@ int main(int argc, char** argv) {
   uint64_t seed = 1337;
   bool no_validation = false;
   train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)");
-  train->add_option("--model", model_path, "Keras model config (.json) or model file to train instead of the reference model")
-      ->check(CLI::ExistingFile);
+  auto* model_flag =
+      train->add_option("--model", model_path, "Keras model config (.json) or model file to train instead of the reference model")
+          ->check(CLI::ExistingFile);
   train->add_option("--resume", resume_path, "continue training a saved model (weights and optimizer state)")
-      ->check(CLI::ExistingFile);
+      ->check(CLI::ExistingFile)
+      ->excludes(model_flag);  // the resumed file is the model
   train->add_option("--epochs", epochs, "epochs")->check(kPositive);
   train->add_option("--batch-size", batch_size, "batch size")->check(kPositive);
   train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(kPositiveFiniteFloat);
@@ -288,8 +302,9 @@ int main(int argc, char** argv) {
       if (!save_path.empty() && !save_path.ends_with(".keras") && !save_path.ends_with(".h5") &&
           !save_path.ends_with(".hdf5"))
         throw std::runtime_error("--save " + save_path + ": the file name must end in .keras (or .h5 / .hdf5)");
-      check_writable(history_path, "--history");
-      check_writable(csv_path, "--csv");
+      check_writable(history_path, "--history",
+                     {{"--model", model_path}, {"--resume", resume_path}, {"--save", save_path}, {"--csv", csv_path}});
+      check_writable(csv_path, "--csv", {{"--model", model_path}, {"--resume", resume_path}, {"--save", save_path}});
       if (verbose < 0) verbose = 1;
       std::shared_ptr<callbacks::Callback> checkpoint;
       if (!checkpoint_path.empty()) {
@@ -374,7 +389,7 @@ int main(int argc, char** argv) {
       auto logs = model.evaluate(x, y);
       std::printf("loss: %.4f - accuracy: %.4f\n", logs["loss"], logs.count("accuracy") ? logs["accuracy"] : NAN);
     } else if (*predict) {
-      check_writable(pred_out, "--out");
+      check_writable(pred_out, "--out", {{"--model", pred_model}, {"--image", pred_image}});
       Model model = io::load_model(pred_model);
       Tensor x;
       if (!pred_image.empty()) {
@@ -394,13 +409,13 @@ int main(int argc, char** argv) {
       else
         io::write_text_atomically(pred_out, csv);
     } else if (*plot) {
-      check_writable(plot_out, "--out");
+      check_writable(plot_out, "--out", {{"--history", plot_history}});
       std::ifstream in(plot_history, std::ios::binary);
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       io::write_text_atomically(plot_out, plots::training_curves_svg(plots::history_from_json(text, plot_history)));
       std::printf("wrote %s\n", plot_out.c_str());
     } else if (*attention) {
-      check_writable(att_out, "--out");
+      check_writable(att_out, "--out", {{"--model", att_model}});
       Model model = io::load_model(att_model);
       auto mnist = data::load_mnist(adata.dir.empty() ? data::default_mnist_dir() : adata.dir);
       const int64_t count = mnist.test.x.dim(0);

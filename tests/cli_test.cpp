@@ -206,6 +206,11 @@ TEST_F(Cli, DrawsTrainingCurvesAndAttentionMaps) {
   EXPECT_EQ(svg.rfind("<svg ", 0), 0u) << svg.substr(0, 80);
   for (const char* series : {"\"loss\"", "\"val_loss\"", "\"accuracy\"", "\"val_accuracy\""})
     EXPECT_NE(svg.find(std::string("<polyline class=") + series), std::string::npos) << series;
+  // An output that is also an input is refused before anything is written.
+  const std::string history_text = slurp(file("h.json"));
+  expect_one_line_error(attn("plot --history '" + file("h.json") + "' --out '" + file("h.json") + "'"),
+                        "is also the --history file");
+  EXPECT_EQ(slurp(file("h.json")), history_text);
   std::ofstream(file("not_history.json")) << "{\"loss\": 1}";
   expect_one_line_error(attn("plot --history '" + file("not_history.json") + "' --out '" + file("x.svg") + "'"),
                         "not_history.json");
