@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 #include <png.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -128,6 +130,27 @@ TEST_F(ImageTest, DamagedFilesNameTheFile) {
   write(file("cut.png"), png_head + "\0\0\0\rIHDR");
   expect_error(file("cut.png"));
   expect_error(file("missing.png"));
+  write(file("empty.png"), "");
+  EXPECT_NE(expect_error(file("empty.png")).find("empty file"), std::string::npos);
+}
+
+// A small PNG whose header claims 100000 x 100000 pixels is refused from the header, before
+// anything is decoded (it would need 10 GB), as is a PGM of that size.
+TEST_F(ImageTest, HugeHeaderIsRefusedBeforeDecoding) {
+  write_png(file("small.png"), 28, 28, PNG_FORMAT_GRAY, std::vector<unsigned char>(28 * 28, 9));
+  std::ifstream in(file("small.png"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(bytes.substr(12, 4), "IHDR");
+  const auto put_be32 = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes[at + i] = static_cast<char>((v >> (24 - 8 * i)) & 255);
+  };
+  put_be32(16, 100000);  // width
+  put_be32(20, 100000);  // height
+  put_be32(29, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17)));
+  write(file("huge.png"), bytes);
+  EXPECT_NE(expect_error(file("huge.png")).find("PNG size 100000x100000 is larger than attn reads"), std::string::npos);
+  write(file("huge.pgm"), "P5 100000 100000 255\n");
+  EXPECT_NE(expect_error(file("huge.pgm")).find("PGM size 100000x100000 is not usable"), std::string::npos);
 }
 
 }  // namespace

@@ -28,11 +28,20 @@ bool has_png_signature(const std::string& path) {
   return in.gcount() == 8 && png_sig_cmp(sig, 0, 8) == 0;
 }
 
+// A digit picture needs far less; 8192 x 8192 keeps a decoded image under 320 MB.
+constexpr int64_t kMaxPixels = int64_t(1) << 26;
+
 GreyImage read_png(const std::string& path) {
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_file(&image, path.c_str()))
     throw DataError(path + ": not a readable PNG (" + image.message + ")");
+  // The header's size is checked before the pixels are decoded: a small file can claim billions.
+  if (static_cast<int64_t>(image.width) * image.height > kMaxPixels) {
+    png_image_free(&image);
+    throw DataError(path + ": PNG size " + std::to_string(image.width) + "x" + std::to_string(image.height) +
+                    " is larger than attn reads (" + std::to_string(kMaxPixels) + " pixels)");
+  }
   // Transparent pixels become white paper, so a dark digit on a clear background reads
   // like one drawn on paper.
   image.format = PNG_FORMAT_GRAY;
@@ -82,7 +91,7 @@ GreyImage read_pgm(const std::string& path) {
   g.width = pgm_number(in, path, "width");
   g.height = pgm_number(in, path, "height");
   const int64_t maxval = pgm_number(in, path, "maxval");
-  if (g.width <= 0 || g.height <= 0 || g.width * g.height > (int64_t(1) << 28))
+  if (g.width <= 0 || g.height <= 0 || g.width > kMaxPixels || g.height > kMaxPixels || g.width * g.height > kMaxPixels)
     throw DataError(path + ": PGM size " + std::to_string(g.width) + "x" + std::to_string(g.height) + " is not usable");
   if (maxval <= 0 || maxval > 65535) throw DataError(path + ": PGM maxval " + std::to_string(maxval) + " out of range");
   const int64_t n = g.width * g.height;
@@ -145,6 +154,7 @@ std::vector<float> resample(const GreyImage& g, int64_t rows, int64_t cols) {
 Tensor load_grey_image(const std::string& path, ImageOptions options) {
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw DataError(path + ": cannot open");
+  if (probe.peek() == std::ifstream::traits_type::eof()) throw DataError(path + ": empty file (expected a PNG or PGM image)");
   probe.close();
   GreyImage g = has_png_signature(path) ? read_png(path) : read_pgm(path);
   std::vector<float> pixels = (g.width == options.cols && g.height == options.rows)
