@@ -5,9 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -145,20 +147,23 @@ std::string class_scores_csv(const Tensor& out, int64_t first_index) {
 
 // Class ids as the model's loss wants them: one-hot rows for a non-sparse cross-entropy
 // (Keras files compiled with categorical_crossentropy), else unchanged.
-Tensor labels_for(const Model& model, const Tensor& ids, int64_t limit) {
+// The labels as the model's loss wants them (class ids, or one-hot for a categorical loss), each
+// checked against the model's outputs; `source` names the data in errors.
+Tensor labels_for(const Model& model, const Tensor& ids, int64_t limit, const std::string& source) {
   Tensor y = limit_rows(ids, limit);
   const int64_t width = model.outputs().at(0)->shape.empty() ? 1 : model.outputs().at(0)->shape.back();
+  if (width > 1)
+    for (int64_t i = 0; i < y.dim(0); ++i)
+      if (!(y[i] >= 0.0f && y[i] < static_cast<float>(width)))
+        throw std::runtime_error(source + ": label " + std::to_string(static_cast<int64_t>(y[i])) + " of sample " +
+                                 std::to_string(i) + " does not fit the model's " + std::to_string(width) + " outputs");
   if (!model.loss() || model.loss()->sparse_labels() || width <= 1) return y;
   Tensor one_hot({y.dim(0), width});
-  for (int64_t i = 0; i < y.dim(0); ++i) {
-    const int64_t c = static_cast<int64_t>(y[i]);
-    if (c < 0 || c >= width)
-      throw std::runtime_error("label " + std::to_string(c) + " of sample " + std::to_string(i) +
-                               " does not fit the model's " + std::to_string(width) + " outputs");
-    one_hot[i * width + c] = 1.0f;
-  }
+  for (int64_t i = 0; i < y.dim(0); ++i) one_hot[i * width + static_cast<int64_t>(y[i])] = 1.0f;
   return one_hot;
 }
+
+std::string data_dir(const DataFlags& flags) { return flags.dir.empty() ? data::default_mnist_dir() : flags.dir; }
 
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -328,7 +333,7 @@ int main(int argc, char** argv) {
       }
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
-      auto mnist = data::load_mnist(tdata.dir.empty() ? data::default_mnist_dir() : tdata.dir);
+      auto mnist = data::load_mnist(data_dir(tdata));
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
       model.set_seed(seed);
@@ -344,7 +349,7 @@ int main(int argc, char** argv) {
       }
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x_train = prepare_images(std::move(mnist.train.x), tdata.limit_train, input_shape, "training images");
-      Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train);
+      Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train, data_dir(tdata) + " (training labels)");
       FitOptions fit;
       if (!resume_path.empty()) {
         // --epochs counts from the start of the first run, as Keras' initial_epoch does; the
@@ -364,7 +369,7 @@ int main(int argc, char** argv) {
       if (!no_validation)
         fit.validation_data = Dataset{
             prepare_images(std::move(mnist.test.x), tdata.limit_test, input_shape, "test images"),
-            labels_for(model, mnist.test.y, tdata.limit_test)};
+            labels_for(model, mnist.test.y, tdata.limit_test, data_dir(tdata) + " (test labels)")};
       if (!no_validation || monitor.rfind("val_", 0) != 0)
         fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
@@ -382,12 +387,14 @@ int main(int argc, char** argv) {
       if (!model.compiled())
         model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
                       {.warn = false});
-      auto mnist = data::load_mnist(edata.dir.empty() ? data::default_mnist_dir() : edata.dir);
+      auto mnist = data::load_mnist(data_dir(edata));
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x = prepare_images(std::move(mnist.test.x), edata.limit_test, input_shape, "test images");
-      Tensor y = labels_for(model, mnist.test.y, edata.limit_test);
+      Tensor y = labels_for(model, mnist.test.y, edata.limit_test, data_dir(edata) + " (test labels)");
       auto logs = model.evaluate(x, y);
-      std::printf("loss: %.4f - accuracy: %.4f\n", logs["loss"], logs.count("accuracy") ? logs["accuracy"] : NAN);
+      std::printf("loss: %.4f", logs["loss"]);
+      if (logs.count("accuracy")) std::printf(" - accuracy: %.4f", logs["accuracy"]);  // the model's metric
+      std::printf("\n");
     } else if (*predict) {
       check_writable(pred_out, "--out", {{"--model", pred_model}, {"--image", pred_image}});
       Model model = io::load_model(pred_model);
@@ -396,7 +403,7 @@ int main(int argc, char** argv) {
         Tensor img = data::load_grey_image(pred_image);
         x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
       } else {
-        auto mnist = data::load_mnist(pdata.dir.empty() ? data::default_mnist_dir() : pdata.dir);
+        auto mnist = data::load_mnist(data_dir(pdata));
         x = prepare_images(std::move(mnist.test.x), pdata.limit_test, model.inputs().at(0)->shape, "test images");
       }
       Tensor out = model.predict(x);
@@ -417,7 +424,7 @@ int main(int argc, char** argv) {
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});
       Model model = io::load_model(att_model);
-      auto mnist = data::load_mnist(adata.dir.empty() ? data::default_mnist_dir() : adata.dir);
+      auto mnist = data::load_mnist(data_dir(adata));
       const int64_t count = mnist.test.x.dim(0);
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
@@ -465,6 +472,12 @@ int main(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attn: error: %s\n", e.what());
+    return 1;
+  }
+  // Output that could not be written (a full disk, a closed pipe) is an error, not a success.
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
+    std::fprintf(stderr, "attn: error: standard output: write failed (%s)\n", std::strerror(errno));
     return 1;
   }
   return 0;

@@ -151,6 +151,20 @@ TEST_F(Cli, BadModelConfigIsNamed) {
   EXPECT_EQ(r.err.find("(Dense)", r.err.find("(Dense)") + 1), std::string::npos) << "layer named twice: " << r.err;
 }
 
+// A label that does not fit the model's outputs names the data it came from.
+TEST_F(Cli, BadLabelNamesTheData) {
+  write_idx_set(dir_ / "data", 40, 20);
+  std::string labels = {0, 0, 8, 1, 0, 0, 0, 40};  // IDX header: magic 2049, 40 labels
+  for (int i = 0; i < 40; ++i) labels.push_back(static_cast<char>(i == 17 ? 12 : i % 10));
+  std::ofstream(dir_ / "data" / "train-labels-idx1-ubyte", std::ios::binary) << labels;
+  CliRun r = attn("train --data '" + (dir_ / "data").string() + "' --epochs 1");
+  EXPECT_EQ(r.status, 1);
+  // The last line (the one before it is the reference model's sigmoid + from_logits warning).
+  const size_t last = r.err.rfind('\n', r.err.size() - 2) + 1;
+  EXPECT_EQ(r.err.substr(last).rfind("attn: error: " + (dir_ / "data").string() +
+                                         " (training labels): label 12 of sample 17 does not fit", 0), 0u) << r.err;
+}
+
 TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
   write_idx_set(dir_ / "data", 40, 20);
   const std::string target = file("nowhere/model.keras");
