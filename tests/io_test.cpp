@@ -742,6 +742,26 @@ TEST(LegacyH5, StandaloneKeras2OptimizerStateIsRestoredByPosition) {
   expect_restored(rms, {"velocity"});
 }
 
+// libhdf5 1.10 copies a global heap object (Keras' model_config string lives in one) by the size
+// its header claims: one damaged size byte crashed it. Such a file is refused, naming it.
+TEST(LegacyH5, DamagedGlobalHeapIsRefusedNotCrashed) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  const std::string path = dir.file("heap.h5");
+  save_model(m, path);
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const size_t gcol = bytes.find(std::string("GCOL\1\0\0\0", 8));
+  ASSERT_NE(gcol, std::string::npos) << "no global heap in the file";
+  // The first object's size (8 bytes at +8 of the object, which starts 16 bytes in): make it 1 GB.
+  bytes[gcol + 16 + 8 + 3] = '\x40';
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_FILE_ERROR(load_model(path), "heap.h5", "global heap");
+}
+
 TEST(LegacyH5, FailedSaveLeavesExistingFileIntact) {
   TempDir dir;
   Model m = sequential_mlp();

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 
 #include "attn/io.hpp"
@@ -71,6 +72,47 @@ Handle core_fapl(const std::string& file) {
 
 void File::fail(const std::string& what) const { throw FileError(name_ + ": " + what); }
 
+namespace {
+// libhdf5 (1.10) copies a global heap object (where variable-length strings such as Keras'
+// model_config live) by the size its header gives, without checking it against the heap
+// collection: one damaged byte there crashes the library. So every collection ("GCOL", version
+// 1, then its size) is walked here first, and an object that does not fit is an error.
+uint64_t little_endian(const unsigned char* p, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+void check_global_heaps(const std::vector<char>& file, const std::string& name) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(file.data());
+  const size_t n = file.size();
+  constexpr uint64_t kMinCollection = 4096;  // H5HG_MINSIZE
+  for (size_t at = 0; at + 16 <= n; ++at) {
+    if (std::memcmp(bytes + at, "GCOL\1\0\0\0", 8) != 0) continue;
+    const uint64_t size = little_endian(bytes + at + 8, 8);
+    if (size < kMinCollection) continue;  // not a collection header (GCOL in someone's data)
+    if (size > n - at) throw FileError(name + ": damaged HDF5 file (a global heap runs past the end of the file)");
+    const size_t end = at + size;
+    for (size_t obj = at + 16; obj + 16 <= end;) {
+      const uint64_t index = little_endian(bytes + obj, 2);
+      if (index == 0) break;  // the free space: the rest of the collection
+      const uint64_t object_size = little_endian(bytes + obj + 8, 8);
+      const uint64_t padded = object_size + 7 < object_size ? object_size : (object_size + 7) / 8 * 8;
+      if (padded > end - obj - 16)
+        throw FileError(name + ": damaged HDF5 file (global heap object " + std::to_string(index) +
+                        " is larger than its heap)");
+      obj += 16 + padded;
+    }
+  }
+}
+
+std::vector<char> read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw FileError(path + ": cannot open it for reading");
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
 File File::open(const std::string& path) {
   silence_errors();
   std::error_code ec;
@@ -78,6 +120,7 @@ File File::open(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) throw FileError(path + ": is a directory, not a file");
   if (!std::ifstream(path, std::ios::binary)) throw FileError(path + ": cannot open it for reading");
   if (H5Fis_hdf5(path.c_str()) <= 0) throw FileError(path + ": not an HDF5 file (or it is damaged)");
+  check_global_heaps(read_whole_file(path), path);
   File f;
   f.name_ = path;
   f.file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -96,6 +139,7 @@ File File::open_image(const std::vector<char>& bytes, const std::string& name) {
       break;
     }
   if (!signed_ok) throw FileError(name + ": not an HDF5 file (no HDF5 signature)");
+  check_global_heaps(bytes, name);
   File f;
   f.name_ = name;
   f.fapl_ = core_fapl(name);
