@@ -52,6 +52,9 @@ CLI::Validator whole_number_at_least(int least) {
       },
       least == 0 ? "NONNEGATIVE" : "POSITIVE");
 }
+// An empty name would otherwise read as "flag not given" (--out '' printed to stdout).
+const CLI::Validator kNonEmpty([](std::string& text) { return text.empty() ? std::string("must not be empty") : ""; },
+                               "PATH");
 const CLI::Validator kPositive = whole_number_at_least(1);
 const CLI::Validator kNonNegative = whole_number_at_least(0);
 
@@ -165,6 +168,18 @@ Tensor labels_for(const Model& model, const Tensor& ids, int64_t limit, const st
 
 std::string data_dir(const DataFlags& flags) { return flags.dir.empty() ? data::default_mnist_dir() : flags.dir; }
 
+// The data set of --data, else of ATTN_DATA_DIR (named in errors: it is not on the command line),
+// else the set-up's cache.
+data::Mnist load_data(const DataFlags& flags) {
+  const char* env = std::getenv("ATTN_DATA_DIR");
+  try {
+    return data::load_mnist(data_dir(flags));
+  } catch (const data::DataError& e) {
+    if (flags.dir.empty() && env && *env) throw data::DataError(std::string(e.what()) + " (from ATTN_DATA_DIR)");
+    throw;
+  }
+}
+
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
@@ -203,10 +218,10 @@ int main(int argc, char** argv) {
   double learning_rate = 0.001;
   uint64_t seed = 1337;
   bool no_validation = false;
-  train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)");
-  auto* model_flag =
-      train->add_option("--model", model_path, "Keras model config (.json) or model file to train instead of the reference model")
-          ->check(CLI::ExistingFile);
+  train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)")->check(kNonEmpty);
+  auto* model_flag = train->add_option("--model", model_path,
+                                       "Keras model config (.json) or model file to train instead of the reference model")
+                         ->check(CLI::ExistingFile);
   train->add_option("--resume", resume_path, "continue training a saved model (weights and optimizer state)")
       ->check(CLI::ExistingFile)
       ->excludes(model_flag);  // the resumed file is the model
@@ -223,15 +238,18 @@ int main(int argc, char** argv) {
   train->add_flag("--no-validation", no_validation, "skip validation on the test set");
   train->add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch")
       ->check(CLI::IsMember({0, 1, 2}));
-  train->add_option("--save", save_path, "save the trained model (.keras, or .h5 for Keras' legacy format)");
+  train->add_option("--save", save_path,
+                    "save the trained model (.keras; .h5 for Keras' legacy format; .weights.h5 for weights only)")
+      ->check(kNonEmpty);
   train->add_option("--checkpoint", checkpoint_path,
                     "ModelCheckpoint: save the model (.keras, or .weights.h5 for weights only) every epoch; the "
-                    "path may hold {epoch:02d}, {val_loss:.4f}, ... as in Keras");
+                    "path may hold {epoch:02d}, {val_loss:.4f}, ... as in Keras")
+      ->check(kNonEmpty);
   train->add_flag("--checkpoint-best", checkpoint_best, "save a checkpoint only when --checkpoint-monitor improves");
   train->add_option("--checkpoint-monitor", checkpoint_monitor, "quantity --checkpoint-best watches (default val_loss)")
       ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
-  train->add_option("--history", history_path, "write the per-epoch history as JSON");
-  train->add_option("--csv", csv_path, "CSVLogger file");
+  train->add_option("--history", history_path, "write the per-epoch history as JSON")->check(kNonEmpty);
+  train->add_option("--csv", csv_path, "CSVLogger file")->check(kNonEmpty);
   train->add_option("--logits", logits,
                     "how a cross-entropy reads a sigmoid/softmax output: tensorflow (pre-activation logits, "
                     "Keras on TensorFlow) or outputs (outputs as logits, Keras on JAX/PyTorch)")
@@ -243,7 +261,7 @@ int main(int argc, char** argv) {
   std::string eval_model;
   int eval_threads = 0;
   evaluate->add_option("--model", eval_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
-  evaluate->add_option("--data", edata.dir, "MNIST directory");
+  evaluate->add_option("--data", edata.dir, "MNIST directory")->check(kNonEmpty);
   evaluate->add_option("--limit-test", edata.limit_test, "use the first N test samples")->check(kPositive);
   evaluate->add_option("--threads", eval_threads, "worker threads (0 = all cores)")->check(kNonNegative);
 
@@ -253,12 +271,19 @@ int main(int argc, char** argv) {
   std::string pred_model, pred_out;
   std::string pred_image;
   predict->add_option("--model", pred_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
-  predict->add_option("--data", pdata.dir, "MNIST directory");
-  predict->add_option("--image", pred_image, "one PNG or PGM image of a digit instead of the test set (resized to 28x28; "
-                                             "dark ink on light paper is inverted)")
-      ->check(CLI::ExistingFile);
-  predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(kPositive);
-  predict->add_option("--out", pred_out, "write index,class,score_0..score_9 as CSV (default: stdout)");
+  auto* pred_data = predict->add_option("--data", pdata.dir, "MNIST directory")->check(kNonEmpty);
+  auto* pred_limit =
+      predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(kPositive);
+  predict
+      ->add_option("--image", pred_image,
+                   "one PNG or PGM image of a digit instead of the test set (resized to 28x28; "
+                   "dark ink on light paper is inverted)")
+      ->check(kNonEmpty)
+      ->check(CLI::ExistingFile)
+      ->excludes(pred_data)
+      ->excludes(pred_limit);  // they choose test images, which --image replaces
+  predict->add_option("--out", pred_out, "write index,class,score_0..score_9 as CSV (default: stdout)")
+      ->check(kNonEmpty);
 
   // summary
   auto* summary = app.add_subcommand("summary", "Print a model's Keras summary table");
@@ -269,8 +294,9 @@ int main(int argc, char** argv) {
   // plot
   auto* plot = app.add_subcommand("plot", "Draw training curves (SVG) from a history written by train --history");
   std::string plot_history, plot_out;
-  plot->add_option("--history", plot_history, "history JSON (attn train --history)")->required()->check(CLI::ExistingFile);
-  plot->add_option("--out", plot_out, "SVG file to write")->required();
+  plot->add_option("--history", plot_history, "history JSON (attn train --history)")
+      ->check(kNonEmpty)->required()->check(CLI::ExistingFile);
+  plot->add_option("--out", plot_out, "SVG file to write")->check(kNonEmpty)->required();
 
   // attention
   auto* attention = app.add_subcommand("attention", "Draw the attention weights of one MNIST test image as a PNG");
@@ -279,15 +305,16 @@ int main(int argc, char** argv) {
   int64_t att_index = 0, att_query = -1;
   int att_head = -1;
   attention->add_option("--model", att_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
-  attention->add_option("--data", adata.dir, "MNIST directory");
+  attention->add_option("--data", adata.dir, "MNIST directory")->check(kNonEmpty);
   attention->add_option("--index", att_index, "test image to draw")->check(kNonNegative);
   attention->add_option("--query", att_query, "query position (pixel row * 28 + column; default: the brightest pixel)")
       ->check(kNonNegative);
   attention->add_option("--layer", att_layer,
-                        "Attention or MultiHeadAttention layer name, anywhere in the model (default: the first)");
+                        "Attention or MultiHeadAttention layer name, anywhere in the model (default: the first)")
+      ->check(kNonEmpty);
   attention->add_option("--head", att_head, "MultiHeadAttention head to draw (default: the mean of the heads)")
       ->check(kNonNegative);
-  attention->add_option("--out", att_out, "PNG file to write")->required();
+  attention->add_option("--out", att_out, "PNG file to write")->check(kNonEmpty)->required();
 
   try {
     app.parse(argc, argv);
@@ -306,10 +333,13 @@ int main(int argc, char** argv) {
       // Refused before training, not after it: a finished run must not be lost to its file name.
       if (!save_path.empty() && !save_path.ends_with(".keras") && !save_path.ends_with(".h5") &&
           !save_path.ends_with(".hdf5"))
-        throw std::runtime_error("--save " + save_path + ": the file name must end in .keras (or .h5 / .hdf5)");
+        throw std::runtime_error("--save " + save_path +
+                                 ": the file name must end in .keras (or .h5 / .hdf5, or .weights.h5 for weights only)");
       check_writable(history_path, "--history",
                      {{"--model", model_path}, {"--resume", resume_path}, {"--save", save_path}, {"--csv", csv_path}});
       check_writable(csv_path, "--csv", {{"--model", model_path}, {"--resume", resume_path}, {"--save", save_path}});
+      if (no_validation && monitor.rfind("val_", 0) == 0)
+        throw std::runtime_error("--monitor " + monitor + ": there is no validation (--no-validation)");
       if (verbose < 0) verbose = 1;
       std::shared_ptr<callbacks::Callback> checkpoint;
       if (!checkpoint_path.empty()) {
@@ -333,7 +363,7 @@ int main(int argc, char** argv) {
       }
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
-      auto mnist = data::load_mnist(data_dir(tdata));
+      auto mnist = load_data(tdata);
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
       model.set_seed(seed);
@@ -378,7 +408,10 @@ int main(int argc, char** argv) {
       History history = model.fit(x_train, y_train, fit);
       if (!history_path.empty()) io::write_text_atomically(history_path, history_json(history));
       if (!save_path.empty()) {
-        io::save_model(model, save_path);
+        if (save_path.ends_with(".weights.h5"))
+          io::save_weights(model, save_path);  // as Keras' save_weights names its files
+        else
+          io::save_model(model, save_path);
         if (verbose) std::printf("saved %s\n", save_path.c_str());
       }
     } else if (*evaluate) {
@@ -387,7 +420,7 @@ int main(int argc, char** argv) {
       if (!model.compiled())
         model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
                       {.warn = false});
-      auto mnist = data::load_mnist(data_dir(edata));
+      auto mnist = load_data(edata);
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x = prepare_images(std::move(mnist.test.x), edata.limit_test, input_shape, "test images");
       Tensor y = labels_for(model, mnist.test.y, edata.limit_test, data_dir(edata) + " (test labels)");
@@ -403,7 +436,7 @@ int main(int argc, char** argv) {
         Tensor img = data::load_grey_image(pred_image);
         x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
       } else {
-        auto mnist = data::load_mnist(data_dir(pdata));
+        auto mnist = load_data(pdata);
         x = prepare_images(std::move(mnist.test.x), pdata.limit_test, model.inputs().at(0)->shape, "test images");
       }
       Tensor out = model.predict(x);
@@ -424,7 +457,7 @@ int main(int argc, char** argv) {
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});
       Model model = io::load_model(att_model);
-      auto mnist = data::load_mnist(data_dir(adata));
+      auto mnist = load_data(adata);
       const int64_t count = mnist.test.x.dim(0);
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
@@ -456,7 +489,7 @@ int main(int argc, char** argv) {
         if (att_query >= 0)
           throw std::runtime_error("--query " + std::to_string(att_query) + ": the layer attends over " +
                                    std::to_string(tq) + " x " + std::to_string(tv) +
-                                   " positions that are not the image's pixels; its whole weight matrix is drawn");
+                                   " positions that are not the image's pixels; leave --query out to draw its whole weight matrix");
         plots::write_png(plots::attention_matrix_image(x.data(), square_image ? side : 0, w.data(), tq, tv), att_out);
         std::printf("wrote %s: %s, attention weights over %lld queries x %lld keys%s\n", att_out.c_str(), what.c_str(),
                     static_cast<long long>(tq), static_cast<long long>(tv), tq * tv <= 256 ? ":" : "");
@@ -470,8 +503,15 @@ int main(int argc, char** argv) {
       Model model = load_or_reference(summary_model);
       model.summary(std::cout);
     }
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "attn: error: out of memory\n");
+    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "attn: error: %s\n", e.what());
+    // One line, whatever the message quotes (a parser may quote raw bytes of a damaged file).
+    std::string message = e.what();
+    for (char& c : message)
+      if ((c >= 0 && c < ' ') || c == '\x7f') c = '?';
+    std::fprintf(stderr, "attn: error: %s\n", message.c_str());
     return 1;
   }
   // Output that could not be written (a full disk, a closed pipe) is an error, not a success.

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "attn/data.hpp"
+#include "attn/io.hpp"
+#include "attn/reference_model.hpp"
 
 namespace {
 
@@ -128,7 +130,8 @@ TEST_F(Cli, NonsenseFlagsAreRefusedByName) {
        {"train --epochs -3", "train --epochs 0", "train --verbose 7", "train --bogus", "train --threads x",
         "train --threads -1", "train --seed -1", "train --seed 99999999999999999999", "train --monitor val_los",
         "train --learning-rate nan", "train --learning-rate inf", "train --learning-rate 1e39",
-        "train --learning-rate 0", "train --limit-train 0", "evaluate --limit-test 1.5", "frobnicate", ""}) {
+        "train --learning-rate 0", "train --limit-train 0", "evaluate --limit-test 1.5", "train --history ''",
+        "train --monitor val_loss --no-validation", "frobnicate", ""}) {
     CliRun r = attn(args);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_EQ(r.err.rfind("attn: error: ", 0), 0u) << args << ": " << r.err;
@@ -163,6 +166,19 @@ TEST_F(Cli, BadLabelNamesTheData) {
   const size_t last = r.err.rfind('\n', r.err.size() - 2) + 1;
   EXPECT_EQ(r.err.substr(last).rfind("attn: error: " + (dir_ / "data").string() +
                                          " (training labels): label 12 of sample 17 does not fit", 0), 0u) << r.err;
+}
+
+// --save NAME.weights.h5 writes the weights alone (Keras' save_weights file), which a model of the
+// same architecture reads back; the same weights as --save NAME.keras from the same run.
+TEST_F(Cli, SaveWeightsOnly) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const std::string data = "train --data '" + (dir_ / "data").string() + "' --epochs 1 --verbose 0 --seed 4 ";
+  ASSERT_EQ(attn(data + "--save '" + file("w.weights.h5") + "'").status, 0);
+  ASSERT_EQ(attn(data + "--save '" + file("m.keras") + "'").status, 0);
+  attn::Model from_weights = attn::reference_model();
+  attn::io::load_weights(from_weights, file("w.weights.h5"));
+  EXPECT_EQ(from_weights.get_weights_flat(), attn::io::load_model(file("m.keras")).get_weights_flat());
+  EXPECT_THROW(attn::io::load_model(file("w.weights.h5")), std::exception);  // no architecture in it
 }
 
 TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
