@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -325,6 +326,15 @@ TEST(Npz, SizeMismatchesAndLabels) {
   m.erase("y_test.npy");
   write_zip(dir.file("mnist.npz"), m, true);
   EXPECT_MESSAGE(error_of([&] { load_npz(dir.file("mnist.npz")); }), "mnist.npz: no member y_test.npy");
+  // Float pixels must be MNIST's 0..255: a NaN or 1e6 is not an image the model can read.
+  for (const float bad : {1e6f, -1.0f, std::numeric_limits<float>::quiet_NaN()}) {
+    std::vector<float> fx(24, 3.0f);
+    fx[5] = bad;
+    m = mnist_members();
+    m["x_train.npy"] = npy("<f4", "(3, 2, 4)", little_endian(fx));
+    write_zip(dir.file("mnist.npz"), m, true);
+    EXPECT_MESSAGE(error_of([&] { load_npz(dir.file("mnist.npz")); }), "member x_train.npy: pixel 5 is");
+  }
 }
 
 TEST(Npz, CorruptZip) {

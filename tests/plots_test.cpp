@@ -59,6 +59,11 @@ TEST(Plots, TrainingCurvesPlaceEveryEpochWhereItsValueSays) {
   EXPECT_NEAR((loss[1].second - loss[0].second) / (loss[2].second - loss[1].second), 2.0, 1e-2);
   // The NaN epoch is left out of its line.
   EXPECT_EQ(polyline(svg, "val_accuracy").size(), 3u);
+  // So are values whose span the axis cannot hold (a diverged run's 1e308): no NaN coordinates.
+  const std::string wild = attn::plots::training_curves_svg({{"loss", {1e308, 0.5, -1e308, 0.25}}});
+  EXPECT_EQ(wild.find("nan"), std::string::npos);
+  EXPECT_EQ(wild.find("inf"), std::string::npos);
+  EXPECT_EQ(polyline(wild, "loss").size(), 2u);
 }
 
 TEST(Plots, HistoriesThatCannotBeDrawnAreRefused) {

@@ -286,6 +286,12 @@ Split load_split(zip_t* zip, const std::string& path, const std::string& suffix)
   if (s.x.dim(0) != s.y.dim(0))
     fail(path, xname + " has " + std::to_string(s.x.dim(0)) + " images but " + yname + " has " +
                    std::to_string(s.y.dim(0)) + " labels");
+  // Pixels are MNIST's 0..255 (the CLI divides by 255); anything else is not an image of that kind.
+  for (int64_t i = 0; i < s.x.size(); ++i) {
+    const float v = s.x[i];
+    if (!(v >= 0.0f && v <= 255.0f))
+      fail(path + " member " + xname, "pixel " + std::to_string(i) + " is " + std::to_string(v) + ", not in 0..255");
+  }
   // Class ids index a softmax; a fractional, negative or huge one is a damaged file.
   for (int64_t i = 0; i < s.y.size(); ++i) {
     float v = s.y[i];

@@ -48,11 +48,14 @@ struct Series {
   const char* colour;
 };
 
+// A value the axis can hold: finite, and small enough that the span of two of them is too.
+bool drawable(double v) { return std::isfinite(v) && std::fabs(v) < 1e300; }
+
 std::string panel(const std::string& title, const std::vector<Series>& series, size_t epochs, double x0) {
   double lo = INFINITY, hi = -INFINITY;
   for (const Series& s : series)
     for (double v : *s.values)
-      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+      if (drawable(v)) lo = std::min(lo, v), hi = std::max(hi, v);
   if (!std::isfinite(lo)) lo = 0, hi = 1;  // nothing finite to draw: an empty frame
   if (hi - lo < 1e-12 * std::max(1.0, std::fabs(hi))) {
     const double pad = std::max(0.5 * std::fabs(hi), 0.5);
@@ -89,7 +92,7 @@ std::string panel(const std::string& title, const std::vector<Series>& series, s
     std::string points;
     for (size_t e = 0; e < s.values->size(); ++e) {
       const double v = (*s.values)[e];
-      if (!std::isfinite(v)) continue;  // a NaN epoch (TerminateOnNaN) is left out
+      if (!drawable(v)) continue;  // a NaN epoch (TerminateOnNaN) is left out
       if (!points.empty()) points += ' ';
       points += number(x_of(e));
       points += ',';
