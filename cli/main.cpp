@@ -8,9 +8,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -104,10 +104,9 @@ void print_banner(int threads, uint64_t seed) {
   std::fflush(stdout);
 }
 
-// Fails before any work when an output file could not be written at the end (a missing
-// directory), so a long training run is not lost to a typo.
-// Where an output goes, checked before any work: its folder exists, it is not a folder, and it is
-// not one of the command's other files (`others`: flag and path), which it would overwrite.
+// Where an output goes, checked before any work so that a long run is not lost to a typo: its
+// folder exists, it is not a folder, and it is not one of the command's other files (`others`:
+// flag and path), which it would overwrite.
 void check_writable(const std::string& path, const char* flag,
                     const std::vector<std::pair<const char*, std::string>>& others = {}) {
   if (path.empty()) return;
@@ -118,14 +117,14 @@ void check_writable(const std::string& path, const char* flag,
   if (!fs::is_directory(parent, ec))
     throw std::runtime_error(std::string(flag) + " " + path + ": directory " + parent.string() + " does not exist");
   if (fs::is_directory(path, ec)) throw std::runtime_error(std::string(flag) + " " + path + ": is a directory");
+  const bool exists = fs::exists(path, ec);
+  if (exists && !fs::is_regular_file(path, ec)) return;  // a device (/dev/null) may take several outputs
   for (const auto& [other_flag, other] : others) {
     if (other.empty()) continue;
-    const bool same = fs::exists(path, ec) && fs::exists(other, ec) ? fs::equivalent(path, other, ec)
-                                                                     : fs::weakly_canonical(path, ec) ==
-                                                                           fs::weakly_canonical(other, ec);
-    const bool device = fs::exists(path, ec) && !fs::is_regular_file(path, ec);  // /dev/null may be given twice
-    if (same && !device)
-      throw std::runtime_error(std::string(flag) + " " + path + ": is also the " + other_flag + " file");
+    const bool same = exists && fs::exists(other, ec)
+                          ? fs::equivalent(path, other, ec)
+                          : fs::weakly_canonical(path, ec) == fs::weakly_canonical(other, ec);
+    if (same) throw std::runtime_error(std::string(flag) + " " + path + ": is also the " + other_flag + " file");
   }
 }
 
@@ -148,10 +147,9 @@ std::string class_scores_csv(const Tensor& out, int64_t first_index) {
   return csv;
 }
 
-// Class ids as the model's loss wants them: one-hot rows for a non-sparse cross-entropy
-// (Keras files compiled with categorical_crossentropy), else unchanged.
-// The labels as the model's loss wants them (class ids, or one-hot for a categorical loss), each
-// checked against the model's outputs; `source` names the data in errors.
+// Class ids as the model's loss wants them: one-hot rows for a non-sparse cross-entropy (Keras
+// files compiled with categorical_crossentropy), else unchanged; each checked against the
+// model's outputs, with `source` naming the data in errors.
 Tensor labels_for(const Model& model, const Tensor& ids, int64_t limit, const std::string& source) {
   Tensor y = limit_rows(ids, limit);
   const int64_t width = model.outputs().at(0)->shape.empty() ? 1 : model.outputs().at(0)->shape.back();
@@ -400,8 +398,7 @@ int main(int argc, char** argv) {
         fit.validation_data = Dataset{
             prepare_images(std::move(mnist.test.x), tdata.limit_test, input_shape, "test images"),
             labels_for(model, mnist.test.y, tdata.limit_test, data_dir(tdata) + " (test labels)")};
-      if (!no_validation || monitor.rfind("val_", 0) != 0)
-        fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
+      fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
       if (checkpoint) fit.callbacks.push_back(checkpoint);
       fit.callbacks.push_back(callbacks::TerminateOnNaN());
