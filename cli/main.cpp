@@ -168,10 +168,10 @@ std::string data_dir(const DataFlags& flags) { return flags.dir.empty() ? data::
 
 // The data set of --data, else of ATTN_DATA_DIR (named in errors: it is not on the command line),
 // else the set-up's cache.
-data::Mnist load_data(const DataFlags& flags) {
+data::Mnist load_data(const DataFlags& flags, data::Splits splits) {
   const char* env = std::getenv("ATTN_DATA_DIR");
   try {
-    return data::load_mnist(data_dir(flags));
+    return data::load_mnist(data_dir(flags), splits);
   } catch (const data::DataError& e) {
     if (flags.dir.empty() && env && *env) throw data::DataError(std::string(e.what()) + " (from ATTN_DATA_DIR)");
     throw;
@@ -361,7 +361,7 @@ int main(int argc, char** argv) {
       }
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
-      auto mnist = load_data(tdata);
+      auto mnist = load_data(tdata, data::Splits::kBoth);
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
       model.set_seed(seed);
@@ -417,7 +417,7 @@ int main(int argc, char** argv) {
       if (!model.compiled())
         model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
                       {.warn = false});
-      auto mnist = load_data(edata);
+      auto mnist = load_data(edata, data::Splits::kTestOnly);
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x = prepare_images(std::move(mnist.test.x), edata.limit_test, input_shape, "test images");
       Tensor y = labels_for(model, mnist.test.y, edata.limit_test, data_dir(edata) + " (test labels)");
@@ -433,7 +433,7 @@ int main(int argc, char** argv) {
         Tensor img = data::load_grey_image(pred_image);
         x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
       } else {
-        auto mnist = load_data(pdata);
+        auto mnist = load_data(pdata, data::Splits::kTestOnly);
         x = prepare_images(std::move(mnist.test.x), pdata.limit_test, model.inputs().at(0)->shape, "test images");
       }
       Tensor out = model.predict(x);
@@ -454,7 +454,7 @@ int main(int argc, char** argv) {
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});
       Model model = io::load_model(att_model);
-      auto mnist = load_data(adata);
+      auto mnist = load_data(adata, data::Splits::kTestOnly);
       const int64_t count = mnist.test.x.dim(0);
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +

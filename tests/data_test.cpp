@@ -394,6 +394,28 @@ TEST(Mnist, MissingDirectoryOrFile) {
   EXPECT_MESSAGE(error_of([&] { load_mnist(dir.str()); }), dir.str() + ": no t10k-labels-idx1-ubyte[.gz] or mnist.npz");
 }
 
+// Evaluating needs only the test split: the training files may be absent and are not read.
+TEST(Mnist, TestSplitAlone) {
+  for (bool npz : {false, true}) {
+    TempDir dir;
+    if (npz) {
+      write_zip(dir.file("mnist.npz"), mnist_members(), true);
+    } else {
+      write_idx_set(dir, false);
+      fs::remove(dir.file("train-images-idx3-ubyte"));
+      fs::remove(dir.file("train-labels-idx1-ubyte"));
+    }
+    const Mnist m = load_mnist(dir.str(), attn::data::Splits::kTestOnly);
+    EXPECT_EQ(m.train.x.shape(), (attn::Shape{0, 2, 4}));
+    EXPECT_EQ(m.train.y.size(), 0);
+    EXPECT_EQ(m.test.x.shape(), (attn::Shape{2, 2, 4}));
+    EXPECT_EQ(m.test.y[1], 255.0f);
+    if (!npz) {
+      EXPECT_MESSAGE(error_of([&] { load_mnist(dir.str()); }), "no train-images-idx3-ubyte");
+    }
+  }
+}
+
 TEST(Mnist, CountMismatch) {
   TempDir dir;
   write_idx_set(dir, false);

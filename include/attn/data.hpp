@@ -29,11 +29,16 @@ struct Mnist {
 Tensor load_idx_images(const std::string& path);
 // IDX label file (magic 2049), raw or gzip.
 Tensor load_idx_labels(const std::string& path);
-// Keras mnist.npz (x_train, y_train, x_test, y_test), zip stored or deflated.
-Mnist load_npz(const std::string& path);
+// Which splits to read: evaluating or predicting needs only the test set, and the training
+// images are 188 MB of floats that would be read and converted for nothing.
+enum class Splits { kBoth, kTestOnly };
+// Keras mnist.npz (x_train, y_train, x_test, y_test), zip stored or deflated. With kTestOnly,
+// train is left empty.
+Mnist load_npz(const std::string& path, Splits splits = Splits::kBoth);
 // A directory holding train-images-idx3-ubyte[.gz] etc. (or mnist.npz); throws naming
-// the directory and the missing file.
-Mnist load_mnist(const std::string& dir);
+// the directory and the missing file. With kTestOnly, only the t10k files are needed and
+// train is left empty.
+Mnist load_mnist(const std::string& dir, Splits splits = Splits::kBoth);
 
 // One grey image of a digit as a [rows, cols] tensor of 0..255 values, MNIST-style
 // (a light digit on a dark background): PNG (any colour type; colour is averaged to grey,

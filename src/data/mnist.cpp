@@ -36,6 +36,9 @@ Split load_idx_split(const std::string& images_path, const std::string& labels_p
   return s;
 }
 
+// A split of 0 images of the same size as `other` (the split a caller did not ask for).
+Split no_images_like(const Split& other) { return {Tensor({0, other.x.dim(1), other.x.dim(2)}), Tensor({0})}; }
+
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
@@ -43,7 +46,7 @@ std::string env(const char* name) {
 
 }  // namespace
 
-Mnist load_mnist(const std::string& dir) {
+Mnist load_mnist(const std::string& dir, Splits splits) {
   std::error_code ec;
   const fs::path d(dir);
   if (!fs::exists(d, ec)) throw DataError("MNIST directory " + dir + " does not exist");
@@ -51,26 +54,28 @@ Mnist load_mnist(const std::string& dir) {
 
   const char* names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                           "t10k-labels-idx1-ubyte"};
+  const bool with_train = splits == Splits::kBoth;
   std::optional<std::string> found[4];
   int missing = -1;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = with_train ? 0 : 2; i < 4; ++i) {
     found[i] = find_idx(d, names[i]);
     if (!found[i] && missing < 0) missing = i;
   }
 
   Mnist m;
   if (missing < 0) {
-    m.train = load_idx_split(*found[0], *found[1]);
     m.test = load_idx_split(*found[2], *found[3]);
+    m.train = with_train ? load_idx_split(*found[0], *found[1]) : no_images_like(m.test);
   } else {
     // A half-present IDX set falls back to mnist.npz, and the error names the first gap.
     const fs::path npz = d / "mnist.npz";
     if (!fs::is_regular_file(npz, ec))
       throw DataError(dir + ": no " + names[missing] + "[.gz] or mnist.npz");
-    m = load_npz(npz.string());
-    if (m.train.x.dim(0) == 0 || m.test.x.dim(0) == 0)
-      throw DataError(npz.string() + ": " + (m.train.x.dim(0) == 0 ? "x_train" : "x_test") + " holds no images");
+    m = load_npz(npz.string(), splits);
+    if ((with_train && m.train.x.dim(0) == 0) || m.test.x.dim(0) == 0)
+      throw DataError(npz.string() + ": " + (m.test.x.dim(0) == 0 ? "x_test" : "x_train") + " holds no images");
   }
+  if (!with_train) return m;  // load_npz or the IDX branch left train as 0 images
   if (m.train.x.dim(1) != m.test.x.dim(1) || m.train.x.dim(2) != m.test.x.dim(2))
     throw DataError(dir + ": training images are " + std::to_string(m.train.x.dim(1)) + "x" +
                     std::to_string(m.train.x.dim(2)) + " but test images are " + std::to_string(m.test.x.dim(1)) +

@@ -304,7 +304,7 @@ Split load_split(zip_t* zip, const std::string& path, const std::string& suffix)
 
 }  // namespace
 
-Mnist load_npz(const std::string& path) {
+Mnist load_npz(const std::string& path, Splits splits) {
   int err = 0;
   ZipPtr zip(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
   if (!zip) {
@@ -315,8 +315,10 @@ Mnist load_npz(const std::string& path) {
     fail(path, (err == ZIP_ER_NOENT || err == ZIP_ER_OPEN ? "cannot open: " : "not a valid zip archive: ") + msg);
   }
   Mnist m;
-  m.train = load_split(zip.get(), path, "train");
   m.test = load_split(zip.get(), path, "test");
+  // The split not asked for: 0 images of the test images' size.
+  m.train = splits == Splits::kBoth ? load_split(zip.get(), path, "train")
+                                    : Split{Tensor({0, m.test.x.dim(1), m.test.x.dim(2)}), Tensor({0})};
   return m;
 }
 
