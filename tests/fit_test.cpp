@@ -318,3 +318,22 @@ TEST_F(Fit, BatchLargerThanTheDataIsTheData) {
   ASSERT_EQ(pred.shape(), pred_n.shape());
   for (int64_t i = 0; i < pred.size(); ++i) EXPECT_EQ(pred[i], pred_n[i]) << i;
 }
+
+// A label that is not a class id is named as Python prints it (2.5, 7.0), with its sample.
+TEST_F(Fit, BadLabelIsNamedAsWritten) {
+  Separable d(12, 5);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  for (const auto& [bad, text] : std::vector<std::pair<float, std::string>>{{2.5f, "label 2.5 of sample 3"},
+                                                                          {7.0f, "label 7.0 of sample 3"}}) {
+    Tensor y = d.y.clone();
+    y[3] = bad;
+    try {
+      m.fit(d.x, y, {.epochs = 1, .verbose = 0});
+      ADD_FAILURE() << "label " << bad << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("fit: " + text + " is not a class id in [0, "), std::string::npos)
+          << e.what();
+    }
+  }
+}

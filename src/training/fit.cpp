@@ -61,7 +61,7 @@ void check_labels(const Tensor& y, int64_t n, const losses::Loss& loss, int64_t 
     for (int64_t i = 0; i < n; ++i) {
       float v = y[i];
       if (!(v >= 0 && v < static_cast<float>(width)) || v != std::floor(v))
-        throw std::invalid_argument(std::string(what) + ": label " + std::to_string(v) + " of sample " +
+        throw std::invalid_argument(std::string(what) + ": label " + callbacks::float_repr(v) + " of sample " +
                                     std::to_string(i) + " is not a class id in [0, " + std::to_string(width) + ")");
     }
   } else {
