@@ -43,7 +43,8 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
       if (x != y) std::copy(x, x + n, y);
       return;
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      // NaN stays NaN, as in TensorFlow and JAX: a run whose weights diverged must not look healthy.
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
       return;
     case Activation::kSigmoid:
       for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
