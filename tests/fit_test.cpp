@@ -337,3 +337,53 @@ TEST_F(Fit, BadLabelIsNamedAsWritten) {
     }
   }
 }
+
+// train_on_batch checks its batch as fit checks its data, on the calling thread: a bad label
+// used to be found inside the step, on a worker thread, which ended the program.
+TEST_F(Fit, TrainOnBatchChecksItsBatch) {
+  Separable d(12, 5);
+  Model m = attention_model();
+  m.set_threads(2);
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}));
+  const auto before = m.get_weights_flat();
+  const auto refused = [&](const std::vector<Tensor>& xs, const Tensor& y, const std::string& fragment) {
+    try {
+      m.train_on_batch(xs, y);
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("train_on_batch: " + fragment), std::string::npos) << e.what();
+    }
+  };
+  Tensor bad_label = d.y.clone();
+  bad_label[7] = 5.0f;
+  refused({d.x}, bad_label, "label 5.0 of sample 7");
+  refused({d.x}, d.y.rows(0, 1), "12 samples but y has shape (1,)");
+  refused({Tensor({12, 3})}, d.y, "input 0 has shape (12, 3)");
+  refused({Tensor({0, 4, 2})}, Tensor({0}), "no samples");
+  Tensor nan_x = d.x.clone();
+  nan_x[3] = std::numeric_limits<float>::quiet_NaN();
+  refused({nan_x}, d.y, "input 0 has a non-finite value");
+  EXPECT_EQ(m.get_weights_flat(), before);
+  EXPECT_NO_THROW(m.train_on_batch({d.x}, d.y));
+}
+
+// Options fit cannot honour are refused before any work, naming the option.
+TEST_F(Fit, NonsenseOptionsAreRefused) {
+  Separable d(12, 5);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy());
+  const auto refused = [&](attn::FitOptions o, const std::string& fragment) {
+    o.verbose = o.verbose == 1 ? 0 : o.verbose;
+    try {
+      m.fit(d.x, d.y, o);
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  refused({.validation_split = 0.25, .validation_batch_size = 0}, "validation_batch_size must be positive");
+  refused({.verbose = 7}, "verbose must be 0, 1 or 2");
+  refused({.verbose = -1}, "verbose must be 0, 1 or 2");
+  refused({.callbacks = {nullptr}}, "a callback is null");
+  EXPECT_THROW(m.evaluate(d.x, d.y, {.verbose = 3}), std::invalid_argument);
+}

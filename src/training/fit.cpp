@@ -31,8 +31,9 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
     if (x.rank() < 1) throw std::invalid_argument(std::string(what) + ": input array has no batch axis");
-    Shape per_sample(x.shape().begin() + 1, x.shape().end());
-    if (shape_size(per_sample) != shape_size(inputs[i]->shape))
+    int64_t per_sample = 1;  // counted, not built as a Shape: train_step allocates nothing
+    for (int64_t k = 1; k < x.rank(); ++k) per_sample *= x.dim(k);
+    if (per_sample != shape_size(inputs[i]->shape))
       throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
                                   shape_to_string(x.shape()) + " but the model expects (None, " +
                                   shape_to_string(inputs[i]->shape).substr(1));
@@ -180,6 +181,8 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
                                               EvaluateOptions options) {
   if (!compiled()) throw std::logic_error("evaluate: compile the model first");
   if (options.batch_size <= 0) throw std::invalid_argument("evaluate: batch_size must be positive");
+  if (options.verbose < 0 || options.verbose > 2)
+    throw std::invalid_argument("evaluate: verbose must be 0, 1 or 2, got " + std::to_string(options.verbose));
   check_inputs(xs, inputs_, "evaluate");
   if (xs[0].dim(0) == 0)
     throw std::invalid_argument("evaluate: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
@@ -231,7 +234,13 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
 
 Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor& y) {
   if (!compiled()) throw std::logic_error("train_on_batch: compile the model first");
+  // The checks fit makes once for all its data, here for every batch: a bad label found inside
+  // the step would be thrown on a worker thread.
+  check_inputs(xs, inputs_, "train_on_batch");
+  if (xs[0].dim(0) == 0)
+    throw std::invalid_argument("train_on_batch: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
   Executor& ex = executor();
+  check_labels(y, xs[0].dim(0), *loss_, ex.output_size(), "train_on_batch");
   if (!optimizer_built_) {
     optimizer_->build(trainable_slices_);
     optimizer_built_ = true;
@@ -271,6 +280,13 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   if (!(options.validation_split >= 0.0 && options.validation_split < 1.0))
     throw std::invalid_argument("fit: validation_split must be in [0, 1)");
   if (options.validation_freq <= 0) throw std::invalid_argument("fit: validation_freq must be positive");
+  if (options.validation_batch_size && *options.validation_batch_size <= 0)
+    throw std::invalid_argument("fit: validation_batch_size must be positive, got " +
+                                std::to_string(*options.validation_batch_size));
+  if (options.verbose < 0 || options.verbose > 2)
+    throw std::invalid_argument("fit: verbose must be 0, 1 or 2, got " + std::to_string(options.verbose));
+  for (const auto& cb : options.callbacks)
+    if (!cb) throw std::invalid_argument("fit: a callback is null");
   check_inputs(xs_all, inputs_, "fit");
   if (xs_all[0].dim(0) == 0)
     throw std::invalid_argument("fit: no samples (x has shape " + shape_to_string(xs_all[0].shape()) + ")");
