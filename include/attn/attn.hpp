@@ -3,6 +3,7 @@
 
 #include "attn/callbacks.hpp"
 #include "attn/data.hpp"
+#include "attn/io.hpp"
 #include "attn/layer.hpp"
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
@@ -17,4 +18,7 @@
 #include "attn/optimizers.hpp"
 #include "attn/plots.hpp"
 #include "attn/random.hpp"
+#include "attn/reference_model.hpp"
+#include "attn/schedules.hpp"
+#include "attn/system.hpp"
 #include "attn/tensor.hpp"
