@@ -48,6 +48,11 @@ TEST(AtomicWrite, ThroughASymbolicLinkTheTargetIsReplaced) {
   EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir.file("link.txt"))));
   EXPECT_EQ(slurp(dir.file("store/real.txt")), "new");
   EXPECT_EQ(slurp(dir.file("link.txt")), "new");
+  // A link to a file not yet written: the file is created where the link points.
+  fs::create_symlink("store/later.txt", dir.file("ahead.txt"));
+  attn::io::write_text_atomically(dir.file("ahead.txt"), "made");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir.file("ahead.txt"))));
+  EXPECT_EQ(slurp(dir.file("store/later.txt")), "made");
 }
 
 TEST(AtomicWrite, AFifoIsWrittenIntoNotReplaced) {

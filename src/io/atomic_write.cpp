@@ -84,11 +84,14 @@ void write_atomically(const std::string& path, const std::function<void(const st
     remove_quietly(tmp);
     return;
   }
+  // Through a symbolic link the file it points to is written (created if the link dangles), and
+  // the link stays. Followed one link at a time: weakly_canonical stops at a dangling one.
   fs::path target(path);
-  // Through a symbolic link the file it points to is replaced, and the link stays.
-  if (fs::is_symlink(fs::symlink_status(target, ec))) {
-    target = fs::weakly_canonical(target, ec);
+  for (int hops = 0; fs::is_symlink(fs::symlink_status(target, ec)); ++hops) {
+    if (hops == 40) throw FileError(path + ": too many levels of symbolic links");
+    const fs::path next = fs::read_symlink(target, ec);
     if (ec) throw FileError(path + ": cannot follow the symbolic link (" + ec.message() + ")");
+    target = next.is_absolute() ? next : target.parent_path() / next;
   }
   const fs::path dir = target.parent_path();
   if (!dir.empty() && !fs::is_directory(dir, ec)) throw FileError(path + ": directory " + dir.string() + " does not exist");
