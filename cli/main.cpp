@@ -353,7 +353,8 @@ int main(int argc, char** argv) {
           callbacks::Logs names = {{"loss", 0.0}, {"accuracy", 0.0}};
           if (!no_validation) names["val_loss"] = names["val_accuracy"] = 0.0;
           static_cast<const callbacks::ModelCheckpointCallback&>(*checkpoint).file_path(0, -1, names);
-        } catch (const std::invalid_argument& e) {
+          checkpoint->on_train_begin({});  // its folder is made, or fails, before the data loads
+        } catch (const std::exception& e) {
           throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
         }
       } else if (checkpoint_best || train->count("--checkpoint-monitor")) {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,20 @@ TEST(ModelCheckpoint, TemplateSyntaxIsCheckedWhenTrainingBegins) {
   }
   ModelCheckpointCallback later("e{epoch:02d}-{val_mystery:.3f}.keras");
   EXPECT_NO_THROW(later.on_train_begin({}));
+  // So does a folder that cannot be made (under a plain file); one that can is made then.
+  attn::testing::TempDir dir;
+  std::ofstream(dir.file("plain")) << "x";
+  ModelCheckpointCallback blocked(dir.file("plain/sub/e{epoch}.keras"));
+  try {
+    blocked.on_train_begin({});
+    ADD_FAILURE() << "a folder under a plain file was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create the folder " + dir.file("plain/sub")), std::string::npos)
+        << e.what();
+  }
+  ModelCheckpointCallback nested(dir.file("a/b/e{epoch}.keras"));
+  nested.on_train_begin({});
+  EXPECT_TRUE(std::filesystem::is_directory(dir.file("a/b")));
 }
 
 TEST(ModelCheckpoint, RefusesPathsKerasRefuses) {

@@ -81,10 +81,24 @@ ModelCheckpointCallback::ModelCheckpointCallback(std::string filepath, ModelChec
   maximize_ = monitor_maximizes(options_.monitor, options_.mode, "ModelCheckpoint");
 }
 
+namespace {
+void make_folder(const std::filesystem::path& folder) {
+  std::error_code ec;
+  std::filesystem::create_directories(folder, ec);
+  if (ec)
+    throw std::runtime_error("ModelCheckpoint: cannot create the folder " + folder.string() + " (" + ec.message() +
+                             ")");
+}
+}  // namespace
+
 void ModelCheckpointCallback::on_train_begin(const Logs&) {
   // The template's syntax and format specs are checked now, not after the first epoch's work;
   // which names exist is known only then.
   format_path(0, options_.save_freq == 0 ? -1 : 0, {}, true);
+  // A folder that cannot be made fails now too. The folder part with no {field} is made (as
+  // save would make it); one that varies with the epoch is made at each save.
+  const std::filesystem::path fixed = std::filesystem::path(filepath_).parent_path();
+  if (!fixed.empty() && fixed.string().find('{') == std::string::npos) make_folder(fixed);
   // Keras starts from initial_value_threshold, else from +-inf (so the first value improves).
   best_ = options_.initial_value_threshold.value_or(maximize_ ? -INFINITY : INFINITY);
   batches_since_save_ = 0;
@@ -180,7 +194,7 @@ void ModelCheckpointCallback::save(int epoch, int batch, const Logs& logs) {
   }
   if (model_ == nullptr) throw std::logic_error("ModelCheckpoint: the callback has no model (call set_model)");
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
+  if (!parent.empty()) make_folder(parent);
   if (options_.save_weights_only)
     io::save_weights(*model_, path);
   else
