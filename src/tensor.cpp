@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 #include <stdexcept>
 
@@ -13,8 +14,11 @@ namespace attn {
 int64_t shape_size(const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0) throw std::invalid_argument("shape_size: unknown dimension in " + shape_to_string(shape));
-    n *= d;
+    if (d < 0)
+      throw std::invalid_argument("shape_size: dimension " + std::to_string(d) + " in " + shape_to_string(shape) +
+                                  " is negative or unknown");
+    if (__builtin_mul_overflow(n, d, &n))
+      throw std::invalid_argument("shape_size: " + shape_to_string(shape) + " has more elements than fit 64 bits");
   }
   return n;
 }
@@ -35,6 +39,7 @@ constexpr size_t kHugeFromBytes = size_t{8} << 20;
 }  // namespace
 
 std::shared_ptr<float[]> allocate_floats(int64_t count) {
+  if (count > static_cast<int64_t>(std::numeric_limits<size_t>::max() / sizeof(float) / 2)) throw std::bad_alloc();
   size_t bytes = static_cast<size_t>(count > 0 ? count : 1) * sizeof(float);
   bytes = (bytes + 63) / 64 * 64;
   // Large buffers (training data) on 2 MB pages where the kernel allows it: a shuffled batch
@@ -68,6 +73,8 @@ Tensor Tensor::view(float* data, Shape shape) {
   t.data_ = data;
   t.shape_ = std::move(shape);
   t.size_ = shape_size(t.shape_);
+  if (data == nullptr && t.size_ > 0)
+    throw std::invalid_argument("Tensor::view: no memory for shape " + shape_to_string(t.shape_));
   return t;
 }
 
@@ -93,6 +100,7 @@ Tensor Tensor::rows(int64_t begin, int64_t end) const {
 }
 
 Tensor Tensor::clone() const {
+  if (data_ == nullptr) return {};  // a default tensor holds nothing to copy
   Tensor t(shape_);
   if (size()) std::memcpy(t.data_, data_, size() * sizeof(float));
   return t;

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <new>
+#include <stdexcept>
+#include <string>
 
 #include "attn/tensor.hpp"
 
@@ -38,6 +41,33 @@ TEST(Tensor, CloneIsDeep) {
   Tensor c = t.clone();
   c[0] = 9;
   EXPECT_EQ(t[0], 1.0f);
+}
+
+// A default tensor holds nothing: size 0, and copying it copies nothing (it read a null pointer).
+TEST(Tensor, DefaultHoldsNothing) {
+  const Tensor t;
+  EXPECT_TRUE(t.empty());
+  EXPECT_EQ(t.size(), 0);
+  EXPECT_TRUE(t.clone().empty());
+  EXPECT_TRUE(t.to_vector().empty());
+  EXPECT_THROW(Tensor::view(nullptr, {3}), std::invalid_argument);
+}
+
+// Shapes whose element count does not fit 64 bits, or with negative sizes, are refused by name
+// (2^32 x 2^32 wrapped to 0 elements).
+TEST(Tensor, ImpossibleShapesAreRefused) {
+  const auto message = [](const Shape& s) {
+    try {
+      Tensor t(s);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message({int64_t{1} << 32, int64_t{1} << 32}).find("more elements than fit 64 bits"), std::string::npos);
+  EXPECT_NE(message({3037000500, 3037000500}).find("more elements than fit 64 bits"), std::string::npos);
+  EXPECT_NE(message({-2, 3}).find("dimension -2"), std::string::npos);
+  EXPECT_THROW(Tensor({int64_t{1} << 62}), std::bad_alloc);  // 2^64 bytes: refused, not wrapped
 }
 
 }  // namespace

@@ -47,7 +47,9 @@ class Tensor {
   std::shared_ptr<float[]> storage_;
   float* data_ = nullptr;
   Shape shape_;
-  int64_t size_ = 1;  // shape_size(shape_) (1 for the shape {}), kept in step: size() sits in inner loops
+  // shape_size(shape_) (1 for the shape {}; 0 for a default-constructed tensor, which holds
+  // nothing), kept in step: size() sits in inner loops.
+  int64_t size_ = 0;
 };
 
 // 64-byte aligned, zero-initialised float buffer, touched once at allocation so
