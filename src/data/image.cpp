@@ -91,7 +91,8 @@ GreyImage read_pgm(const std::string& path) {
   g.width = pgm_number(in, path, "width");
   g.height = pgm_number(in, path, "height");
   const int64_t maxval = pgm_number(in, path, "maxval");
-  if (g.width <= 0 || g.height <= 0 || g.width > kMaxPixels || g.height > kMaxPixels || g.width * g.height > kMaxPixels)
+  if (g.width <= 0 || g.height <= 0 || g.width > kMaxPixels || g.height > kMaxPixels ||
+      g.width * g.height > kMaxPixels)
     throw DataError(path + ": PGM size " + std::to_string(g.width) + "x" + std::to_string(g.height) + " is not usable");
   if (maxval <= 0 || maxval > 65535) throw DataError(path + ": PGM maxval " + std::to_string(maxval) + " out of range");
   const int64_t n = g.width * g.height;
@@ -154,7 +155,8 @@ std::vector<float> resample(const GreyImage& g, int64_t rows, int64_t cols) {
 Tensor load_grey_image(const std::string& path, ImageOptions options) {
   std::ifstream probe(path, std::ios::binary);
   if (!probe) throw DataError(path + ": cannot open");
-  if (probe.peek() == std::ifstream::traits_type::eof()) throw DataError(path + ": empty file (expected a PNG or PGM image)");
+  if (probe.peek() == std::ifstream::traits_type::eof())
+    throw DataError(path + ": empty file (expected a PNG or PGM image)");
   probe.close();
   GreyImage g = has_png_signature(path) ? read_png(path) : read_pgm(path);
   std::vector<float> pixels = (g.width == options.cols && g.height == options.rows)

@@ -94,7 +94,8 @@ void write_atomically(const std::string& path, const std::function<void(const st
     target = next.is_absolute() ? next : target.parent_path() / next;
   }
   const fs::path dir = target.parent_path();
-  if (!dir.empty() && !fs::is_directory(dir, ec)) throw FileError(path + ": directory " + dir.string() + " does not exist");
+  if (!dir.empty() && !fs::is_directory(dir, ec))
+    throw FileError(path + ": directory " + dir.string() + " does not exist");
   const fs::path tmp = temp_path(dir, target);
   try {
     write(tmp.string());

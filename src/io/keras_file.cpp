@@ -604,7 +604,8 @@ void read_keras2_optimizer_weights(const h5::File& f, Model& model, const std::v
       return skip("the file has " + std::to_string(list.size()) + " '" + slot + "' slots, the model " +
                   std::to_string(vars.size()) + " trainable variables");
   for (const std::string& slot : ours)
-    if (!paths.count(slot)) return skip("the file has no slots for the model's " + opt->class_name() + " '" + slot + "'");
+    if (!paths.count(slot))
+      return skip("the file has no slots for the model's " + opt->class_name() + " '" + slot + "'");
   std::vector<std::pair<std::string, std::vector<std::vector<float>>>> values;
   for (const std::string& slot : ours) {
     values.push_back({slot, {}});

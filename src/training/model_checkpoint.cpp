@@ -22,7 +22,8 @@ std::string format_value(double value, bool is_int, const std::string& spec, con
   bool zero = false;
   if (i < spec.size() && spec[i] == '0') zero = true, ++i;
   int width = 0, precision = -1;
-  while (i < spec.size() && std::isdigit(static_cast<unsigned char>(spec[i]))) width = std::min(width * 10 + (spec[i++] - '0'), 100000);  // no overflow
+  while (i < spec.size() && std::isdigit(static_cast<unsigned char>(spec[i])))
+    width = std::min(width * 10 + (spec[i++] - '0'), 100000);  // capped: no overflow
   if (i < spec.size() && spec[i] == '.') {
     ++i;
     precision = 0;
@@ -38,7 +39,8 @@ std::string format_value(double value, bool is_int, const std::string& spec, con
                                 "' is not supported (use [0][width][.precision][d|f|e|g|%])");
   // A file name is at most 255 bytes; Python would build the string and then fail to open it.
   if (width > 255 || precision > 255)
-    throw std::invalid_argument("format spec '" + spec + "' of field '" + field + "' asks for more than 255 characters");
+    throw std::invalid_argument("format spec '" + spec + "' of field '" + field +
+                                "' asks for more than 255 characters");
   std::string text;
   char buf[512];
   if (type == 'd' || (type == 0 && is_int)) {
@@ -150,8 +152,7 @@ std::string ModelCheckpointCallback::format_path(int epoch, int batch, const Log
     } else if (name == "epoch" || (name == "batch" && batch >= 0)) {
       value = name == "epoch" ? epoch + 1 : batch + 1;
       is_int = true;
-    } else if (any_name) {
-      is_int = name == "batch";
+    } else if (any_name && name != "batch") {  // a name the epoch's logs may hold: formats as 0.0
     } else {
       std::string available = batch >= 0 ? "epoch, batch" : "epoch";
       for (const auto& [k, v] : logs) available += ", " + k;
