@@ -387,3 +387,24 @@ TEST_F(Fit, NonsenseOptionsAreRefused) {
   refused({.callbacks = {nullptr}}, "a callback is null");
   EXPECT_THROW(m.evaluate(d.x, d.y, {.verbose = 3}), std::invalid_argument);
 }
+
+// Inputs are matched by shape as Keras matches them (Functional._adjust_input_rank): the same
+// shape, or a trailing axis of size 1 more or less. The same number of values in another
+// layout, (2, 4) or (8,) for an input of (4, 2), is refused instead of read as if it fitted.
+TEST_F(Fit, InputsMustHaveTheInputsShape) {
+  Separable d(12, 5);
+  Model m = attention_model();  // Input (4, 2)
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy());
+  for (const attn::Shape& wrong : {attn::Shape{12, 2, 4}, attn::Shape{12, 8}, attn::Shape{12, 4, 2, 2}}) {
+    const Tensor x(wrong);
+    try {
+      m.predict(x.rows(0, 12).reshaped(wrong));
+      ADD_FAILURE() << attn::shape_to_string(wrong) << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("but the model expects (None, 4, 2)"), std::string::npos) << e.what();
+    }
+  }
+  const Tensor p = m.predict(d.x);
+  const Tensor q = m.predict(d.x.reshaped({12, 4, 2, 1}));  // one trailing axis of 1 more: accepted
+  EXPECT_EQ(p.to_vector(), q.to_vector());
+}

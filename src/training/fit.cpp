@@ -23,6 +23,23 @@ bool is_accuracy_name(const std::string& m) {
          m == "binary_accuracy";
 }
 
+// Whether arrays of shape `x` (batch first) fit an input of per-sample shape `input`, as Keras'
+// Functional._adjust_input_rank has it: the same shape, or one trailing axis of size 1 more or
+// less ((n, 784) for an input of (784, 1), and the reverse). Compared in place: train_step
+// allocates nothing.
+bool fits_input(const Shape& x, const Shape& input) {
+  const size_t rank = x.size() - 1, want = input.size();
+  const auto same_prefix = [&](size_t count) {
+    for (size_t k = 0; k < count; ++k)
+      if (input[k] >= 0 && x[k + 1] != input[k]) return false;
+    return true;
+  };
+  if (rank == want) return same_prefix(want);
+  if (rank == want + 1) return x.back() == 1 && same_prefix(want);
+  if (rank + 1 == want) return input.back() == 1 && same_prefix(rank);
+  return false;
+}
+
 // Checks a data array against the model's expected per-sample shape and for NaN/inf.
 void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs, const char* what) {
   if (xs.size() != inputs.size())
@@ -31,9 +48,7 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
     if (x.rank() < 1) throw std::invalid_argument(std::string(what) + ": input array has no batch axis");
-    int64_t per_sample = 1;  // counted, not built as a Shape: train_step allocates nothing
-    for (int64_t k = 1; k < x.rank(); ++k) per_sample *= x.dim(k);
-    if (per_sample != shape_size(inputs[i]->shape))
+    if (!fits_input(x.shape(), inputs[i]->shape))
       throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
                                   shape_to_string(x.shape()) + " but the model expects (None, " +
                                   shape_to_string(inputs[i]->shape).substr(1));
