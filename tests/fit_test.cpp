@@ -408,3 +408,29 @@ TEST_F(Fit, InputsMustHaveTheInputsShape) {
   const Tensor q = m.predict(d.x.reshaped({12, 4, 2, 1}));  // one trailing axis of 1 more: accepted
   EXPECT_EQ(p.to_vector(), q.to_vector());
 }
+
+// A Model whose contents were moved to another says so (predict used to crash, fit to ask for a
+// compile), and the Model it moved to works.
+TEST_F(Fit, MovedFromModelSaysSo) {
+  Separable d(12, 5);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy());
+  Model moved = std::move(m);
+  const auto says_moved = [](const std::function<void()>& call, const std::string& what) {
+    try {
+      call();
+      ADD_FAILURE() << what << " ran on a moved-from Model";
+    } catch (const std::logic_error& e) {
+      EXPECT_NE(std::string(e.what()).find("moved from"), std::string::npos) << what << ": " << e.what();
+    }
+  };
+  says_moved([&] { m.predict(d.x); }, "predict");
+  says_moved([&] { m.fit(d.x, d.y, {.epochs = 1, .verbose = 0}); }, "fit");
+  says_moved([&] { m.evaluate(d.x, d.y); }, "evaluate");
+  says_moved([&] { m.train_on_batch({d.x}, d.y); }, "train_on_batch");
+  says_moved([&] {
+    std::ostringstream out;
+    m.summary(out);
+  }, "summary");
+  EXPECT_EQ(moved.predict(d.x).dim(0), 12);
+}

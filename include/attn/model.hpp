@@ -161,6 +161,8 @@ class Model {
   void build_graph();
   void gather_parameters();
   Executor& executor();
+  // Throws std::logic_error naming `what` when this Model's contents were moved to another.
+  void check_not_moved_from(const char* what) const;
   std::map<std::string, double> run_epoch_eval(const std::vector<Tensor>& xs, const Tensor& y, int batch_size,
                                                int verbose);
 

@@ -152,7 +152,13 @@ void Model::set_threads(int threads) {
   threads_ = threads;
 }
 
+void Model::check_not_moved_from(const char* what) const {
+  // A Model always has inputs (the constructors refuse none): without them it was moved from.
+  if (inputs_.empty()) throw std::logic_error(std::string(what) + ": this Model was moved from");
+}
+
 Executor& Model::executor() {
+  check_not_moved_from("Model");
   if (!executor_) {
     int n = threads_ > 0 ? threads_ : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     executor_ = std::make_unique<Executor>(*this, n);

@@ -169,6 +169,7 @@ std::string format_shapes(const std::vector<Shape>& shapes) {
 }  // namespace
 
 void Model::summary(std::ostream& out) const {
+  check_not_moved_from("summary");
   // Keras' sequential_like: a Sequential, or one input and a chain of calls that each
   // take one tensor (masks count), with no layer called twice.
   bool sequential_like = class_name() == "Sequential";

@@ -97,6 +97,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::shared_ptr<losses::Loss> loss,
                     std::vector<std::string> metrics, CompileOptions options) {
+  check_not_moved_from("compile");
   if (!optimizer) throw std::invalid_argument("compile: no optimizer");
   if (!loss) throw std::invalid_argument("compile: no loss");
   for (const auto& m : metrics)
@@ -194,6 +195,7 @@ std::map<std::string, double> Model::evaluate(const Tensor& x, const Tensor& y, 
 
 std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, const Tensor& y,
                                               EvaluateOptions options) {
+  check_not_moved_from("evaluate");
   if (!compiled()) throw std::logic_error("evaluate: compile the model first");
   if (options.batch_size <= 0) throw std::invalid_argument("evaluate: batch_size must be positive");
   if (options.verbose < 0 || options.verbose > 2)
@@ -210,6 +212,7 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
 Tensor Model::predict(const Tensor& x, PredictOptions options) { return predict(std::vector<Tensor>{x}, options)[0]; }
 
 std::vector<Tensor> Model::predict(const std::vector<Tensor>& xs, PredictOptions options) {
+  check_not_moved_from("predict");
   return forward_values(xs, {outputs_[0]}, options, "predict");
 }
 
@@ -220,6 +223,7 @@ std::vector<Tensor> Model::activations(const std::vector<Tensor>& xs, const std:
 
 std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const std::vector<Node>& nodes,
                                           const PredictOptions& options, const char* what) {
+  check_not_moved_from(what);
   if (options.batch_size <= 0) throw std::invalid_argument(std::string(what) + ": batch_size must be positive");
   check_inputs(xs, inputs_, what);
   const int64_t n = xs[0].dim(0);
@@ -248,6 +252,7 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
 }
 
 Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor& y) {
+  check_not_moved_from("train_on_batch");
   if (!compiled()) throw std::logic_error("train_on_batch: compile the model first");
   // The checks fit makes once for all its data, here for every batch: a bad label found inside
   // the step would be thrown on a worker thread.
@@ -288,6 +293,7 @@ History Model::fit(const Tensor& x, const Tensor& y, FitOptions options) {
 }
 
 History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOptions options) {
+  check_not_moved_from("fit");
   if (!compiled()) throw std::logic_error("fit: compile the model first");
   if (options.batch_size <= 0) throw std::invalid_argument("fit: batch_size must be positive, got " +
                                                            std::to_string(options.batch_size));
