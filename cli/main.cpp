@@ -450,7 +450,9 @@ int main(int argc, char** argv) {
       check_writable(plot_out, "--out", {{"--history", plot_history}});
       std::ifstream in(plot_history, std::ios::binary);
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      io::write_text_atomically(plot_out, plots::training_curves_svg(plots::history_from_json(text, plot_history)));
+      int first_epoch = 1;  // a resumed run's history starts later
+      const auto history = plots::history_from_json(text, plot_history, &first_epoch);
+      io::write_text_atomically(plot_out, plots::training_curves_svg(history, first_epoch));
       std::printf("wrote %s\n", plot_out.c_str());
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});

@@ -91,6 +91,20 @@ TEST(Plots, HistoriesThatCannotBeDrawnAreRefused) {
   EXPECT_TRUE(std::isnan(h.at("loss")[1]));
 }
 
+// A resumed run's history starts at a later epoch, and its chart is numbered from there.
+TEST(Plots, ResumedHistoryKeepsItsEpochNumbers) {
+  int first = 0;
+  const auto h = attn::plots::history_from_json(
+      R"({"epochs": [{"epoch": 3, "loss": 0.5}, {"epoch": 4, "loss": 0.4}]})", "h.json", &first);
+  EXPECT_EQ(first, 3);
+  const std::string svg = attn::plots::training_curves_svg(h, first);
+  EXPECT_NE(svg.find(">3</text>"), std::string::npos);
+  EXPECT_NE(svg.find(">4</text>"), std::string::npos);
+  EXPECT_EQ(svg.find(">1</text>"), std::string::npos) << "numbered from 1";
+  EXPECT_THROW(attn::plots::history_from_json(R"({"epochs": [{"epoch": -2, "loss": 0.5}]})", "h.json", &first),
+               std::invalid_argument);
+}
+
 TEST(Plots, AttentionWeightsAreTheReferenceModelsSoftmax) {
   attn::set_random_seed(4);
   attn::Model model = attn::reference_model();

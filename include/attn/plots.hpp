@@ -15,13 +15,16 @@ namespace attn::plots {
 // One SVG panel per metric (loss, accuracy, ...), epochs along x, with the metric's val_ twin
 // drawn beside it when the history has one. history: name -> one value per epoch (History::history,
 // or the per-epoch objects of `attn train --history`). Throws std::invalid_argument for an empty
-// history or series of different lengths.
-std::string training_curves_svg(const std::map<std::string, std::vector<double>>& history);
+// history or series of different lengths. first_epoch numbers the first value (1-based, as
+// Keras prints epochs): a resumed run's history starts later (History::epoch[0] + 1).
+std::string training_curves_svg(const std::map<std::string, std::vector<double>>& history, int first_epoch = 1);
 
 // The per-epoch metrics of a history file as `attn train --history` writes it
 // ({"epochs": [{"epoch": 1, "seconds": ..., "loss": ..., ...}, ...]}; null reads as NaN).
 // Throws std::invalid_argument naming `what` (the file) when the text is not such a history.
-std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what);
+// first_epoch, when given, receives the first entry's "epoch" (1 when it has none).
+std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what,
+                                                             int* first_epoch = nullptr);
 
 // The attention weights [tq, tv] of one sample, from the model's first Attention or
 // MultiHeadAttention layer (or the one named), wherever it sits in the model: the model is run on

@@ -51,7 +51,8 @@ struct Series {
 // A value the axis can hold: finite, and small enough that the span of two of them is too.
 bool drawable(double v) { return std::isfinite(v) && std::fabs(v) < 1e300; }
 
-std::string panel(const std::string& title, const std::vector<Series>& series, size_t epochs, double x0) {
+std::string panel(const std::string& title, const std::vector<Series>& series, size_t epochs, int first_epoch,
+                  double x0) {
   double lo = INFINITY, hi = -INFINITY;
   for (const Series& s : series)
     for (double v : *s.values)
@@ -84,7 +85,8 @@ std::string panel(const std::string& title, const std::vector<Series>& series, s
   const size_t every = std::max<size_t>(1, (epochs + 9) / 10);
   for (size_t e = 0; e < epochs; e += every)
     svg += "<text x=\"" + number(x_of(e)) + "\" y=\"" + number(kTop + h + 16) +
-           "\" text-anchor=\"middle\" font-size=\"11\">" + std::to_string(e + 1) + "</text>\n";
+           "\" text-anchor=\"middle\" font-size=\"11\">" + std::to_string(static_cast<int64_t>(e) + first_epoch) +
+           "</text>\n";
   svg += "<text x=\"" + number(left + w / 2) + "\" y=\"" + number(kTop + h + 36) +
          "\" text-anchor=\"middle\" font-size=\"12\">epoch</text>\n";
   double legend_y = kTop + 14;
@@ -111,7 +113,8 @@ std::string panel(const std::string& title, const std::vector<Series>& series, s
 
 }  // namespace
 
-std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what) {
+std::map<std::string, std::vector<double>> history_from_json(const std::string& text, const std::string& what,
+                                                             int* first_epoch) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -122,6 +125,15 @@ std::map<std::string, std::vector<double>> history_from_json(const std::string& 
     throw std::invalid_argument(what + ": no \"epochs\" list (attn train --history writes one)");
   std::map<std::string, std::vector<double>> history;
   const auto& epochs = j["epochs"];
+  if (first_epoch) {
+    *first_epoch = 1;
+    if (!epochs.empty() && epochs[0].is_object() && epochs[0].contains("epoch")) {
+      const auto& e = epochs[0]["epoch"];
+      if (!e.is_number_integer() || e.get<int64_t>() < 1 || e.get<int64_t>() > 1000000000)
+        throw std::invalid_argument(what + ": the first epoch number is not a whole number >= 1");
+      *first_epoch = static_cast<int>(e.get<int64_t>());
+    }
+  }
   for (size_t e = 0; e < epochs.size(); ++e) {
     if (!epochs[e].is_object()) throw std::invalid_argument(what + ": epoch " + std::to_string(e + 1) + " is not an object");
     for (const auto& [name, value] : epochs[e].items()) {
@@ -141,7 +153,7 @@ std::map<std::string, std::vector<double>> history_from_json(const std::string& 
   return history;
 }
 
-std::string training_curves_svg(const std::map<std::string, std::vector<double>>& history) {
+std::string training_curves_svg(const std::map<std::string, std::vector<double>>& history, int first_epoch) {
   if (history.empty()) throw std::invalid_argument("training curves: the history has no metrics");
   const size_t epochs = history.begin()->second.size();
   for (const auto& [name, values] : history)
@@ -166,7 +178,7 @@ std::string training_curves_svg(const std::map<std::string, std::vector<double>>
     if (auto it = history.find(bases[i]); it != history.end()) series.push_back({bases[i], &it->second, kTrainColour});
     if (auto it = history.find("val_" + bases[i]); it != history.end())
       series.push_back({"val_" + bases[i], &it->second, kValColour});
-    svg += panel(bases[i], series, epochs, kPanelWidth * static_cast<double>(i));
+    svg += panel(bases[i], series, epochs, first_epoch, kPanelWidth * static_cast<double>(i));
   }
   return svg + "</svg>\n";
 }
