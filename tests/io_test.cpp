@@ -240,6 +240,25 @@ TEST(KerasFile, ConfigHasKerasLayout) {
   EXPECT_EQ(model_to_config(r), c);
 }
 
+// A .keras file's config.json carries its compile_config; built from it alone, the model comes
+// back compiled as it says (Keras' deserialization does the same), and without it, uncompiled.
+TEST(KerasFile, ConfigJsonWithCompileConfigComesBackCompiled) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  m.compile(optimizers::SGD({.learning_rate = 0.05f}), losses::CategoricalCrossentropy(), {"accuracy"});
+  save_model(m, dir.file("m.keras"));
+  const std::vector<char> bytes = zip::Reader(dir.file("m.keras")).read("config.json");
+  json config = json::parse(std::string(bytes.begin(), bytes.end()));
+  ASSERT_TRUE(config.contains("compile_config"));
+  Model compiled = model_from_config(config, "config.json");
+  ASSERT_TRUE(compiled.compiled());
+  EXPECT_EQ(compiled.optimizer()->class_name(), "SGD");
+  EXPECT_FLOAT_EQ(compiled.optimizer()->learning_rate(), 0.05f);
+  EXPECT_EQ(compiled.loss()->class_name(), "CategoricalCrossentropy");
+  config.erase("compile_config");
+  EXPECT_FALSE(model_from_config(config, "config.json").compiled());
+}
+
 TEST(KerasFile, WeightsTreeFollowsKeras3Names) {
   TempDir dir;
   Model m = attention_model();

@@ -38,8 +38,9 @@ void save_model(Model& model, const std::string& path);
 // Optimizer state is restored when it matches the compiled optimizer: from .keras files and
 // from legacy .h5 files in Keras 3's, tf.keras 2's and standalone Keras 2's layouts.
 Model load_model(const std::string& path);
-// Builds an uncompiled model from a Keras model config (the "config.json" of a .keras
-// file, or a legacy model_config): {"class_name": "Functional"|"Sequential", "config": ...}.
+// Builds a model from a Keras model config (the "config.json" of a .keras file, or a legacy
+// model_config): {"class_name": "Functional"|"Sequential", "config": ...}. Compiled as its
+// "compile_config" says when it has one (as Keras' deserialization does), else uncompiled.
 // Errors name `source` (the file the config came from).
 Model model_from_config(const nlohmann::json& config, const std::string& source = "model config");
 // Keras config JSON of a model (what config.json holds).

@@ -740,6 +740,15 @@ void save_legacy_h5(Model& model, const std::string& path) {
 
 }  // namespace
 
+// As Keras' deserialize_keras_object: a config that carries a compile_config (a .keras file's
+// config.json does) comes back compiled as it says.
+Model model_from_config(const nlohmann::json& config, const std::string& source) {
+  Model model = detail::model_from_config(config, source);
+  if (config.is_object() && config.contains("compile_config") && !config.at("compile_config").is_null())
+    compile_from(model, config.at("compile_config"), "optimizer", source);
+  return model;
+}
+
 void save_model(Model& model, const std::string& path) {
   if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return save_legacy_h5(model, path);  // as Keras' model.save
   if (!ends_with(path, ".keras"))

@@ -458,10 +458,6 @@ Model model_from_config(const nlohmann::json& j, const std::string& file) {
 
 }  // namespace detail
 
-Model model_from_config(const nlohmann::json& config, const std::string& source) {
-  return detail::model_from_config(config, source);
-}
-
 nlohmann::json model_to_config(const Model& model) {
   nlohmann::json j = detail::model_to_config_impl(model);
   if (model.compiled()) j["compile_config"] = detail::compile_config(model);
