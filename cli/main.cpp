@@ -182,6 +182,20 @@ int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// A model file; a weights-only file (--save/--checkpoint NAME.weights.h5) is read into the
+// reference model, the one model the CLI knows without a file.
+Model load_model_file(const std::string& path) {
+  if (!path.ends_with(".weights.h5")) return io::load_model(path);
+  Model model = reference_model();
+  try {
+    io::load_weights(model, path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " (a .weights.h5 file is read into the reference model; save other models as .keras)");
+  }
+  return model;
+}
+
 Model load_or_reference(const std::string& path) {
   if (path.empty()) return reference_model();
   if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
@@ -195,7 +209,7 @@ Model load_or_reference(const std::string& path) {
     }
     return io::model_from_config(j, path);
   }
-  return io::load_model(path);
+  return load_model_file(path);
 }
 
 }  // namespace
@@ -413,7 +427,7 @@ int main(int argc, char** argv) {
         if (verbose) std::printf("saved %s\n", save_path.c_str());
       }
     } else if (*evaluate) {
-      Model model = io::load_model(eval_model);
+      Model model = load_model_file(eval_model);
       model.set_threads(resolve_threads(eval_threads));
       if (!model.compiled())
         model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
@@ -428,7 +442,7 @@ int main(int argc, char** argv) {
       std::printf("\n");
     } else if (*predict) {
       check_writable(pred_out, "--out", {{"--model", pred_model}, {"--image", pred_image}});
-      Model model = io::load_model(pred_model);
+      Model model = load_model_file(pred_model);
       Tensor x;
       if (!pred_image.empty()) {
         Tensor img = data::load_grey_image(pred_image);
@@ -456,7 +470,7 @@ int main(int argc, char** argv) {
       std::printf("wrote %s\n", plot_out.c_str());
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});
-      Model model = io::load_model(att_model);
+      Model model = load_model_file(att_model);
       auto mnist = load_data(adata, data::Splits::kTestOnly);
       const int64_t count = mnist.test.x.dim(0);
       if (att_index >= count)

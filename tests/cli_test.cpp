@@ -179,6 +179,11 @@ TEST_F(Cli, SaveWeightsOnly) {
   attn::io::load_weights(from_weights, file("w.weights.h5"));
   EXPECT_EQ(from_weights.get_weights_flat(), attn::io::load_model(file("m.keras")).get_weights_flat());
   EXPECT_THROW(attn::io::load_model(file("w.weights.h5")), std::exception);  // no architecture in it
+  // The CLI reads a weights file into the reference model: the same evaluation as the model file.
+  const std::string eval = "evaluate --data '" + (dir_ / "data").string() + "' --model '";
+  CliRun from_w = attn(eval + file("w.weights.h5") + "'"), from_m = attn(eval + file("m.keras") + "'");
+  ASSERT_EQ(from_w.status, 0) << from_w.err;
+  EXPECT_EQ(from_w.out, from_m.out);
 }
 
 TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
