@@ -403,6 +403,12 @@ int main(int argc, char** argv) {
           throw std::runtime_error("--resume " + resume_path + ": already trained " + std::to_string(done) +
                                    " epochs of " + std::to_string(steps) + " steps; pass --epochs above " +
                                    std::to_string(done));
+        if (model.optimizer() && model.optimizer()->iterations() % steps != 0)
+          std::fprintf(stderr,
+                       "attn: warning: --resume %s: %lld steps done are not a whole number of epochs of %lld steps "
+                       "(another --batch-size or --limit-train than the first run?); continuing after epoch %lld\n",
+                       resume_path.c_str(), static_cast<long long>(model.optimizer()->iterations()),
+                       static_cast<long long>(steps), static_cast<long long>(done));
         fit.initial_epoch = static_cast<int>(done);
         if (verbose) std::printf("resuming %s after epoch %lld\n", resume_path.c_str(), static_cast<long long>(done));
       }

@@ -186,6 +186,21 @@ TEST_F(Cli, SaveWeightsOnly) {
   EXPECT_EQ(from_w.out, from_m.out);
 }
 
+// --resume counts epochs from the saved step count; a step count that is not a whole number of
+// this run's epochs (another batch size) is said, not silently rounded down.
+TEST_F(Cli, ResumeWithAnotherEpochSizeWarns) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const std::string data = "train --data '" + (dir_ / "data").string() + "' --verbose 0 ";
+  ASSERT_EQ(attn(data + "--epochs 2 --batch-size 20 --save '" + file("r.keras") + "'").status, 0);  // 4 steps
+  CliRun same = attn(data + "--epochs 3 --batch-size 20 --resume '" + file("r.keras") + "'");
+  EXPECT_EQ(same.status, 0) << same.err;
+  EXPECT_EQ(same.err.find("not a whole number of epochs"), std::string::npos) << same.err;
+  CliRun other = attn(data + "--epochs 3 --batch-size 16 --resume '" + file("r.keras") + "'");  // 3 steps an epoch
+  EXPECT_EQ(other.status, 0) << other.err;
+  EXPECT_NE(other.err.find("4 steps done are not a whole number of epochs of 3 steps"), std::string::npos)
+      << other.err;
+}
+
 TEST_F(Cli, SaveIntoMissingDirectoryFailsBeforeTraining) {
   write_idx_set(dir_ / "data", 40, 20);
   const std::string target = file("nowhere/model.keras");
