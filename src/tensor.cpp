@@ -78,6 +78,12 @@ Tensor Tensor::view(float* data, Shape shape) {
   return t;
 }
 
+Tensor Tensor::view(std::shared_ptr<float[]> owner, float* data, Shape shape) {
+  Tensor t = view(data, std::move(shape));
+  t.storage_ = std::move(owner);
+  return t;
+}
+
 Tensor Tensor::reshaped(Shape shape) const {
   if (shape_size(shape) != size())
     throw std::invalid_argument("Tensor::reshaped: cannot reshape " + shape_to_string(shape_) + " to " +

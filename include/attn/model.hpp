@@ -160,6 +160,12 @@ class Model {
                                      const PredictOptions& options, const char* what);
   void build_graph();
   void gather_parameters();
+  // Points every weight of this model (Weight::value and Weight::offset) at this model's
+  // parameter buffer before it runs. A layer shared with another model holds the other's views
+  // once that one has run (or was built later), and a weight's value may have been replaced by
+  // the user: its current values are copied in, so shared layers train as one, as in Keras.
+  // Throws std::invalid_argument when a replaced value has the wrong shape. No allocation.
+  void claim_weights();
   Executor& executor();
   // Throws std::logic_error naming `what` when this Model's contents were moved to another.
   void check_not_moved_from(const char* what) const;
@@ -173,6 +179,7 @@ class Model {
   std::vector<std::shared_ptr<CallSite>> sites_;
   std::shared_ptr<float[]> params_;
   int64_t param_floats_ = 0;  // length of params_, padding included
+  std::vector<int64_t> weight_offsets_;  // this model's Weight::offset of each weight, in weights() order
   std::vector<optimizers::VariableSlice> trainable_slices_;
   std::shared_ptr<optimizers::Optimizer> optimizer_;
   std::shared_ptr<losses::Loss> loss_;

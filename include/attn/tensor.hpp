@@ -25,6 +25,9 @@ class Tensor {
   Tensor(Shape shape, const std::vector<float>& values);
   // A view over memory the caller keeps alive.
   static Tensor view(float* data, Shape shape);
+  // A view into `owner`'s memory that keeps it alive (a model's weights: a layer shared with
+  // another model may outlive this one).
+  static Tensor view(std::shared_ptr<float[]> owner, float* data, Shape shape);
 
   const Shape& shape() const { return shape_; }
   int64_t dim(int axis) const { return shape_.at(axis < 0 ? shape_.size() + axis : axis); }

@@ -240,6 +240,7 @@ void Executor::plan(int64_t max_batch) {
 
 Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices,
                                     int64_t batch, bool train, bool training_mode, uint64_t seed) {
+  model_->claim_weights();  // a model sharing layers with this one may have run since (a callback)
   if (xs.size() != input_tensor_.size())
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
                                 std::to_string(xs.size()));
@@ -325,6 +326,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
 void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
                                    int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
                                    const std::vector<ForwardCopy>& copies) {
+  model_->claim_weights();
   if (xs.size() != input_tensor_.size())
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
                                 std::to_string(xs.size()));

@@ -69,25 +69,58 @@ void Model::build_graph() {
     if (seen.insert(site->layer.get()).second) layers_.push_back(site->layer);
 }
 
+namespace {
+// A weight's value must have the weight's shape before it is copied anywhere.
+void check_value_shape(const Layer& layer, const Weight& w) {
+  if (w.value.shape() != w.shape || (w.value.data() == nullptr && shape_size(w.shape) > 0))
+    throw std::invalid_argument("layer '" + layer.name() + "': weight '" + w.name + "' has shape " +
+                                shape_to_string(w.shape) + " but its value was replaced by " +
+                                (w.value.empty() ? std::string("an empty tensor") :
+                                                   "a tensor of shape " + shape_to_string(w.value.shape())));
+}
+}  // namespace
+
 void Model::gather_parameters() {
   // Each weight starts on a 64-byte line: SIMD loads of a weight, its gradient and its optimizer
   // state then never straddle lines (the reference model's first weight is one float), and
   // threads splitting a weight at multiples of 16 floats never share a line.
   param_floats_ = 0;
+  weight_offsets_.clear();
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
-      w.offset = (param_floats_ + kParamAlignFloats - 1) / kParamAlignFloats * kParamAlignFloats;
-      param_floats_ = w.offset + shape_size(w.shape);
+      check_value_shape(*layer, w);
+      weight_offsets_.push_back((param_floats_ + kParamAlignFloats - 1) / kParamAlignFloats * kParamAlignFloats);
+      param_floats_ = weight_offsets_.back() + shape_size(w.shape);
     }
   params_ = allocate_floats(param_floats_);
   trainable_slices_.clear();
+  size_t k = 0;
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
-      int64_t n = shape_size(w.shape);
-      if (n) std::memcpy(params_.get() + w.offset, w.value.data(), n * sizeof(float));
-      w.value = Tensor::view(params_.get() + w.offset, w.shape);
-      if (w.trainable && layer->trainable()) trainable_slices_.push_back({w.offset, n, w.name});
+      const int64_t offset = weight_offsets_[k++];
+      if (w.trainable && layer->trainable()) trainable_slices_.push_back({offset, shape_size(w.shape), w.name});
     }
+  claim_weights();
+}
+
+void Model::claim_weights() {
+  size_t k = 0;
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights()) {
+      if (k == weight_offsets_.size())
+        throw std::logic_error("layer '" + layer->name() + "' has more weights than when model '" + name_ +
+                               "' was built");
+      const int64_t offset = weight_offsets_[k++];
+      float* home = params_.get() + offset;
+      if (w.value.data() == home && w.offset == offset && w.value.shape() == w.shape) continue;
+      check_value_shape(*layer, w);
+      const int64_t n = shape_size(w.shape);
+      if (n) std::memmove(home, w.value.data(), n * sizeof(float));
+      w.value = Tensor::view(params_, home, w.shape);
+      w.offset = offset;
+    }
+  if (k != weight_offsets_.size())
+    throw std::logic_error("model '" + name_ + "': its layers have fewer weights than when it was built");
 }
 
 std::shared_ptr<Layer> Model::get_layer(const std::string& name) const {
@@ -117,6 +150,7 @@ int64_t Model::count_trainable_params() const {
 }
 
 std::vector<Weight*> Model::weights() {
+  claim_weights();  // offsets and views are this model's, as callers expect
   std::vector<Weight*> out;
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) out.push_back(&w);
@@ -129,6 +163,8 @@ std::vector<float> Model::get_weights_flat() const {
   std::vector<float> flat;
   flat.reserve(static_cast<size_t>(count_params()));
   for (const auto& layer : layers_)
+    for (const Weight& w : layer->weights()) check_value_shape(*layer, w);
+  for (const auto& layer : layers_)
     for (const Weight& w : layer->weights()) flat.insert(flat.end(), w.value.data(), w.value.data() + w.value.size());
   return flat;
 }
@@ -138,6 +174,8 @@ void Model::set_weights_flat(const std::vector<float>& values) {
   if (static_cast<int64_t>(values.size()) != expected)
     throw std::invalid_argument("set_weights: expected " + std::to_string(expected) + " values, got " +
                                 std::to_string(values.size()));
+  for (const auto& layer : layers_)
+    for (const Weight& w : layer->weights()) check_value_shape(*layer, w);
   const float* next = values.data();
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
@@ -159,6 +197,7 @@ void Model::check_not_moved_from(const char* what) const {
 
 Executor& Model::executor() {
   check_not_moved_from("Model");
+  claim_weights();  // the executor's plan reads each weight's offset
   if (!executor_) {
     int n = threads_ > 0 ? threads_ : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     executor_ = std::make_unique<Executor>(*this, n);
