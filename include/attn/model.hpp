@@ -166,6 +166,10 @@ class Model {
   // the user: its current values are copied in, so shared layers train as one, as in Keras.
   // Throws std::invalid_argument when a replaced value has the wrong shape. No allocation.
   void claim_weights();
+  // The optimizer's variables: the weights trainable now (Weight::trainable and
+  // Layer::trainable). At construction and at compile, as in Keras, where a change of
+  // `trainable` takes effect for training when the model is compiled again.
+  void collect_trainable_variables();
   Executor& executor();
   // Throws std::logic_error naming `what` when this Model's contents were moved to another.
   void check_not_moved_from(const char* what) const;

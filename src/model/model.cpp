@@ -93,14 +93,18 @@ void Model::gather_parameters() {
       param_floats_ = weight_offsets_.back() + shape_size(w.shape);
     }
   params_ = allocate_floats(param_floats_);
+  collect_trainable_variables();
+  claim_weights();
+}
+
+void Model::collect_trainable_variables() {
   trainable_slices_.clear();
   size_t k = 0;
   for (const auto& layer : layers_)
     for (Weight& w : layer->weights()) {
-      const int64_t offset = weight_offsets_[k++];
+      const int64_t offset = weight_offsets_.at(k++);
       if (w.trainable && layer->trainable()) trainable_slices_.push_back({offset, shape_size(w.shape), w.name});
     }
-  claim_weights();
 }
 
 void Model::claim_weights() {
@@ -144,8 +148,11 @@ void Model::build_optimizer() {
 }
 
 int64_t Model::count_trainable_params() const {
+  // As Keras' model.trainable_weights: the layers' flags now, compiled or not.
   int64_t n = 0;
-  for (const auto& s : trainable_slices_) n += s.size;
+  for (const auto& layer : layers_)
+    for (const Weight& w : layer->weights())
+      if (w.trainable && layer->trainable()) n += shape_size(w.shape);
   return n;
 }
 

@@ -260,8 +260,10 @@ void Model::summary(std::ostream& out) const {
   const bool optimizer_shown = optimizer_ && optimizer_built_;
   if (optimizer_shown) {
     const int64_t slots = static_cast<int64_t>(optimizer_->state_slots().size());
-    optimizer_count = 2 + slots * trainable;           // iteration, learning_rate, slots
-    optimizer_bytes = 8.0 + 4.0 + 4.0 * double(slots * trainable);
+    int64_t variables = 0;  // what the optimizer was built for (at compile), not the flags now
+    for (const auto& v : trainable_slices_) variables += v.size;
+    optimizer_count = 2 + slots * variables;  // iteration, learning_rate, slots
+    optimizer_bytes = 8.0 + 4.0 + 4.0 * double(slots * variables);
   }
   const int64_t total = params + optimizer_count;
   out << " Total params: " << with_commas(total) << " (" << readable_size(params * 4.0 + optimizer_bytes) << ")\n";

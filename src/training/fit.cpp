@@ -110,6 +110,7 @@ void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::share
   metric_names_ = std::move(metrics);
   compile_options_ = options;
   optimizer_built_ = false;
+  collect_trainable_variables();
   if (seed_ == 0) seed_ = random_seed();
   const Layer& head = *outputs_[0]->site->layer;
   hidden_logits_ = loss_->is_crossentropy() && head.has_keras_logits() &&
