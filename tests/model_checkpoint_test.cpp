@@ -131,6 +131,29 @@ TEST(ModelCheckpoint, SaveBestOnlyKeepsTheBestEpochAndSaysSo) {
   EXPECT_EQ(back.get_weights_flat(), std::vector<float>(model.count_params(), 3.0f));  // epoch 4's
 }
 
+// The best value is kept from the constructor on, as Keras sets it in __init__: a second fit with
+// the same callback (a resumed run) must not overwrite the best file with a worse model (the
+// best was reset to inf at every train begin).
+TEST(ModelCheckpoint, SaveBestOnlyRemembersTheBestAcrossFitCalls) {
+  attn::clear_session();
+  attn::testing::TempDir dir;
+  attn::Model model = tiny_model();
+  model.compile(attn::optimizers::Adam(), attn::losses::MeanSquaredError());
+  ModelCheckpointCallback cb(dir.file("best.keras"), {.save_best_only = true});
+  cb.set_model(&model);
+  cb.on_train_begin({});
+  model.set_weights_flat(std::vector<float>(model.count_params(), 1.0f));
+  epoch_end(cb, 0, {{"val_loss", 0.2}});
+  cb.on_train_end({});
+  cb.on_train_begin({});  // the next fit
+  model.set_weights_flat(std::vector<float>(model.count_params(), 2.0f));
+  epoch_end(cb, 1, {{"val_loss", 0.9}});
+  ASSERT_TRUE(cb.best().has_value());
+  EXPECT_EQ(*cb.best(), 0.2);
+  EXPECT_EQ(attn::io::load_model(dir.file("best.keras")).get_weights_flat(),
+            std::vector<float>(model.count_params(), 1.0f));
+}
+
 // A .h5 path writes Keras' legacy format, which loads back.
 TEST(ModelCheckpoint, LegacyH5Path) {
   attn::clear_session();

@@ -81,6 +81,10 @@ ModelCheckpointCallback::ModelCheckpointCallback(std::string filepath, ModelChec
     throw std::invalid_argument("ModelCheckpoint: the path must end in .keras (or .h5), got '" + filepath_ + "'");
   }
   maximize_ = monitor_maximizes(options_.monitor, options_.mode, "ModelCheckpoint");
+  // Keras starts from initial_value_threshold, else from +-inf (so the first value improves),
+  // once: the best value carries over to later fit calls with the same callback (a resumed run
+  // must not overwrite the best file with a worse model).
+  best_ = options_.initial_value_threshold.value_or(maximize_ ? -INFINITY : INFINITY);
 }
 
 namespace {
@@ -101,10 +105,6 @@ void ModelCheckpointCallback::on_train_begin(const Logs&) {
   // save would make it); one that varies with the epoch is made at each save.
   const std::filesystem::path fixed = std::filesystem::path(filepath_).parent_path();
   if (!fixed.empty() && fixed.string().find('{') == std::string::npos) make_folder(fixed);
-  // Keras starts from initial_value_threshold, else from +-inf (so the first value improves).
-  best_ = options_.initial_value_threshold.value_or(maximize_ ? -INFINITY : INFINITY);
-  batches_since_save_ = 0;
-  last_batch_ = 0;
 }
 
 void ModelCheckpointCallback::on_epoch_begin(int epoch, const Logs&) { current_epoch_ = epoch; }
