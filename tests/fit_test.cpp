@@ -434,3 +434,114 @@ TEST_F(Fit, MovedFromModelSaysSo) {
   }, "summary");
   EXPECT_EQ(moved.predict(d.x).dim(0), 12);
 }
+
+namespace {
+// Two inputs: query (3, 2) and value (5, 2), as an attention over two sequences.
+Model two_input_model() {
+  auto q = attn::Input({3, 2});
+  auto v = attn::Input({5, 2});
+  auto a = L::Attention()({q, v});
+  return Model({q, v}, {L::Dense(2, {.activation = "softmax"})(L::Flatten()(a))});
+}
+Tensor filled(attn::Shape shape, float step) {
+  Tensor t(std::move(shape));
+  for (int64_t i = 0; i < t.size(); ++i) t[i] = std::sin(step * static_cast<float>(i));
+  return t;
+}
+}  // namespace
+
+// Keras' check_data_cardinality: input arrays with different sample counts were read past the
+// end of the shorter one (a segfault for a large difference).
+TEST_F(Fit, InputArraysMustHoldTheSameSamples) {
+  Model m = two_input_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy());
+  const Tensor q = filled({10, 3, 2}, 0.3f), v = filled({7, 5, 2}, 0.7f), y({10});
+  for (const auto& call : std::vector<std::function<void()>>{
+           [&] { m.predict({q, v}); }, [&] { m.evaluate({q, v}, y); },
+           [&] { m.fit({q, v}, y, {.verbose = 0}); }, [&] { m.train_on_batch({q, v}, y); }}) {
+    try {
+      call();
+      ADD_FAILURE() << "10 and 7 samples accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("input 1 has 7 samples but input 0 has 10"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// validation_split splits every input (it took only the first, then refused the model), and a
+// Dataset (one array) for a two-input model is refused by name.
+TEST_F(Fit, ValidationSplitSplitsEveryInput) {
+  Model m = two_input_model();
+  m.compile(attn::optimizers::SGD({.learning_rate = 0.0f}), attn::losses::SparseCategoricalCrossentropy(),
+            {"accuracy"});
+  const Tensor q = filled({10, 3, 2}, 0.3f), v = filled({10, 5, 2}, 0.7f);
+  Tensor y({10});
+  for (int i = 0; i < 10; ++i) y[i] = static_cast<float>(i % 2);
+  auto h = m.fit({q, v}, y, {.epochs = 1, .batch_size = 4, .verbose = 0, .validation_split = 0.3});
+  const auto last3 = m.evaluate({q.rows(7, 10), v.rows(7, 10)}, y.rows(7, 10), {.batch_size = 4});
+  EXPECT_EQ(h.history["val_loss"].at(0), last3.at("loss"));
+  try {
+    m.fit({q, v}, y, {.verbose = 0, .validation_data = attn::Dataset{q, y}});
+    ADD_FAILURE() << "one validation array accepted for two inputs";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("validation_data holds one input array"), std::string::npos) << e.what();
+  }
+}
+
+// Keras' fit splits only when validation_data is None: given both, the data given is the
+// validation, and every sample trains.
+TEST_F(Fit, ValidationDataWinsOverValidationSplit) {
+  Separable d(20, 4), val(6, 9);
+  Model m = attention_model();
+  m.compile(attn::optimizers::SGD({.learning_rate = 0.0f}), attn::losses::SparseCategoricalCrossentropy());
+  auto counter = std::make_shared<BatchCounter>();
+  auto h = m.fit(d.x, d.y,
+                 {.epochs = 1, .batch_size = 5, .verbose = 0, .validation_data = attn::Dataset{val.x, val.y},
+                  .validation_split = 0.5, .callbacks = {counter}});
+  EXPECT_EQ(counter->batches, 4);  // 20 samples: none held out
+  EXPECT_EQ(h.history["val_loss"].at(0), m.evaluate(val.x, val.y, {.batch_size = 5}).at("loss"));
+}
+
+// A callback that predicts with the model mid-epoch (a common way to watch training) switched
+// the training accuracy off for the rest of the epoch.
+struct PredictsEveryBatch : C::Callback {
+  Tensor x;
+  void on_train_batch_end(int, const C::Logs&) override { model_->predict(x, {.batch_size = 3}); }
+};
+
+TEST_F(Fit, PredictFromACallbackLeavesTheTrainingMetricsAlone) {
+  Separable d(24, 6);
+  const auto run = [&](bool with_callback) {
+    attn::set_random_seed(17);
+    Model m = attention_model();
+    m.set_threads(1);
+    m.compile(attn::optimizers::Adam({.learning_rate = 0.05f}), attn::losses::SparseCategoricalCrossentropy(),
+              {"accuracy"});
+    auto spy = std::make_shared<PredictsEveryBatch>();
+    spy->x = d.x.rows(0, 5);
+    std::vector<std::shared_ptr<C::Callback>> cbs;
+    if (with_callback) cbs.push_back(spy);
+    return m.fit(d.x, d.y, {.epochs = 2, .batch_size = 4, .verbose = 0, .shuffle = false, .callbacks = cbs}).history;
+  };
+  const auto plain = run(false), watched = run(true);
+  EXPECT_EQ(watched.at("accuracy"), plain.at("accuracy"));
+  EXPECT_EQ(watched.at("loss"), plain.at("loss"));
+  EXPECT_GT(plain.at("accuracy").back(), 0.5);
+}
+
+// Keras passes the last epoch's logs to on_train_end (they were empty).
+struct RecordsTrainEnd : C::Callback {
+  C::Logs end;
+  void on_train_end(const C::Logs& logs) override { end = logs; }
+};
+
+TEST_F(Fit, TrainEndGetsTheLastEpochsLogs) {
+  Separable d(12, 2);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy(), {"accuracy"});
+  auto rec = std::make_shared<RecordsTrainEnd>();
+  auto h = m.fit(d.x, d.y, {.epochs = 2, .batch_size = 4, .verbose = 0, .validation_split = 0.25, .callbacks = {rec}});
+  ASSERT_EQ(rec->end.size(), 4u);
+  for (const auto& [key, values] : h.history) EXPECT_EQ(rec->end.at(key), values.back()) << key;
+}

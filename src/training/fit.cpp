@@ -48,6 +48,11 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
     if (x.rank() < 1) throw std::invalid_argument(std::string(what) + ": input array has no batch axis");
+    // Keras' check_data_cardinality: every input array holds the same samples.
+    if (x.dim(0) != xs[0].dim(0))
+      throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has " +
+                                  std::to_string(x.dim(0)) + " samples but input 0 has " +
+                                  std::to_string(xs[0].dim(0)));
     if (!fits_input(x.shape(), inputs[i]->shape))
       throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
                                   shape_to_string(x.shape()) + " but the model expects (None, " +
@@ -317,24 +322,37 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   const int64_t n_all = xs_all[0].dim(0);
   check_labels(y_all, n_all, *loss_, out_size, "fit");
 
-  // validation_split takes the last samples, before any shuffling (Keras' array_data_adapter).
+  // validation_split takes the last samples of every input, before any shuffling (Keras'
+  // array_data_adapter), and only when no validation_data is given (Keras' fit).
   std::vector<Tensor> xs = xs_all;
   Tensor y = y_all;
-  std::optional<Dataset> validation = options.validation_data;
-  if (options.validation_split > 0.0) {
+  std::vector<Tensor> val_xs;
+  Tensor val_y;
+  if (options.validation_data) {
+    if (inputs_.size() > 1)
+      throw std::invalid_argument("fit: validation_data holds one input array but the model has " +
+                                  std::to_string(inputs_.size()) + " inputs (use validation_split)");
+    val_xs = {options.validation_data->x};
+    val_y = options.validation_data->y;
+  } else if (options.validation_split > 0.0) {
     const int64_t split = static_cast<int64_t>(std::floor(double(n_all) * (1.0 - options.validation_split)));
-    validation = Dataset{xs_all[0].rows(split, n_all), y_all.rows(split, n_all)};
-    for (auto& x : xs) x = x.rows(0, split);
+    for (auto& x : xs) {
+      val_xs.push_back(x.rows(split, n_all));
+      x = x.rows(0, split);
+    }
+    val_y = y_all.rows(split, n_all);
     y = y_all.rows(0, split);
   }
-  if (validation) {
-    check_inputs({validation->x}, inputs_, "fit (validation data)");
-    check_labels(validation->y, validation->x.dim(0), *loss_, out_size, "fit (validation data)");
+  const bool validating = !val_xs.empty();
+  if (validating) {
+    check_inputs(val_xs, inputs_, "fit (validation data)");
+    check_labels(val_y, val_xs[0].dim(0), *loss_, out_size, "fit (validation data)");
   }
   const int64_t n = xs[0].dim(0);
   if (n == 0) throw std::invalid_argument("fit: no training samples");
   const bool with_accuracy = !metric_names_.empty();
-  if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(y.shape(), {n, out_size});
+  const metrics::AccuracyKind train_accuracy =
+      with_accuracy ? metrics::resolve_accuracy(y.shape(), {n, out_size}) : ex.accuracy_kind;
   if (!optimizer_built_) {
     optimizer_->build(trainable_slices_);
     optimizer_built_ = true;
@@ -347,6 +365,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   for (auto& cb : options.callbacks) cb->on_train_begin({});
   const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
   std::vector<int64_t> order(n);
+  callbacks::Logs last_logs;
   for (int epoch = options.initial_epoch; epoch < options.epochs; ++epoch) {
     auto epoch_start = std::chrono::steady_clock::now();
     if (options.verbose && options.epochs > 1) std::printf("Epoch %d/%d\n", epoch + 1, options.epochs);
@@ -357,8 +376,6 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       std::mt19937_64 gen(hash_combine(seed_, 0x5f1e, static_cast<uint64_t>(epoch)));
       for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[gen() % static_cast<uint64_t>(i + 1)]);
     }
-    ex.compute_accuracy = with_accuracy;
-    if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(y.shape(), {n, out_size});
     EpochMeans means;
     Progbar bar(steps, options.verbose);
     callbacks::Logs batch_logs;  // one map for every step: a step allocates nothing
@@ -366,6 +383,9 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       const int64_t begin = s * options.batch_size, count = std::min<int64_t>(options.batch_size, n - begin);
       const int64_t next = begin + count;
       if (next < n) ex.prefetch_for_next_run(order.data() + next, std::min<int64_t>(options.batch_size, n - next));
+      // Every step: a callback may have run predict or evaluate on this model since the last.
+      ex.compute_accuracy = with_accuracy;
+      ex.accuracy_kind = train_accuracy;
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
       means.add(r, loss_->reduction_divisor(count), count);
@@ -374,11 +394,9 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       bar.update(s + 1, batch_logs);  // the last step too: the bar learns the step's keys first
     }
     callbacks::Logs logs = means.logs(with_accuracy);
-    if (validation && (epoch + 1) % options.validation_freq == 0) {
-      if (with_accuracy)
-        ex.accuracy_kind = metrics::resolve_accuracy(validation->y.shape(), {validation->x.dim(0), out_size});
-      auto val = run_epoch_eval({validation->x}, validation->y,
-                                options.validation_batch_size.value_or(options.batch_size), 0);
+    if (validating && (epoch + 1) % options.validation_freq == 0) {
+      if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(val_y.shape(), {val_xs[0].dim(0), out_size});
+      auto val = run_epoch_eval(val_xs, val_y, options.validation_batch_size.value_or(options.batch_size), 0);
       for (auto& [k, v] : val) logs["val_" + k] = v;
     }
     history.seconds.push_back(seconds_since(epoch_start));
@@ -389,12 +407,13 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     history.epoch.push_back(epoch);
     for (auto& [k, v] : logs) history.history[k].push_back(v);
     bar.update(steps, logs, true);
+    last_logs = logs;
     if (stop_training) {
       history.stopped_early = epoch + 1 < options.epochs;
       break;
     }
   }
-  for (auto& cb : options.callbacks) cb->on_train_end({});
+  for (auto& cb : options.callbacks) cb->on_train_end(last_logs);  // Keras: the last epoch's logs
   return history;
 }
 
