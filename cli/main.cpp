@@ -444,7 +444,8 @@ int main(int argc, char** argv) {
       Tensor y = labels_for(model, mnist.test.y, edata.limit_test, data_dir(edata) + " (test labels)");
       auto logs = model.evaluate(x, y);
       std::printf("loss: %.4f", logs["loss"]);
-      if (logs.count("accuracy")) std::printf(" - accuracy: %.4f", logs["accuracy"]);  // the model's metric
+      for (const auto& [key, value] : logs)  // the model's metrics, under the names it was compiled with
+        if (key != "loss") std::printf(" - %s: %.4f", key.c_str(), value);
       std::printf("\n");
     } else if (*predict) {
       check_writable(pred_out, "--out", {{"--model", pred_model}, {"--image", pred_image}});

@@ -545,3 +545,52 @@ TEST_F(Fit, TrainEndGetsTheLastEpochsLogs) {
   ASSERT_EQ(rec->end.size(), 4u);
   for (const auto& [key, values] : h.history) EXPECT_EQ(rec->end.at(key), values.back()) << key;
 }
+
+// Keras logs each metric under the name it was compiled with (compile_utils.get_metric sets
+// the metric's name to the identifier): "acc" gives acc / val_acc, which callbacks can monitor.
+// They were all logged as "accuracy", so EarlyStopping(monitor="val_acc") never acted.
+TEST_F(Fit, MetricsAreLoggedUnderTheNamesGiven) {
+  Separable d(16, 8);
+  Model m = attention_model();
+  m.compile(attn::optimizers::Adam({.learning_rate = 0.05f}), attn::losses::SparseCategoricalCrossentropy(),
+            {"acc", "sparse_categorical_accuracy"});
+  auto stop = C::EarlyStopping({.monitor = "val_acc", .patience = 0, .mode = "max", .baseline = 2.0});
+  auto h = m.fit(d.x, d.y, {.epochs = 5, .batch_size = 4, .verbose = 0, .validation_split = 0.25, .callbacks = {stop}});
+  // A baseline of 2 is never reached: stops as early as Keras can (epoch > 0), not after all 5.
+  EXPECT_EQ(h.epoch.size(), 2u);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : h.history) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"acc", "loss", "sparse_categorical_accuracy", "val_acc", "val_loss",
+                                            "val_sparse_categorical_accuracy"}));
+  EXPECT_EQ(h.history["acc"], h.history["sparse_categorical_accuracy"]);
+  const auto e = m.evaluate(d.x, d.y);
+  EXPECT_EQ(e.count("acc"), 1u);
+  EXPECT_EQ(e.count("accuracy"), 0u);
+  EXPECT_EQ(m.train_on_batch({d.x.rows(0, 4)}, d.y.rows(0, 4)).count("acc"), 1u);
+}
+
+// A named accuracy is used as named, not chosen by the shapes; one that cannot read the labels,
+// or two that differ, are refused by name.
+TEST_F(Fit, NamedAccuracyIsUsedAsNamed) {
+  auto in = attn::Input({2});
+  Model m(in, L::Dense(3, {.activation = "softmax"})(in));
+  const Tensor x({4, 2}, {1, 0, 0, 1, 1, 1, -1, 0});
+  const Tensor ids({4}, {0, 1, 2, 0});
+  const auto refused = [&](std::vector<std::string> metrics, const std::string& says) {
+    m.compile(attn::optimizers::SGD(), attn::losses::SparseCategoricalCrossentropy(), std::move(metrics));
+    try {
+      m.evaluate(x, ids);
+      ADD_FAILURE() << "accepted; wanted: " << says;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  refused({"categorical_accuracy"}, "metric 'categorical_accuracy' needs labels of the output's shape (4, 3)");
+  refused({"accuracy", "binary_accuracy"}, "metrics 'accuracy' and 'binary_accuracy' are different accuracies");
+  // binary_accuracy on a one-unit output with labels (n,): as Keras, element by element.
+  Model b(in, L::Dense(1, {.activation = "sigmoid"})(in));
+  b.set_weights_flat({1, 0, 0});
+  b.compile(attn::optimizers::SGD(), attn::losses::BinaryCrossentropy(), {"binary_accuracy"});
+  // Outputs sigmoid(1), sigmoid(0), sigmoid(1), sigmoid(-1): > 0.5 for samples 0 and 2.
+  EXPECT_EQ(b.evaluate(x, Tensor({4}, {1, 0, 0, 0})).at("binary_accuracy"), 0.75);
+}

@@ -188,6 +188,7 @@ class Model {
   std::shared_ptr<optimizers::Optimizer> optimizer_;
   std::shared_ptr<losses::Loss> loss_;
   std::vector<std::string> metric_names_;
+  std::vector<std::string> metric_keys_;  // metric_names_ without repeats: the log keys
   CompileOptions compile_options_;
   bool hidden_logits_ = false;
   bool optimizer_built_ = false;

@@ -61,6 +61,9 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   };
   for (const Node& n : model_->inputs_) input_tensor_.push_back(lookup(n));
   output_tensor_ = lookup(model_->outputs_.at(0));
+  const Shape& out_shape = model_->outputs_.at(0)->shape;
+  output_width_ = out_shape.empty() ? 1 : std::max<int64_t>(1, out_shape.back());
+  output_rows_ = std::max<int64_t>(1, tensor_size_[output_tensor_] / output_width_);
 
   needs_grad_.assign(tensor_size_.size(), false);
   buffer_of_.resize(tensor_size_.size());
@@ -254,7 +257,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   seed_ = seed;
   prefetch_ = std::exchange(prefetch_indices_, nullptr);
   prefetch_count_ = std::exchange(prefetch_batch_, 0);
-  grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch)) : 0.0f;
+  grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch * output_rows_)) : 0.0f;
   const int n = pool_.size();
   for (int t = 0; t < n; ++t) {
     states_[t]->begin = batch * t / n;
@@ -524,7 +527,6 @@ void Executor::run_slice(int t) {
     ForwardContext& f = forward_context(s, i, s.begin, count);  // the prefix's too: backward reads them
     if (i >= prefix && !is_view_site(i)) sites[i]->layer->forward(f);
   }
-  const int64_t out_size = output_size();
   const float* pred = slice_of(act_[output_tensor_], output_tensor_);
   if (y_ && model_->loss_) {
     const int64_t label_size = y_->size() / y_->dim(0);
@@ -535,12 +537,12 @@ void Executor::run_slice(int t) {
     losses::LossBatch lb;
     lb.y_pred = model_->hidden_logits_ ? s.logits.get() : pred;
     lb.y_true = labels;
-    lb.batch = count;
-    lb.width = out_size;
+    lb.batch = count * output_rows_;
+    lb.width = output_width_;
     float* grad = nullptr;
     if (train_) grad = model_->hidden_logits_ ? s.logits_grad.get() : slice_of(grad_[output_tensor_], output_tensor_);
     s.result.loss_sum = model_->loss_->sum_and_gradient(lb, model_->hidden_logits_, grad, grad_scale_);
-    if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count, out_size);
+    if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count * output_rows_, output_width_);
   }
   if (!train_) {
     prefetch_inputs(t);

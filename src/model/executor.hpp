@@ -68,6 +68,10 @@ class Executor {
   // The model object this executor runs (a moved Model hands its executor along).
   void rebind(Model& model) { model_ = &model; }
   int64_t output_size() const;  // floats per sample of the model output
+  // The loss and the accuracy see the output as rows of its last axis, as Keras reduces them
+  // (a (T, C) output per sample: T rows of C classes, the loss averaged over batch x T).
+  int64_t output_rows() const { return output_rows_; }    // rows per sample (1 for a (C,) output)
+  int64_t output_width() const { return output_width_; }  // the last axis
   // Whether a run computes this symbolic tensor (it is in the model); run_forward_batches
   // copies out such tensors' values.
   bool computes(const SymbolicTensor* node) const;
@@ -77,6 +81,7 @@ class Executor {
   metrics::AccuracyKind accuracy_kind = metrics::AccuracyKind::kSparseCategorical;
 
  private:
+  int64_t output_rows_ = 1, output_width_ = 1;
   struct ThreadState;
   struct PoolBarrier : TeamBarrier {
     ThreadPool* pool = nullptr;

@@ -2,11 +2,13 @@
 // (keras-semantics.md sections 5-7): a new permutation each epoch, the last
 // partial batch kept, batch-size-weighted running means, validation on the
 // end-of-epoch weights, callbacks and History.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 
 #include "attn/model.hpp"
@@ -70,28 +72,68 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
   }
 }
 
-void check_labels(const Tensor& y, int64_t n, const losses::Loss& loss, int64_t width, const char* what) {
+// Labels for n samples of an output of `rows` rows of `width` (Executor::output_rows/width):
+// sparse losses take one class id per row, the others the output's shape.
+void check_labels(const Tensor& y, int64_t n, const losses::Loss& loss, const Executor& ex, const char* what) {
+  const int64_t rows = ex.output_rows(), width = ex.output_width();
   if (y.rank() < 1 || y.dim(0) != n)
     throw std::invalid_argument(std::string(what) + ": " + std::to_string(n) + " samples but y has shape " +
                                 shape_to_string(y.shape()));
   const int64_t per = y.size() / std::max<int64_t>(1, n);
   if (loss.sparse_labels()) {
-    if (per != 1)
+    if (per != rows)
       throw std::invalid_argument(std::string(what) + ": " + loss.class_name() +
-                                  " expects one class id per sample, y has shape " + shape_to_string(y.shape()));
-    for (int64_t i = 0; i < n; ++i) {
+                                  (rows == 1 ? std::string(" expects one class id per sample")
+                                             : " expects one class id per output row (" + std::to_string(rows) +
+                                                   " per sample)") +
+                                  ", y has shape " + shape_to_string(y.shape()));
+    for (int64_t i = 0; i < y.size(); ++i) {
       float v = y[i];
       if (!(v >= 0 && v < static_cast<float>(width)) || v != std::floor(v))
         throw std::invalid_argument(std::string(what) + ": label " + callbacks::float_repr(v) + " of sample " +
-                                    std::to_string(i) + " is not a class id in [0, " + std::to_string(width) + ")");
+                                    std::to_string(i / rows) + " is not a class id in [0, " + std::to_string(width) +
+                                    ")");
     }
   } else {
-    if (per != width)
+    if (per != rows * width)
       throw std::invalid_argument(std::string(what) + ": y has " + std::to_string(per) +
-                                  " values per sample but the model outputs " + std::to_string(width));
+                                  " values per sample but the model outputs " + std::to_string(rows * width));
     for (int64_t i = 0; i < y.size(); ++i)
       if (!std::isfinite(y[i])) throw std::invalid_argument(std::string(what) + ": y has a non-finite value");
   }
+}
+
+// The accuracy the compiled metric names ask for, as Keras' compile_utils.get_metric picks it:
+// "accuracy" and "acc" by the shapes, the others as named. attn computes one accuracy per model:
+// names that select different ones are refused, as are labels the named one cannot read.
+metrics::AccuracyKind accuracy_for(const std::vector<std::string>& names, const Tensor& y, const Executor& ex,
+                                   const Shape& output_shape, const char* what) {
+  // Reused: train_on_batch calls this every step, and a step allocates nothing.
+  thread_local Shape pred_shape;
+  pred_shape.assign(1, y.dim(0));
+  pred_shape.insert(pred_shape.end(), output_shape.begin(), output_shape.end());
+  std::optional<metrics::AccuracyKind> kind;
+  const std::string* first = nullptr;
+  for (const std::string& name : names) {
+    const metrics::AccuracyKind k = name == "sparse_categorical_accuracy" ? metrics::AccuracyKind::kSparseCategorical
+                                    : name == "categorical_accuracy"      ? metrics::AccuracyKind::kCategorical
+                                    : name == "binary_accuracy"           ? metrics::AccuracyKind::kBinary
+                                                                          : metrics::resolve_accuracy(y.shape(), pred_shape);
+    if (kind && *kind != k)
+      throw std::invalid_argument(std::string(what) + ": metrics '" + *first + "' and '" + name +
+                                  "' are different accuracies here; attn computes one per model");
+    if (!kind) first = &name;
+    kind = k;
+  }
+  const int64_t per = y.size() / std::max<int64_t>(1, y.dim(0));
+  const bool sparse = *kind == metrics::AccuracyKind::kSparseCategorical;
+  const int64_t wanted = sparse ? ex.output_rows() : ex.output_rows() * ex.output_width();
+  if (per != wanted)
+    throw std::invalid_argument(std::string(what) + ": metric '" + *first + "' needs " +
+                                (sparse ? "one class id per sample" + std::string(ex.output_rows() > 1 ? " and row" : "")
+                                        : "labels of the output's shape " + shape_to_string(pred_shape)) +
+                                ", y has shape " + shape_to_string(y.shape()));
+  return *kind;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -113,6 +155,10 @@ void Model::compile(std::shared_ptr<optimizers::Optimizer> optimizer, std::share
   optimizer_ = std::move(optimizer);
   loss_ = std::move(loss);
   metric_names_ = std::move(metrics);
+  // Keras logs each metric under the name it was given ("acc" stays "acc").
+  metric_keys_.clear();
+  for (const auto& m : metric_names_)
+    if (std::find(metric_keys_.begin(), metric_keys_.end(), m) == metric_keys_.end()) metric_keys_.push_back(m);
   compile_options_ = options;
   optimizer_built_ = false;
   collect_trainable_variables();
@@ -147,19 +193,22 @@ constexpr int64_t kBatchesPerRound = 256;
 // Keras' running means for one epoch (float32 totals, keras/src/metrics/reduction_metrics.py).
 struct EpochMeans {
   metrics::Mean loss, accuracy;
-  void add(const Executor::BatchResult& r, double divisor, int64_t n) {
+  // n samples of `rows` output rows each: the loss is weighted by samples (Keras' loss tracker
+  // by batch size), the accuracy counts rows (Keras' Mean over every value of the metric).
+  void add(const Executor::BatchResult& r, double divisor, int64_t n, int64_t rows) {
     loss.update(static_cast<float>(r.loss_sum / divisor), static_cast<float>(n));
-    accuracy.update_sum(static_cast<float>(r.correct), static_cast<float>(n));
+    accuracy.update_sum(static_cast<float>(r.correct), static_cast<float>(n * rows));
   }
-  callbacks::Logs logs(bool with_accuracy) const {
+  // The accuracy under each metric key (none: no metric).
+  callbacks::Logs logs(const std::vector<std::string>& keys) const {
     callbacks::Logs l;
-    write(l, with_accuracy);
+    write(l, keys);
     return l;
   }
   // Into existing entries after the first call: no allocation per step.
-  void write(callbacks::Logs& l, bool with_accuracy) const {
+  void write(callbacks::Logs& l, const std::vector<std::string>& keys) const {
     l["loss"] = loss.result();
-    if (with_accuracy) l["accuracy"] = accuracy.result();
+    for (const std::string& key : keys) l[key] = accuracy.result();
   }
 };
 }  // namespace
@@ -168,7 +217,9 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
                                                     int verbose) {
   const int64_t n = xs[0].dim(0);
   Executor& ex = executor();
-  ex.compute_accuracy = !metric_names_.empty();
+  ex.compute_accuracy = !metric_keys_.empty();
+  const std::vector<std::string> keys = ex.compute_accuracy ? metric_keys_ : std::vector<std::string>{};
+  const int64_t rows = ex.output_rows();
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   EpochMeans means;
@@ -185,14 +236,14 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
     ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {});
     for (int64_t s = first; s < last; ++s) {  // in batch order, as one thread would: the same bits
       const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
-      means.add(results[s - first], loss_->reduction_divisor(count), count);
+      means.add(results[s - first], loss_->reduction_divisor(count * rows), count, rows);
       if (verbose > 0) {
-        means.write(logs, ex.compute_accuracy);
+        means.write(logs, keys);
         bar.update(s + 1, logs, s + 1 == steps);
       }
     }
   }
-  return means.logs(ex.compute_accuracy);
+  return means.logs(keys);
 }
 
 std::map<std::string, double> Model::evaluate(const Tensor& x, const Tensor& y, EvaluateOptions options) {
@@ -209,9 +260,9 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
   check_inputs(xs, inputs_, "evaluate");
   if (xs[0].dim(0) == 0)
     throw std::invalid_argument("evaluate: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
-  check_labels(y, xs[0].dim(0), *loss_, executor().output_size(), "evaluate");
-  if (metric_names_.size())
-    executor().accuracy_kind = metrics::resolve_accuracy(y.shape(), {xs[0].dim(0), executor().output_size()});
+  check_labels(y, xs[0].dim(0), *loss_, executor(), "evaluate");
+  if (!metric_keys_.empty())
+    executor().accuracy_kind = accuracy_for(metric_keys_, y, executor(), outputs_[0]->shape, "evaluate");
   return run_epoch_eval(xs, y, options.batch_size, options.verbose);
 }
 
@@ -266,7 +317,8 @@ Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor&
   if (xs[0].dim(0) == 0)
     throw std::invalid_argument("train_on_batch: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
   Executor& ex = executor();
-  check_labels(y, xs[0].dim(0), *loss_, ex.output_size(), "train_on_batch");
+  check_labels(y, xs[0].dim(0), *loss_, ex, "train_on_batch");
+  if (!metric_keys_.empty()) ex.accuracy_kind = accuracy_for(metric_keys_, y, ex, outputs_[0]->shape, "train_on_batch");
   if (!optimizer_built_) {
     optimizer_->build(trainable_slices_);
     optimizer_built_ = true;
@@ -278,11 +330,12 @@ Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor&
     order.resize(n);
     std::iota(order.begin(), order.end(), 0);
   }
-  ex.compute_accuracy = !metric_names_.empty();
+  ex.compute_accuracy = !metric_keys_.empty();
   auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
   StepResult result;
-  result.loss = r.loss_sum / loss_->reduction_divisor(n);
-  result.accuracy = ex.compute_accuracy ? r.correct / double(n) : std::nan("");
+  const int64_t rows = ex.output_rows();
+  result.loss = r.loss_sum / loss_->reduction_divisor(n * rows);
+  result.accuracy = ex.compute_accuracy ? r.correct / double(n * rows) : std::nan("");
   return result;
 }
 
@@ -290,7 +343,7 @@ std::map<std::string, double> Model::train_on_batch(const std::vector<Tensor>& x
   StepResult r = train_step(xs, y);
   std::map<std::string, double> logs;
   logs["loss"] = r.loss;
-  if (!metric_names_.empty()) logs["accuracy"] = r.accuracy;
+  for (const std::string& key : metric_keys_) logs[key] = r.accuracy;
   return logs;
 }
 
@@ -318,9 +371,8 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   if (xs_all[0].dim(0) == 0)
     throw std::invalid_argument("fit: no samples (x has shape " + shape_to_string(xs_all[0].shape()) + ")");
   Executor& ex = executor();
-  const int64_t out_size = ex.output_size();
   const int64_t n_all = xs_all[0].dim(0);
-  check_labels(y_all, n_all, *loss_, out_size, "fit");
+  check_labels(y_all, n_all, *loss_, ex, "fit");
 
   // validation_split takes the last samples of every input, before any shuffling (Keras'
   // array_data_adapter), and only when no validation_data is given (Keras' fit).
@@ -346,13 +398,18 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   const bool validating = !val_xs.empty();
   if (validating) {
     check_inputs(val_xs, inputs_, "fit (validation data)");
-    check_labels(val_y, val_xs[0].dim(0), *loss_, out_size, "fit (validation data)");
+    check_labels(val_y, val_xs[0].dim(0), *loss_, ex, "fit (validation data)");
   }
   const int64_t n = xs[0].dim(0);
   if (n == 0) throw std::invalid_argument("fit: no training samples");
-  const bool with_accuracy = !metric_names_.empty();
+  const bool with_accuracy = !metric_keys_.empty();
   const metrics::AccuracyKind train_accuracy =
-      with_accuracy ? metrics::resolve_accuracy(y.shape(), {n, out_size}) : ex.accuracy_kind;
+      with_accuracy ? accuracy_for(metric_keys_, y, ex, outputs_[0]->shape, "fit") : ex.accuracy_kind;
+  std::optional<metrics::AccuracyKind> val_accuracy;
+  if (with_accuracy && validating)
+    val_accuracy = accuracy_for(metric_keys_, val_y, ex, outputs_[0]->shape, "fit (validation data)");
+  const std::vector<std::string> keys = with_accuracy ? metric_keys_ : std::vector<std::string>{};
+  const int64_t rows = ex.output_rows();
   if (!optimizer_built_) {
     optimizer_->build(trainable_slices_);
     optimizer_built_ = true;
@@ -388,14 +445,14 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       ex.accuracy_kind = train_accuracy;
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
-      means.add(r, loss_->reduction_divisor(count), count);
-      means.write(batch_logs, with_accuracy);
+      means.add(r, loss_->reduction_divisor(count * rows), count, rows);
+      means.write(batch_logs, keys);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
       bar.update(s + 1, batch_logs);  // the last step too: the bar learns the step's keys first
     }
-    callbacks::Logs logs = means.logs(with_accuracy);
+    callbacks::Logs logs = means.logs(keys);
     if (validating && (epoch + 1) % options.validation_freq == 0) {
-      if (with_accuracy) ex.accuracy_kind = metrics::resolve_accuracy(val_y.shape(), {val_xs[0].dim(0), out_size});
+      if (val_accuracy) ex.accuracy_kind = *val_accuracy;
       auto val = run_epoch_eval(val_xs, val_y, options.validation_batch_size.value_or(options.batch_size), 0);
       for (auto& [k, v] : val) logs["val_" + k] = v;
     }
