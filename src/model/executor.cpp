@@ -328,7 +328,7 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
 
 void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
                                    int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
-                                   const std::vector<ForwardCopy>& copies) {
+                                   const std::vector<ForwardCopy>& copies, uint64_t seed) {
   model_->claim_weights();
   if (xs.size() != input_tensor_.size())
     throw std::invalid_argument("model expects " + std::to_string(input_tensor_.size()) + " input arrays, got " +
@@ -351,7 +351,9 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
   if (last - first < threads) {  // too few batches to go round: each is split across the threads
     for (int64_t b = first; b < last; ++b) {
       const int64_t start = b * batch_size, count = std::min(batch_size, n - start);
-      results[b - first] = run(xs, y, indices + start, count, false, false, 0);
+      sample_base_ = start;
+      results[b - first] = run(xs, y, indices + start, count, false, false, seed);
+      sample_base_ = 0;
       copy_out(0, start, count);
     }
     return;
@@ -362,7 +364,7 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
   indices_ = indices;
   batch_ = batch_size;
   train_ = training_mode_ = false;
-  seed_ = 0;
+  seed_ = seed;
   prefetch_ = nullptr;  // an announced prefetch is kept for the next run()
   prefetch_count_ = 0;
   team_active_ = fused_ = false;
@@ -380,6 +382,12 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
     }
   };
   pool_.run(batches_fn);
+}
+
+uint64_t Executor::next_forward_seed() {
+  // An uncompiled model has no seed of its own yet (compile takes it): the global one then.
+  const uint64_t base = model_->seed_ != 0 ? model_->seed_ : random_seed();
+  return hash_combine(base, 0xd20f, ++forward_calls_);
 }
 
 void Executor::update_rest(int t) {
@@ -486,7 +494,7 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   s.teams[i].inputs_ready = team_active_ && i == balanced_prefix_ && balanced_prefix_ > 0;
   s.teams[i].write_input_grads = team_active_ && site_writes_input_grads_[i];
   f.batch = count;
-  f.sample_offset = begin;
+  f.sample_offset = sample_base_ + begin + s.index_shift;  // the sample's index in this call
   f.training = model_->sites_[i]->options.training.value_or(training_mode_);
   f.seed = hash_combine(seed_, i);
   return f;

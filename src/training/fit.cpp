@@ -231,9 +231,10 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   const int64_t rounds =
       std::min((steps + kBatchesPerRound - 1) / kBatchesPerRound, std::max<int64_t>(1, steps / ex.threads()));
   std::vector<Executor::BatchResult> results(rounds > 0 ? (steps + rounds - 1) / rounds : 0);
+  const uint64_t seed = ex.next_forward_seed();
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t first = steps * round / rounds, last = steps * (round + 1) / rounds;
-    ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {});
+    ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {}, seed);
     for (int64_t s = first; s < last; ++s) {  // in batch order, as one thread would: the same bits
       const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
       means.add(results[s - first], loss_->reduction_divisor(count * rows), count, rows);
@@ -304,7 +305,8 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
   ex.compute_accuracy = false;
   const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
   std::vector<Executor::BatchResult> results(steps);
-  ex.run_forward_batches(xs, nullptr, order.data(), n, options.batch_size, 0, steps, results.data(), copies);
+  ex.run_forward_batches(xs, nullptr, order.data(), n, options.batch_size, 0, steps, results.data(), copies,
+                         ex.next_forward_seed());
   return out;
 }
 
