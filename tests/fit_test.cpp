@@ -594,3 +594,23 @@ TEST_F(Fit, NamedAccuracyIsUsedAsNamed) {
   // Outputs sigmoid(1), sigmoid(0), sigmoid(1), sigmoid(-1): > 0.5 for samples 0 and 2.
   EXPECT_EQ(b.evaluate(x, Tensor({4}, {1, 0, 0, 0})).at("binary_accuracy"), 0.75);
 }
+
+// reduction "none": Keras differentiates the loss vector (the gradient of its sum, as "sum")
+// but its loss tracker reports the vector's mean (as "sum_over_batch_size"). attn reported the
+// sum, batch-size times too large in the History, the progress line and every monitor.
+TEST_F(Fit, ReductionNoneReportsTheMeanAndStepsWithTheSum) {
+  const Tensor x({4, 2}, {1, 0, 0, 1, 1, 1, -1, 2}), y({4}, {0, 2, 1, 0});
+  const auto trained = [&](const std::string& reduction) {
+    auto in = attn::Input({2});
+    Model m(in, L::Dense(3)(in));
+    m.set_weights_flat({0.5f, -1.0f, 0.25f, 1.5f, 0.75f, -0.5f, 0.1f, 0.0f, -0.1f});
+    m.compile(attn::optimizers::SGD({.learning_rate = 0.1f}),
+              attn::losses::SparseCategoricalCrossentropy({.from_logits = true, .reduction = reduction}));
+    const double loss = m.train_on_batch({x}, y).at("loss");
+    return std::make_pair(loss, m.get_weights_flat());
+  };
+  const auto none = trained("none"), sum = trained("sum"), mean = trained("sum_over_batch_size");
+  EXPECT_EQ(none.second, sum.second);
+  EXPECT_NEAR(none.first, mean.first, 1e-6);
+  EXPECT_NEAR(sum.first, 4 * mean.first, 1e-5);
+}

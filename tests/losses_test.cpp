@@ -303,6 +303,10 @@ TEST(LossReduction, Divisors) {
   EXPECT_EQ(SparseCategoricalCrossentropy(opts(true, 0, "none"))->reduction_divisor(32), 1.0);
   EXPECT_EQ(MeanSquaredError("sum")->reduction_divisor(5), 1.0);
   EXPECT_EQ(MeanSquaredError()->reduction_divisor(5), 5.0);
+  // Reported (the loss tracker): "none" is averaged, the others as reduced.
+  EXPECT_EQ(SparseCategoricalCrossentropy(opts(true, 0, "none"))->reported_divisor(32), 32.0);
+  EXPECT_EQ(SparseCategoricalCrossentropy(opts(true, 0, "sum"))->reported_divisor(32), 1.0);
+  EXPECT_EQ(MeanSquaredError()->reported_divisor(5), 5.0);
 }
 
 TEST(LossReduction, Strings) {

@@ -39,8 +39,12 @@ class Loss {
   // y_pred_are_logits overrides from_logits (the TensorFlow hidden-logits path).
   virtual double sum_and_gradient(const LossBatch& b, bool y_pred_are_logits, float* grad,
                                   float grad_scale) const = 0;
-  // The reduced loss of a whole batch is sum / reduction_divisor(batch).
+  // The reduced loss of a whole batch is sum / reduction_divisor(batch): what is differentiated.
   double reduction_divisor(int64_t batch) const;
+  // The batch's loss as fit, evaluate and train_on_batch report it: sum / reported_divisor.
+  // The same but for "none", whose loss vector Keras' loss tracker averages (its gradient is
+  // the sum's, as TensorFlow differentiates a vector).
+  double reported_divisor(int64_t batch) const;
 
  protected:
   bool from_logits_ = false;

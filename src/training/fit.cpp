@@ -237,7 +237,7 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
     ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {}, seed);
     for (int64_t s = first; s < last; ++s) {  // in batch order, as one thread would: the same bits
       const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
-      means.add(results[s - first], loss_->reduction_divisor(count * rows), count, rows);
+      means.add(results[s - first], loss_->reported_divisor(count * rows), count, rows);
       if (verbose > 0) {
         means.write(logs, keys);
         bar.update(s + 1, logs, s + 1 == steps);
@@ -336,7 +336,7 @@ Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor&
   auto r = ex.run(xs, &y, order.data(), n, true, true, hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
   StepResult result;
   const int64_t rows = ex.output_rows();
-  result.loss = r.loss_sum / loss_->reduction_divisor(n * rows);
+  result.loss = r.loss_sum / loss_->reported_divisor(n * rows);
   result.accuracy = ex.compute_accuracy ? r.correct / double(n * rows) : std::nan("");
   return result;
 }
@@ -447,7 +447,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       ex.accuracy_kind = train_accuracy;
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
-      means.add(r, loss_->reduction_divisor(count * rows), count, rows);
+      means.add(r, loss_->reported_divisor(count * rows), count, rows);
       means.write(batch_logs, keys);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
       bar.update(s + 1, batch_logs);  // the last step too: the bar learns the step's keys first

@@ -429,6 +429,13 @@ double Loss::reduction_divisor(int64_t batch) const {
   return 1.0;
 }
 
+// keras/src/metrics/reduction_metrics.py: the loss tracker's Mean reduces a loss vector to its
+// mean (reduce_to_samplewise_values with the batch size as a scalar weight).
+double Loss::reported_divisor(int64_t batch) const {
+  if (reduction_ == Reduction::kNone) return batch > 0 ? static_cast<double>(batch) : 1.0;
+  return reduction_divisor(batch);
+}
+
 std::shared_ptr<Loss> SparseCategoricalCrossentropy(CrossentropyOptions options) {
   return std::make_shared<SparseCategoricalCrossentropyLoss>(options, "sparse_categorical_crossentropy");
 }
