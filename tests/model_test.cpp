@@ -202,7 +202,11 @@ TEST_F(ModelTest, SequentialAndFunctionalAreTheSameNetwork) {
   Model fun(in, out);
   EXPECT_EQ(seq.class_name(), "Sequential");
   EXPECT_EQ(fun.class_name(), "Functional");
-  EXPECT_EQ(seq.layers().size(), fun.layers().size());  // both hold their InputLayer
+  // Keras: a Sequential's layers leave out its generated InputLayer, a Functional's list it.
+  ASSERT_EQ(seq.layers().size() + 1, fun.layers().size());
+  EXPECT_EQ(seq.layers()[0]->class_name(), "Flatten");
+  EXPECT_EQ(fun.layers()[0]->class_name(), "InputLayer");
+  EXPECT_EQ(seq.all_layers().size(), fun.layers().size());
   EXPECT_EQ(seq.get_weights_flat(), fun.get_weights_flat());
   Tensor x({5, 3, 2});
   for (int64_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.7f * static_cast<float>(i));

@@ -82,8 +82,12 @@ class Model {
   virtual std::string class_name() const { return sequential_ ? "Sequential" : "Functional"; }
 
   const std::string& name() const { return name_; }
-  // Layers in Keras' model.layers order (topological, inputs first).
-  const std::vector<std::shared_ptr<Layer>>& layers() const { return layers_; }
+  // Layers in Keras' model.layers order (topological, inputs first). A Sequential leaves out the
+  // InputLayer it generates, as Keras' Sequential.layers does (model.layers[0] is the first
+  // layer given).
+  const std::vector<std::shared_ptr<Layer>>& layers() const { return sequential_ ? added_layers_ : layers_; }
+  // Every layer, a Sequential's InputLayer included (what its config lists).
+  const std::vector<std::shared_ptr<Layer>>& all_layers() const { return layers_; }
   std::shared_ptr<Layer> get_layer(const std::string& name) const;
   const std::vector<Node>& inputs() const { return inputs_; }
   const std::vector<Node>& outputs() const { return outputs_; }
@@ -198,6 +202,7 @@ class Model {
 
  protected:
   bool sequential_ = false;
+  std::vector<std::shared_ptr<Layer>> added_layers_;  // a Sequential's layers() (no InputLayer)
 };
 
 // Keras' Sequential: a list of single-input layers applied in order.

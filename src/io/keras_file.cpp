@@ -59,9 +59,7 @@ struct LayerGroup {
 std::vector<LayerGroup> layer_groups(const Model& model) {
   std::vector<LayerGroup> out;
   std::map<std::string, int> seen;
-  const bool sequential = model.class_name() == "Sequential";
   for (const auto& l : model.layers()) {
-    if (sequential && l->class_name() == "InputLayer") continue;
     const std::string base = detail::snake_case(l->class_name());
     const int k = seen[base]++;
     out.push_back({"layers/" + (k == 0 ? base : base + "_" + std::to_string(k)), l.get()});

@@ -125,7 +125,7 @@ json model_to_config_impl(const Model& model) {
   if (sequential) {
     config["dtype"] = dtype_policy();
     json layers = json::array();
-    for (const auto& l : model.layers()) layers.push_back(layer_entry(*l));
+    for (const auto& l : model.all_layers()) layers.push_back(layer_entry(*l));  // the InputLayer first
     config["layers"] = layers;
     config["build_input_shape"] = batch_shape_json(model.inputs().at(0)->shape);
     json out = {{"module", "keras"}, {"class_name", "Sequential"}, {"config", config}, {"registered_name", nullptr},

@@ -232,6 +232,9 @@ Sequential::Sequential(Shape input_shape, std::vector<std::shared_ptr<Layer>> la
 
 Sequential::Sequential(std::pair<Node, Node> io, std::string name) : Model(io.first, io.second, std::move(name)) {
   sequential_ = true;
+  const auto& all = all_layers();
+  const bool generated_input = !all.empty() && std::dynamic_pointer_cast<InputLayer>(all.front());
+  added_layers_.assign(all.begin() + (generated_input ? 1 : 0), all.end());
 }
 
 }  // namespace attn
