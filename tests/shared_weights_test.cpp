@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attn/attn.hpp"
+#include "test_tensors.hpp"
 
 namespace {
 
@@ -25,11 +26,7 @@ class SharedWeightsTest : public ::testing::Test {
   }
 };
 
-Tensor ramp(attn::Shape shape, float step, float start) {
-  Tensor t(std::move(shape));
-  for (int64_t i = 0; i < t.size(); ++i) t[i] = start + step * static_cast<float>(i % 11);
-  return t;
-}
+using attn::testing::ramp;
 
 // in(4) -> first Dense(3) -> second Dense(2): the shared `second` sits after `first` in the full
 // model but first (offset 0) in the head model, so their parameter layouts differ.

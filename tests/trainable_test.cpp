@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attn/attn.hpp"
+#include "test_tensors.hpp"
 #include "temp_dir.hpp"
 
 namespace {
@@ -26,11 +27,7 @@ class TrainableTest : public ::testing::Test {
   }
 };
 
-Tensor ramp(attn::Shape shape, float step, float start) {
-  Tensor t(std::move(shape));
-  for (int64_t i = 0; i < t.size(); ++i) t[i] = start + step * static_cast<float>(i % 13);
-  return t;
-}
+using attn::testing::ramp;
 
 // in(4) -> first Dense(5) -> middle Dense(3, tanh) -> last Dense(2); weights flat in that order:
 // first 25 values, middle 18, last 8.
@@ -57,11 +54,11 @@ Parts parts(const Model& m) {
 }
 
 const Tensor& inputs() {
-  static const Tensor x = ramp({16, 4}, 0.21f, -1.2f);
+  static const Tensor x = ramp({16, 4}, 0.21f, -1.2f, 13);
   return x;
 }
 const Tensor& targets() {
-  static const Tensor y = ramp({16, 2}, 0.3f, -0.9f);
+  static const Tensor y = ramp({16, 2}, 0.3f, -0.9f, 13);
   return y;
 }
 
