@@ -240,8 +240,9 @@ int main(int argc, char** argv) {
   train->add_option("--epochs", epochs, "epochs")->check(kPositive);
   train->add_option("--batch-size", batch_size, "batch size")->check(kPositive);
   train->add_option("--learning-rate", learning_rate, "Adam learning rate")->check(kPositiveFiniteFloat);
-  train->add_option("--monitor", monitor, "EarlyStopping monitor (loss, accuracy, val_loss, val_accuracy)")
-      ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
+  train->add_option("--monitor", monitor,
+                    "EarlyStopping monitor: loss, val_loss, or a metric the model logs (accuracy, val_accuracy)")
+      ->check(kNonEmpty);
   train->add_option("--patience", patience, "EarlyStopping patience")->check(kNonNegative);
   train->add_option("--seed", seed, "seed for weights, shuffling and dropout")->check(kNonNegative);
   train->add_option("--threads", threads, "worker threads (0 = all cores)")->check(kNonNegative);
@@ -258,8 +259,9 @@ int main(int argc, char** argv) {
                     "path may hold {epoch:02d}, {val_loss:.4f}, ... as in Keras")
       ->check(kNonEmpty);
   train->add_flag("--checkpoint-best", checkpoint_best, "save a checkpoint only when --checkpoint-monitor improves");
-  train->add_option("--checkpoint-monitor", checkpoint_monitor, "quantity --checkpoint-best watches (default val_loss)")
-      ->check(CLI::IsMember({"loss", "accuracy", "val_loss", "val_accuracy"}));
+  train->add_option("--checkpoint-monitor", checkpoint_monitor,
+                    "quantity --checkpoint-best watches (default val_loss; the names --monitor takes)")
+      ->check(kNonEmpty);
   train->add_option("--history", history_path, "write the per-epoch history as JSON")->check(kNonEmpty);
   train->add_option("--csv", csv_path, "CSVLogger file")->check(kNonEmpty);
   train->add_option("--logits", logits,
@@ -362,11 +364,6 @@ int main(int argc, char** argv) {
               checkpoint_path, {.monitor = checkpoint_monitor, .verbose = verbose > 0 ? 1 : 0,
                                 .save_best_only = checkpoint_best,
                                 .save_weights_only = checkpoint_path.ends_with(".weights.h5")});
-          // Every name the path uses must be one the epochs will log: found out now, not after
-          // the first epoch's work.
-          callbacks::Logs names = {{"loss", 0.0}, {"accuracy", 0.0}};
-          if (!no_validation) names["val_loss"] = names["val_accuracy"] = 0.0;
-          static_cast<const callbacks::ModelCheckpointCallback&>(*checkpoint).file_path(0, -1, names);
           checkpoint->on_train_begin({});  // its folder is made, or fails, before the data loads
         } catch (const std::exception& e) {
           throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
@@ -374,6 +371,33 @@ int main(int argc, char** argv) {
       } else if (checkpoint_best || train->count("--checkpoint-monitor")) {
         throw std::runtime_error("--checkpoint-best and --checkpoint-monitor need --checkpoint PATH");
       }
+      // What the epochs will log (the model's metrics under the names it was compiled with, as
+      // Keras logs them): the monitors and the checkpoint path's fields must be among them,
+      // found out before training (before anything loads for the reference model, which logs
+      // accuracy; a model file's metrics are known once it is read).
+      const auto check_logged_names = [&](const std::vector<std::string>& metrics) {
+        callbacks::Logs logged = {{"loss", 0.0}};
+        for (const std::string& m : metrics) logged[m] = 0.0;
+        if (!no_validation) {
+          const callbacks::Logs train_keys = logged;
+          for (const auto& [key, value] : train_keys) logged["val_" + key] = value;
+        }
+        const auto check_monitor = [&](const std::string& flag, const std::string& name) {
+          if (logged.count(name)) return;
+          std::string known;
+          for (const auto& [key, value] : logged) known += (known.empty() ? "" : ", ") + key;
+          throw std::runtime_error(flag + " " + name + ": the model logs " + known);
+        };
+        check_monitor("--monitor", monitor);
+        if (!checkpoint) return;
+        if (checkpoint_best) check_monitor("--checkpoint-monitor", checkpoint_monitor);
+        try {
+          static_cast<const callbacks::ModelCheckpointCallback&>(*checkpoint).file_path(0, -1, logged);
+        } catch (const std::exception& e) {
+          throw std::runtime_error("--checkpoint " + checkpoint_path + ": " + e.what());
+        }
+      };
+      if (model_path.empty() && resume_path.empty()) check_logged_names({"accuracy"});
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
       auto mnist = load_data(tdata, data::Splits::kBoth);
@@ -390,6 +414,7 @@ int main(int argc, char** argv) {
       } else if (train->count("--learning-rate")) {
         model.optimizer()->set_learning_rate(static_cast<float>(learning_rate));
       }
+      if (!model_path.empty() || !resume_path.empty()) check_logged_names(model.metric_names());
       const Shape& input_shape = model.inputs().at(0)->shape;
       Tensor x_train = prepare_images(std::move(mnist.train.x), tdata.limit_train, input_shape, "training images");
       Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train, data_dir(tdata) + " (training labels)");

@@ -241,6 +241,32 @@ TEST_F(Cli, TrainsOnTinySyntheticDataAndWritesHistoryAndCsv) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
 }
 
+// A model file compiled with metrics=["acc"] logs acc / val_acc (Keras' names): --monitor and
+// --checkpoint-monitor take those, and a name it does not log is refused before training.
+TEST_F(Cli, MonitorsTheMetricNamesAModelFileLogs) {
+  write_idx_set(dir_ / "data", 40, 10);
+  const std::string data = "--data '" + (dir_ / "data").string() + "' ";
+  {
+    attn::Model m = attn::reference_model();
+    m.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}), {"acc"},
+              {.warn = false});
+    attn::io::save_model(m, file("acc.keras"));
+  }
+  CliRun ok = attn("train " + data + "--model '" + file("acc.keras") + "' --epochs 1 --batch-size 20 --monitor val_acc " +
+                   "--checkpoint '" + file("best-{val_acc:.2f}.keras") + "' --checkpoint-best --checkpoint-monitor val_acc " +
+                   "--history '" + file("h.json") + "'");
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find(" - val_acc: "), std::string::npos) << ok.out;
+  EXPECT_TRUE(nlohmann::json::parse(slurp(file("h.json")))["epochs"][0].contains("val_acc"));
+  CliRun bad = attn("train " + data + "--model '" + file("acc.keras") + "' --epochs 1 --monitor val_accuracy " +
+                    "--history '" + file("lost.json") + "'");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("attn: error: --monitor val_accuracy: the model logs acc, loss, val_acc, val_loss"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(file("lost.json")));
+}
+
 // Training curves from a history file and an attention map from a saved model; bad indices,
 // queries and history files are refused by name, and nothing is written for them.
 TEST_F(Cli, DrawsTrainingCurvesAndAttentionMaps) {
