@@ -252,9 +252,9 @@ TEST_F(Cli, MonitorsTheMetricNamesAModelFileLogs) {
               {.warn = false});
     attn::io::save_model(m, file("acc.keras"));
   }
-  CliRun ok = attn("train " + data + "--model '" + file("acc.keras") + "' --epochs 1 --batch-size 20 --monitor val_acc " +
-                   "--checkpoint '" + file("best-{val_acc:.2f}.keras") + "' --checkpoint-best --checkpoint-monitor val_acc " +
-                   "--history '" + file("h.json") + "'");
+  CliRun ok = attn("train " + data + "--model '" + file("acc.keras") + "' --epochs 1 --batch-size 20 " +
+                   "--monitor val_acc --checkpoint '" + file("best-{val_acc:.2f}.keras") +
+                   "' --checkpoint-best --checkpoint-monitor val_acc --history '" + file("h.json") + "'");
   ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.out.find(" - val_acc: "), std::string::npos) << ok.out;
   EXPECT_TRUE(nlohmann::json::parse(slurp(file("h.json")))["epochs"][0].contains("val_acc"));

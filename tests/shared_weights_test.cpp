@@ -46,7 +46,9 @@ struct Stack {
         }()) {}
 };
 
-void compile_sgd(Model& m) { m.compile(attn::optimizers::SGD({.learning_rate = 0.1}), attn::losses::MeanSquaredError(), {}); }
+void compile_sgd(Model& m) {
+  m.compile(attn::optimizers::SGD({.learning_rate = 0.1}), attn::losses::MeanSquaredError(), {});
+}
 
 // The full model's weights after training, with the same start and data, alone or beside a model
 // that shares its last layer (built after it, so holding that layer's weights at first).

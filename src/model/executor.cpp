@@ -550,7 +550,8 @@ void Executor::run_slice(int t) {
     float* grad = nullptr;
     if (train_) grad = model_->hidden_logits_ ? s.logits_grad.get() : slice_of(grad_[output_tensor_], output_tensor_);
     s.result.loss_sum = model_->loss_->sum_and_gradient(lb, model_->hidden_logits_, grad, grad_scale_);
-    if (compute_accuracy) s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count * output_rows_, output_width_);
+    if (compute_accuracy)
+      s.result.correct = metrics::count_correct(accuracy_kind, pred, labels, count * output_rows_, output_width_);
   }
   if (!train_) {
     prefetch_inputs(t);

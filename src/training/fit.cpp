@@ -115,10 +115,11 @@ metrics::AccuracyKind accuracy_for(const std::vector<std::string>& names, const 
   std::optional<metrics::AccuracyKind> kind;
   const std::string* first = nullptr;
   for (const std::string& name : names) {
-    const metrics::AccuracyKind k = name == "sparse_categorical_accuracy" ? metrics::AccuracyKind::kSparseCategorical
-                                    : name == "categorical_accuracy"      ? metrics::AccuracyKind::kCategorical
-                                    : name == "binary_accuracy"           ? metrics::AccuracyKind::kBinary
-                                                                          : metrics::resolve_accuracy(y.shape(), pred_shape);
+    using metrics::AccuracyKind;
+    const AccuracyKind k = name == "sparse_categorical_accuracy" ? AccuracyKind::kSparseCategorical
+                           : name == "categorical_accuracy"      ? AccuracyKind::kCategorical
+                           : name == "binary_accuracy"           ? AccuracyKind::kBinary
+                                                                 : metrics::resolve_accuracy(y.shape(), pred_shape);
     if (kind && *kind != k)
       throw std::invalid_argument(std::string(what) + ": metrics '" + *first + "' and '" + name +
                                   "' are different accuracies here; attn computes one per model");
@@ -129,10 +130,11 @@ metrics::AccuracyKind accuracy_for(const std::vector<std::string>& names, const 
   const bool sparse = *kind == metrics::AccuracyKind::kSparseCategorical;
   const int64_t wanted = sparse ? ex.output_rows() : ex.output_rows() * ex.output_width();
   if (per != wanted)
-    throw std::invalid_argument(std::string(what) + ": metric '" + *first + "' needs " +
-                                (sparse ? "one class id per sample" + std::string(ex.output_rows() > 1 ? " and row" : "")
-                                        : "labels of the output's shape " + shape_to_string(pred_shape)) +
-                                ", y has shape " + shape_to_string(y.shape()));
+    throw std::invalid_argument(
+        std::string(what) + ": metric '" + *first + "' needs " +
+        (sparse ? "one class id per sample" + std::string(ex.output_rows() > 1 ? " and row" : "")
+                : "labels of the output's shape " + shape_to_string(pred_shape)) +
+        ", y has shape " + shape_to_string(y.shape()));
   return *kind;
 }
 
