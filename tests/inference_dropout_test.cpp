@@ -48,6 +48,24 @@ TEST(InferenceDropout, EveryCallAndEverySampleDrawsItsOwnMask) {
     for (int64_t b = a + 1; b < kSamples; ++b) EXPECT_NE(row(first, a), row(first, b)) << a << " " << b;
 }
 
+// The draws go on across compile and set_threads (which replace the model's executor), as a
+// Keras layer's seed generator keeps its state: masks never start over.
+TEST(InferenceDropout, DrawsGoOnAcrossCompileAndThreadChanges) {
+  attn::clear_session();
+  attn::set_random_seed(4);
+  Model m = mc_dropout_model();
+  std::vector<std::vector<float>> draws;
+  draws.push_back(m.predict(ones()).to_vector());
+  m.compile(attn::optimizers::SGD(), attn::losses::MeanSquaredError());
+  draws.push_back(m.predict(ones()).to_vector());
+  m.compile(attn::optimizers::SGD(), attn::losses::MeanSquaredError());
+  draws.push_back(m.predict(ones()).to_vector());
+  m.set_threads(m.threads() == 1 ? 2 : 1);
+  draws.push_back(m.predict(ones()).to_vector());
+  for (size_t a = 0; a < draws.size(); ++a)
+    for (size_t b = a + 1; b < draws.size(); ++b) EXPECT_NE(draws[a], draws[b]) << a << " " << b;
+}
+
 TEST(InferenceDropout, SeededRunsRepeatWhateverTheBatchesAndThreads) {
   std::vector<std::vector<float>> runs;
   for (const auto& [threads, batch] : std::vector<std::pair<int, int>>{{1, 2}, {1, 8}, {2, 3}, {2, 8}}) {

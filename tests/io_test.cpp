@@ -116,6 +116,24 @@ TEST(KerasFile, SequentialRoundTripPredictsAndTrainsIdentically) {
   EXPECT_EQ(m.get_weights_flat(), r.get_weights_flat());
 }
 
+// Every compiled metric comes back under its name (the loader kept only the first: a model
+// compiled with sparse_categorical_accuracy and acc lost acc, and a monitor on val_acc).
+TEST(KerasFile, EveryMetricNameSurvivesBothFormats) {
+  TempDir dir;
+  Model m = sequential_mlp();
+  m.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy(), {"sparse_categorical_accuracy", "acc"});
+  const Tensor x = random_tensor({12, 4, 5}, 3);
+  const Tensor y = random_labels(12, 3, 4);
+  const auto want = m.evaluate(x, y);
+  ASSERT_EQ(want.size(), 3u);
+  for (const char* name : {"m.keras", "m.h5"}) {
+    save_model(m, dir.file(name));
+    Model r = load_model(dir.file(name));
+    EXPECT_EQ(r.metric_names(), (std::vector<std::string>{"sparse_categorical_accuracy", "acc"})) << name;
+    EXPECT_EQ(r.evaluate(x, y), want) << name;
+  }
+}
+
 // Saved after compile, before any step: the file has the iteration count and learning rate but
 // no slots (as Keras writes it); it loads, and both models then train alike.
 TEST(KerasFile, CompiledButUntrainedModelRoundTrips) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attn/attn.hpp"
+#include "temp_dir.hpp"
 #include "test_tensors.hpp"
 
 namespace {
@@ -96,6 +97,27 @@ TEST_F(SharedWeightsTest, TrainingEitherModelMovesTheSharedWeights) {
   const Tensor via_head = s.head.predict(first_only.predict(x));
   EXPECT_EQ(later.predict(x).to_vector(), via_head.to_vector());
   EXPECT_EQ(s.full.predict(x).to_vector(), via_head.to_vector());
+}
+
+// Saving reads each weight's offset (the optimizer's slots are found by it): after the other
+// model ran, the legacy .h5 writer found the other's offsets and failed ("cannot create dataset
+// 'optimizer_weights/adam/_momentum'"). Both formats now save this model's state.
+TEST_F(SharedWeightsTest, SavingAfterTheOtherModelRanSavesThisOne) {
+  attn::testing::TempDir dir("attn-shared-weights-test");
+  Stack s;
+  const Tensor x = ramp({10, 4}, 0.17f, -0.9f), h = ramp({10, 3}, 0.2f, -1.0f), y = ramp({10, 2}, 0.3f, -1.0f);
+  for (Model* m : {&s.full, &s.head})
+    m->compile(attn::optimizers::Adam({.learning_rate = 0.01f}), attn::losses::MeanSquaredError(), {});
+  s.full.fit(x, y, {.epochs = 2, .batch_size = 5, .verbose = 0});
+  s.head.fit(h, y, {.epochs = 1, .batch_size = 5, .verbose = 0});  // the head ran last
+  const Tensor expected = s.full.predict(x);
+  for (const char* name : {"m.h5", "m.keras"}) {
+    s.head.predict(h);  // the head holds the shared weights again
+    attn::io::save_model(s.full, dir.file(name));
+    Model back = attn::io::load_model(dir.file(name));
+    EXPECT_EQ(back.predict(x).to_vector(), expected.to_vector()) << name;
+    EXPECT_EQ(back.optimizer()->iterations(), s.full.optimizer()->iterations()) << name;
+  }
 }
 
 TEST_F(SharedWeightsTest, SharedLayerOutlivesTheModelThatHeldItsWeights) {

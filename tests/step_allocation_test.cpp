@@ -154,6 +154,36 @@ TEST(StepAllocation, ReferenceModelTrainStepAllocatesNothing) {
   }
 }
 
+// Two models sharing a layer and training in turn (an encoder and the full model, a GAN's two
+// halves): each step points the shared weights back at its model's buffer, without allocating.
+TEST(StepAllocation, ModelsSharingALayerTrainInTurnWithoutAllocating) {
+  namespace L = attn::layers;
+  attn::clear_session();
+  attn::set_random_seed(9);
+  L::Dense shared(8, {.activation = "relu"});
+  auto in = attn::Input({6});
+  attn::Model full(in, L::Dense(3)(shared(in)));
+  auto in2 = attn::Input({6});
+  attn::Model side(in2, L::Dense(2)(shared(in2)));
+  attn::Tensor x({10, 6}), y3({10}), y2({10});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.3f * static_cast<float>(i));
+  for (int64_t i = 0; i < 10; ++i) y3[i] = static_cast<float>(i % 3), y2[i] = static_cast<float>(i % 2);
+  for (attn::Model* m : {&full, &side})
+    m->compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+               {"accuracy"});
+  const std::vector<attn::Tensor> xs{x};
+  full.train_step(xs, y3);  // warm-up: plans, optimizers, the first claims
+  side.train_step(xs, y2);
+  g_allocations = 0;
+  g_counting = true;
+  for (int step = 0; step < 3; ++step) {
+    full.train_step(xs, y3);
+    side.train_step(xs, y2);
+  }
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0);
+}
+
 // fit's own loop around the steps (shuffled gather, running means, the logs handed to
 // callbacks, the progress line at verbose 0 and 2) allocates nothing per step either: a
 // callback counts the allocations between the ends of batches 2 and 7.

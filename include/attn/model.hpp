@@ -135,7 +135,8 @@ class Model {
   std::string summary() const;
   void summary(std::ostream& out) const;
 
-  // All weights, in model.layers order then each layer's creation order.
+  // All weights, in model.layers order then each layer's creation order, pointing into this
+  // model's parameter buffer (a layer shared with another model is pointed back at this one's).
   std::vector<Weight*> weights();
   std::vector<float> get_weights_flat() const;
   void set_weights_flat(const std::vector<float>& values);
@@ -188,6 +189,8 @@ class Model {
   std::shared_ptr<float[]> params_;
   int64_t param_floats_ = 0;  // length of params_, padding included
   std::vector<int64_t> weight_offsets_;  // this model's Weight::offset of each weight, in weights() order
+  std::vector<Tensor> weight_views_;     // and its Weight::value (claim_weights assigns without allocating)
+  uint64_t forward_calls_ = 0;           // inference calls so far: Executor::next_forward_seed's counter
   std::vector<optimizers::VariableSlice> trainable_slices_;
   std::shared_ptr<optimizers::Optimizer> optimizer_;
   std::shared_ptr<losses::Loss> loss_;

@@ -363,7 +363,6 @@ std::vector<std::string> metric_names(const json& m, std::vector<std::string>& d
   std::vector<std::string> unique;
   for (const auto& s : out)
     if (std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(s);
-  if (unique.size() > 1) unique.resize(1);  // the model reports one accuracy
   return unique;
 }
 
@@ -748,6 +747,9 @@ Model model_from_config(const nlohmann::json& config, const std::string& source)
 }
 
 void save_model(Model& model, const std::string& path) {
+  // A layer shared with another model may hold that model's weight views and offsets: this
+  // model's own first (Model::weights claims them), as its runs do.
+  model.weights();
   if (ends_with(path, ".h5") || ends_with(path, ".hdf5")) return save_legacy_h5(model, path);  // as Keras' model.save
   if (!ends_with(path, ".keras"))
     throw FileError(path + ": the file name must end in .keras (or .h5 for the legacy format; use save_weights for "
@@ -782,6 +784,9 @@ Model load_model(const std::string& path) {
 
 void save_weights(Model& model, const std::string& path) {
   if (!ends_with(path, ".weights.h5")) throw FileError(path + ": the file name must end in .weights.h5");
+  // A layer shared with another model may hold that model's weight views and offsets: this
+  // model's own first (Model::weights claims them), as its runs do.
+  model.weights();
   write_atomically(path, [&](const std::string& tmp) {
     h5::File f = h5::File::create(tmp, path);
     write_tree(f, model, true);
@@ -791,6 +796,9 @@ void save_weights(Model& model, const std::string& path) {
 
 void load_weights(Model& model, const std::string& path) {
   h5::silence_errors();
+  // A layer shared with another model may hold that model's weight views and offsets: this
+  // model's own first (Model::weights claims them), as its runs do.
+  model.weights();
   if (starts_with_bytes(path, "PK", 2)) {
     zip::Reader z(path);
     h5::File f = h5::File::open_image(z.read("model.weights.h5"), path + " (model.weights.h5)");

@@ -154,7 +154,6 @@ class Executor {
   bool train_ = false;
   bool training_mode_ = false;
   uint64_t seed_ = 0;
-  uint64_t forward_calls_ = 0;  // next_forward_seed's counter
   int64_t sample_base_ = 0;     // index of this run's first sample among the call's (dropout keys)
   float grad_scale_ = 0.0f;
   const int64_t* prefetch_indices_ = nullptr;  // set for the next run only

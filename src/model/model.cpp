@@ -93,6 +93,11 @@ void Model::gather_parameters() {
       param_floats_ = weight_offsets_.back() + shape_size(w.shape);
     }
   params_ = allocate_floats(param_floats_);
+  weight_views_.clear();
+  size_t k = 0;
+  for (const auto& layer : layers_)
+    for (Weight& w : layer->weights())
+      weight_views_.push_back(Tensor::view(params_, params_.get() + weight_offsets_[k++], w.shape));
   collect_trainable_variables();
   claim_weights();
 }
@@ -120,7 +125,7 @@ void Model::claim_weights() {
       check_value_shape(*layer, w);
       const int64_t n = shape_size(w.shape);
       if (n) std::memmove(home, w.value.data(), n * sizeof(float));
-      w.value = Tensor::view(params_, home, w.shape);
+      w.value = weight_views_[k - 1];  // the shape's vector is reused: no allocation in a step
       w.offset = offset;
     }
   if (k != weight_offsets_.size())
