@@ -63,8 +63,11 @@ struct Weight {
   Shape shape;
   std::string initializer;  // "glorot_uniform", "zeros", "ones"
   bool trainable = true;
-  Tensor value;          // a view into the model's parameter buffer once a model owns it
-  int64_t offset = -1;   // position in the model's parameter (and gradient) buffer
+  // A view into the parameter buffer of the model that ran (or was built) last: each model
+  // points it at its own before running, copying the current values in (a layer shared by two
+  // models). Assigning a tensor of `shape` sets the values the next run uses.
+  Tensor value;
+  int64_t offset = -1;   // position in that model's parameter (and gradient) buffer
 };
 
 // A team run of one layer: with several threads, each thread normally runs every layer on its
