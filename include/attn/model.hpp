@@ -175,6 +175,10 @@ class Model {
   // Layer::trainable). At construction and at compile, as in Keras, where a change of
   // `trainable` takes effect for training when the model is compiled again.
   void collect_trainable_variables();
+  // A new dropout seed for each inference call, from the model's seed and a counter kept here
+  // (not in the executor, which compile and set_threads replace): as Keras' seed generator
+  // advances, two predict calls draw different masks, and a seeded program the same ones.
+  uint64_t next_forward_seed();
   Executor& executor();
   // Throws std::logic_error naming `what` when this Model's contents were moved to another.
   void check_not_moved_from(const char* what) const;
@@ -190,7 +194,7 @@ class Model {
   int64_t param_floats_ = 0;  // length of params_, padding included
   std::vector<int64_t> weight_offsets_;  // this model's Weight::offset of each weight, in weights() order
   std::vector<Tensor> weight_views_;     // and its Weight::value (claim_weights assigns without allocating)
-  uint64_t forward_calls_ = 0;           // inference calls so far: Executor::next_forward_seed's counter
+  uint64_t forward_calls_ = 0;           // inference calls so far: next_forward_seed's counter
   std::vector<optimizers::VariableSlice> trainable_slices_;
   std::shared_ptr<optimizers::Optimizer> optimizer_;
   std::shared_ptr<losses::Loss> loss_;

@@ -384,12 +384,6 @@ void Executor::run_forward_batches(const std::vector<Tensor>& xs, const Tensor* 
   pool_.run(batches_fn);
 }
 
-uint64_t Executor::next_forward_seed() {
-  // An uncompiled model has no seed of its own yet (compile takes it): the global one then.
-  const uint64_t base = model_->seed_ != 0 ? model_->seed_ : random_seed();
-  return hash_combine(base, 0xd20f, ++model_->forward_calls_);  // on the model: outlives recompiles
-}
-
 void Executor::update_rest(int t) {
   const int n = pool_.size();
   float* grads = states_[0]->param_grads.get();

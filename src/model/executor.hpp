@@ -51,15 +51,12 @@ class Executor {
   // bits a 1-thread run gives it (planning room for batch_size rows per thread). Fewer batches
   // are each split across the threads, as run() does. results[b - first] gets batch b's sums
   // (y may be null: zeros); each copy gets the batch's rows of its node.
-  // `seed` keys the dropout of layers pinned to training=true (next_forward_seed(), once per
-  // evaluate or predict): each sample's mask is hash(seed, its index in indices), whatever the
+  // `seed` keys the dropout of layers pinned to training=true (Model::next_forward_seed(), once
+  // per evaluate or predict): each sample's mask is hash(seed, its index in indices), whatever the
   // batches, rounds or threads.
   void run_forward_batches(const std::vector<Tensor>& xs, const Tensor* y, const int64_t* indices, int64_t n,
                            int64_t batch_size, int64_t first, int64_t last, BatchResult* results,
                            const std::vector<ForwardCopy>& copies, uint64_t seed);
-  // A new seed for each inference call, from the model's seed: as Keras' seed generator
-  // advances, two predict calls draw different dropout masks, and a seeded program the same ones.
-  uint64_t next_forward_seed();
 
   // Announces the batch after the next run (fit's next batch, same input arrays): at the end
   // of the next run() each thread prefetches its share of those samples' input rows, so that a

@@ -10,6 +10,7 @@
 #include <cblas.h>
 
 #include "attn/layers/input.hpp"
+#include "attn/random.hpp"
 #include "model/executor.hpp"
 
 extern "C" void openblas_set_num_threads(int);
@@ -194,6 +195,11 @@ void Model::set_weights_flat(const std::vector<float>& values) {
       std::copy(next, next + w.value.size(), w.value.data());
       next += w.value.size();
     }
+}
+
+uint64_t Model::next_forward_seed() {
+  // An uncompiled model has no seed of its own yet (compile takes it): the global one then.
+  return hash_combine(seed_ != 0 ? seed_ : random_seed(), 0xd20f, ++forward_calls_);
 }
 
 void Model::set_threads(int threads) {

@@ -220,7 +220,6 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   const int64_t n = xs[0].dim(0);
   Executor& ex = executor();
   ex.compute_accuracy = !metric_keys_.empty();
-  const std::vector<std::string> keys = ex.compute_accuracy ? metric_keys_ : std::vector<std::string>{};
   const int64_t rows = ex.output_rows();
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -233,7 +232,7 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
   const int64_t rounds =
       std::min((steps + kBatchesPerRound - 1) / kBatchesPerRound, std::max<int64_t>(1, steps / ex.threads()));
   std::vector<Executor::BatchResult> results(rounds > 0 ? (steps + rounds - 1) / rounds : 0);
-  const uint64_t seed = ex.next_forward_seed();
+  const uint64_t seed = next_forward_seed();
   for (int64_t round = 0; round < rounds; ++round) {
     const int64_t first = steps * round / rounds, last = steps * (round + 1) / rounds;
     ex.run_forward_batches(xs, &y, order.data(), n, batch_size, first, last, results.data(), {}, seed);
@@ -241,12 +240,12 @@ std::map<std::string, double> Model::run_epoch_eval(const std::vector<Tensor>& x
       const int64_t count = std::min<int64_t>(batch_size, n - s * batch_size);
       means.add(results[s - first], loss_->reported_divisor(count * rows), count, rows);
       if (verbose > 0) {
-        means.write(logs, keys);
+        means.write(logs, metric_keys_);
         bar.update(s + 1, logs, s + 1 == steps);
       }
     }
   }
-  return means.logs(keys);
+  return means.logs(metric_keys_);
 }
 
 std::map<std::string, double> Model::evaluate(const Tensor& x, const Tensor& y, EvaluateOptions options) {
@@ -308,7 +307,7 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
   const int64_t steps = (n + options.batch_size - 1) / options.batch_size;
   std::vector<Executor::BatchResult> results(steps);
   ex.run_forward_batches(xs, nullptr, order.data(), n, options.batch_size, 0, steps, results.data(), copies,
-                         ex.next_forward_seed());
+                         next_forward_seed());
   return out;
 }
 
@@ -412,7 +411,6 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   std::optional<metrics::AccuracyKind> val_accuracy;
   if (with_accuracy && validating)
     val_accuracy = accuracy_for(metric_keys_, val_y, ex, outputs_[0]->shape, "fit (validation data)");
-  const std::vector<std::string> keys = with_accuracy ? metric_keys_ : std::vector<std::string>{};
   const int64_t rows = ex.output_rows();
   if (!optimizer_built_) {
     optimizer_->build(trainable_slices_);
@@ -450,11 +448,11 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
       auto r = ex.run(xs, &y, order.data() + begin, count, true, true,
                       hash_combine(seed_, 0x7ba1, optimizer_->iterations()));
       means.add(r, loss_->reported_divisor(count * rows), count, rows);
-      means.write(batch_logs, keys);
+      means.write(batch_logs, metric_keys_);
       for (auto& cb : options.callbacks) cb->on_train_batch_end(static_cast<int>(s), batch_logs);
       bar.update(s + 1, batch_logs);  // the last step too: the bar learns the step's keys first
     }
-    callbacks::Logs logs = means.logs(keys);
+    callbacks::Logs logs = means.logs(metric_keys_);
     if (validating && (epoch + 1) % options.validation_freq == 0) {
       if (val_accuracy) ex.accuracy_kind = *val_accuracy;
       auto val = run_epoch_eval(val_xs, val_y, options.validation_batch_size.value_or(options.batch_size), 0);
