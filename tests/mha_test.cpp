@@ -11,6 +11,7 @@
 // - get_config: Keras 3's keys and values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -202,6 +203,14 @@ void check_forward(const ForwardCase& c) {
                               c.value_mask, call.use_causal_mask, c.key_mask, c.attention_mask);
   expect_near_all(r.out, o.out, 2e-5, "output");
   expect_near_all(r.scores, o.scores, 2e-6, "scores");
+  // Without returned scores or an attention_mask the layer runs the fused kernel instead of its
+  // loops: the same oracle holds.
+  if (c.attention_mask.empty()) {
+    CallOptions fused = call;
+    fused.return_attention_scores = false;
+    FwdRun rf = run_forward(*layer, fused, B, ins, c.query_mask, c.value_mask, {outs[0]->shape}, c.key_mask);
+    expect_near_all(rf.out, o.out, 2e-5, "output (fused kernel)");
+  }
 }
 
 // ---------------------------------------------------------------- weights
@@ -524,6 +533,133 @@ TEST_F(Mha, DropoutOnlyInTrainingAndScoresAreBeforeDropout) {
   double diff = 0;
   for (size_t i = 0; i < out.size(); ++i) diff += std::fabs(out[i] - infer.out[i]);
   EXPECT_GT(diff, 1e-3) << "dropout 0.5 in training must change the output";
+}
+
+// One training forward and backward of the layer directly; the call's options pick the path
+// (returned scores: the loops; none: the fused kernel).
+struct TrainRun {
+  std::vector<float> out, dq, dv, dw;
+};
+TrainRun train_step(L::MultiHeadAttentionLayer& layer, const CallOptions& call, int64_t B, int64_t tq, int64_t tv,
+                    const std::vector<float>& q, const std::vector<float>& v, const std::vector<float>& dout,
+                    const std::vector<float>& qm, const std::vector<float>& vm) {
+  TrainRun r;
+  const int64_t dim = layer.output_dim(), heads = layer.num_heads();
+  r.out.assign(B * tq * dim, std::nanf(""));
+  std::vector<float> scores(call.return_attention_scores ? B * heads * tq * tv : 0);
+  std::vector<float> saved(B * layer.saved_floats_per_sample(call), std::nanf(""));
+  std::vector<float> scratch(layer.scratch_floats(B, call), std::nanf(""));
+  attn::ForwardContext f;
+  f.batch = B;
+  f.training = true;
+  f.seed = 1234;
+  f.sample_offset = 5;
+  f.call = &call;
+  f.inputs = {q.data(), v.data()};
+  f.outputs = {r.out.data()};
+  if (!scores.empty()) f.outputs.push_back(scores.data());
+  f.query_mask = qm.empty() ? nullptr : qm.data();
+  f.value_mask = vm.empty() ? nullptr : vm.data();
+  f.saved = saved.data();
+  f.scratch = scratch.data();
+  layer.forward(f);
+  int64_t n_params = 0;
+  for (attn::Weight& w : layer.weights()) {
+    w.offset = n_params;
+    n_params += w.value.size();
+  }
+  r.dq.assign(q.size(), 0.0f);
+  r.dv.assign(v.size(), 0.0f);
+  r.dw.assign(n_params, 0.0f);
+  attn::BackwardContext b;
+  b.batch = B;
+  b.training = true;
+  b.seed = f.seed;
+  b.sample_offset = f.sample_offset;
+  b.call = &call;
+  b.inputs = f.inputs;
+  b.outputs = {r.out.data()};
+  b.output_grads = {dout.data()};
+  if (!scores.empty()) {
+    b.outputs.push_back(scores.data());
+    b.output_grads.push_back(nullptr);
+  }
+  b.input_grads = {r.dq.data(), r.dv.data()};
+  b.query_mask = f.query_mask;
+  b.value_mask = f.value_mask;
+  b.param_grads = r.dw.data();
+  b.saved = saved.data();
+  b.scratch = scratch.data();
+  layer.backward(b);
+  return r;
+}
+
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, double tol, const char* what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double err = std::fabs(double(a[i]) - b[i]) / (1.0 + std::fabs(double(b[i])));
+    if (!(err <= worst)) {
+      worst = err;
+      at = i;
+    }
+  }
+  EXPECT_LE(worst, tol) << what << "[" << at << "]: " << a[at] << " vs " << b[at];
+}
+
+// The fused kernel and the loops agree in training: the same dropout mask (drawn per head from
+// the same hash), masks with fully masked rows (Keras 3: zero probabilities), causal, odd sizes,
+// and every gradient.
+TEST_F(Mha, FusedKernelMatchesTheLoopsInTrainingWithDropoutMasksAndCausal) {
+  for (const bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "not causal");
+    attn::clear_session();
+    auto layer = std::make_shared<L::MultiHeadAttentionLayer>(
+        L::MultiHeadAttentionOptions{.num_heads = 3, .key_dim = 5, .value_dim = 7, .dropout = 0.3f});
+    const int64_t B = 3, tq = 37, tv = 71, fq = 6, fv = 9;
+    CallOptions loops{.use_causal_mask = causal, .return_attention_scores = true};
+    CallOptions fused{.use_causal_mask = causal};
+    loops.query_mask = fused.query_mask = attn::Input({tq});
+    loops.value_mask = fused.value_mask = attn::Input({tv});
+    layer->call({attn::Input({tq, fq}), attn::Input({tv, fv})}, loops);
+    std::mt19937 gen(17);
+    for (attn::Weight& w : layer->weights())
+      for (int64_t i = 0; i < w.value.size(); ++i) w.value[i] = std::uniform_real_distribution<float>(-0.6f, 0.6f)(gen);
+    const auto q = random_values(gen, B * tq * fq), v = random_values(gen, B * tv * fv);
+    const auto dout = random_values(gen, B * tq * fq);
+    std::vector<float> qm(B * tq, 1.0f), vm(B * tv, 1.0f);
+    for (int64_t i = 0; i < B * tq; i += 5) qm[i] = 0.0f;
+    for (int64_t j = 0; j < B * tv; j += 3) vm[j] = 0.0f;  // key 0 of sample 0 masked: causal row 0 is empty
+    std::fill(vm.begin() + tv, vm.begin() + 2 * tv, 0.0f);  // sample 1: every key masked
+    const TrainRun a = train_step(*layer, loops, B, tq, tv, q, v, dout, qm, vm);
+    const TrainRun b = train_step(*layer, fused, B, tq, tv, q, v, dout, qm, vm);
+    expect_close(b.out, a.out, 2e-5, "output");
+    expect_close(b.dq, a.dq, 2e-5, "d query");
+    expect_close(b.dv, a.dv, 2e-5, "d value");
+    expect_close(b.dw, a.dw, 2e-5, "d weights");
+    // Sample 1 has no key left: its context is 0, so its output is the output bias.
+    const float* bias = layer->weights().back().value.data();
+    for (int64_t i = 0; i < tq; ++i) EXPECT_EQ(b.out[(tq + i) * fq], bias[0]) << "row " << i;
+  }
+}
+
+// The fused path keeps per head the projections, the context and two or four statistics per
+// query: memory linear in the sequence length. The loops (returned scores) keep the
+// probabilities: quadratic.
+TEST_F(Mha, FusedPathMemoryIsLinearInSequenceLength) {
+  const auto saved = [](int64_t t, bool scores) {
+    attn::clear_session();
+    auto layer = std::make_shared<L::MultiHeadAttentionLayer>(L::MultiHeadAttentionOptions{.num_heads = 2, .key_dim = 8});
+    CallOptions call{.return_attention_scores = scores};
+    layer->call({attn::Input({t, 16}), attn::Input({t, 16})}, call);
+    return std::pair{layer->saved_floats_per_sample(call), layer->scratch_floats(4, call)};
+  };
+  for (const int64_t t : {256, 1024}) {
+    EXPECT_EQ(saved(2 * t, false).first, 2 * saved(t, false).first) << t;
+    EXPECT_LE(saved(2 * t, false).second, 2 * saved(t, false).second + 64) << t;
+    EXPECT_GT(saved(2 * t, true).first, 3 * saved(t, true).first) << t;
+  }
 }
 
 // ---------------------------------------------------------------- config

@@ -1,19 +1,24 @@
 // MultiHeadAttention forward/backward. The four projections are sgemms over the
 // whole batch slice (an EinsumDense over rank-3 input is a matrix product once its
-// (H, d) axes are flattened); the per-head attention core is plain loops, since the
-// sequence lengths this library targets are short (T = 2..16 in the MNIST models).
-// Saved memory holds, per slice section by section: scaled Q, K, V, the
-// probabilities before dropout and the context, so backward recomputes nothing
-// but the dropout mask (a counter hash, as the Dropout layer draws it).
+// (H, d) axes are flattened). The attention core runs, head by head, in the fused kernel of
+// kernels/attention.cpp (no Tq x Tv matrix: memory linear in the sequence length) on
+// head-major copies of the projections. Two things the kernel does not take keep the explicit
+// loops below, which hold each head's probabilities: an attention_mask (any (query, key)
+// pattern) and returned scores (themselves (H, Tq, Tv)). Both paths draw the same dropout
+// mask (kernels/dropout_hash.hpp), and both apply Keras 3's masked softmax: a fully masked row
+// gives zero probabilities.
 #include "attn/layers/multi_head_attention.hpp"
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
 
 #include "attn/random.hpp"
+#include "kernels/attention.hpp"
+#include "kernels/dropout_hash.hpp"
 
 namespace attn::layers {
 
@@ -44,6 +49,92 @@ void project_backward(const float* x, int64_t rows, int64_t k, const float* w, i
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < n; ++j) dbias[j] += dy[r * n + j];
   if (dx) gemm(false, true, rows, k, n, dy, n, w, n, 1.0f, dx, k);
+}
+
+// (row, head, e) -> (head, row, e), for rows = batch x steps: each head's rows contiguous, as
+// the kernel reads them.
+void to_heads(const float* src, int64_t rows, int64_t heads, int64_t e, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h)
+      std::memcpy(dst + (h * rows + r) * e, src + (r * heads + h) * e, e * sizeof(float));
+}
+
+// (head, row, e) -> (row, head, e).
+void from_heads(const float* src, int64_t rows, int64_t heads, int64_t e, float* dst) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < heads; ++h)
+      std::memcpy(dst + (r * heads + h) * e, src + (h * rows + r) * e, e * sizeof(float));
+}
+
+int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// Floats holding one byte per query and per key of a batch.
+int64_t mask_floats(int64_t batch, int64_t tq, int64_t tv) { return round16((batch * (tq + tv) + 3) / 4); }
+
+// The kernel's masks for the merged Keras mask (_compute_attention_mask: query mask, and value
+// and key masks, ANDed, plus causal). A key is kept where every key-side mask keeps it. A query
+// row is kept where its mask keeps it and at least one key is left to it: Keras 3's Softmax
+// zeroes a fully masked row, which is what the kernel does with a masked query (output and
+// gradient 0), while its key mask alone would make such a row uniform.
+void kernel_masks(attn::kernels::AttentionConfig& cfg, const float* qm, const float* vm, const float* km,
+                  uint8_t* bytes) {
+  const int64_t batch = cfg.batch, tq = cfg.tq, tv = cfg.tv;
+  uint8_t* qb = bytes;
+  uint8_t* kb = bytes + batch * tq;
+  bool any_row_masked = false;
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t first_kept = vm || km ? tv : 0;
+    for (int64_t j = tv; j-- > 0;) {
+      const bool keep = (!vm || vm[b * tv + j] != 0.0f) && (!km || km[b * tv + j] != 0.0f);
+      kb[b * tv + j] = keep;
+      if (keep) first_kept = j;
+    }
+    for (int64_t i = 0; i < tq; ++i) {
+      const bool keys_left = cfg.causal ? first_kept <= i && first_kept < tv : first_kept < tv;
+      qb[b * tq + i] = (!qm || qm[b * tq + i] != 0.0f) && keys_left;
+      any_row_masked |= qb[b * tq + i] == 0;
+    }
+  }
+  cfg.query_mask = any_row_masked ? qb : nullptr;
+  cfg.value_mask = vm || km ? kb : nullptr;
+}
+
+// The fused path's scratch: gradients of the head-major projections and context, one tensor
+// in (row, head, feature) order, the kernel's masks and the kernel's own scratch.
+struct FusedScratch {
+  float *dq, *dk, *dv, *dc, *staged, *kernel;
+  uint8_t* masks;
+};
+FusedScratch carve_fused(float* s, int64_t batch, int64_t q, int64_t k, int64_t v, int64_t c, int64_t tq, int64_t tv) {
+  FusedScratch f;
+  f.dq = s;
+  f.dk = f.dq + batch * q;
+  f.dv = f.dk + batch * k;
+  f.dc = f.dv + batch * v;
+  f.staged = s + round16(batch * (q + k + v + c));
+  f.masks = reinterpret_cast<uint8_t*>(f.staged + round16(batch * std::max({q, k, v, c})));
+  f.kernel = f.staged + round16(batch * std::max({q, k, v, c})) + mask_floats(batch, tq, tv);
+  return f;
+}
+
+// The kernel's configuration for one call of either pass, heads aside (each head draws dropout
+// with its own seed) and masks aside. The scale is 1: the saved query is already scaled, as
+// Keras scales it.
+template <class Context>
+attn::kernels::AttentionConfig kernel_config(int64_t batch, int64_t tq, int64_t tv, int64_t dk, int64_t dv,
+                                             float dropout, const Context& ctx) {
+  attn::kernels::AttentionConfig cfg;
+  cfg.batch = batch;
+  cfg.tq = tq;
+  cfg.tv = tv;
+  cfg.d = dk;
+  cfg.dv = dv;
+  cfg.causal = ctx.call && ctx.call->use_causal_mask;
+  if (ctx.training && dropout > 0.0f) {
+    cfg.dropout = dropout;
+    cfg.sample_offset = ctx.sample_offset;
+  }
+  return cfg;
 }
 
 // Keras stores float arguments as the Python float the user typed; the option is
@@ -137,24 +228,48 @@ std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shap
   return out;
 }
 
-int64_t MultiHeadAttentionLayer::saved_floats_per_sample(const CallOptions&) const {
+bool MultiHeadAttentionLayer::fused(const CallOptions& call) {
+  return !call.attention_mask && !call.return_attention_scores;
+}
+
+int64_t MultiHeadAttentionLayer::fused_stats_floats() const { return 4 * dims_.tq; }  // the most the kernel keeps
+
+int64_t MultiHeadAttentionLayer::fused_kernel_scratch() const {
+  // Without masks or dropout a head of key_dim = value_dim = 1 takes the kernel's d = 1 paths,
+  // whose scratch is the larger.
+  kernels::AttentionConfig cfg;
+  cfg.tq = dims_.tq;
+  cfg.tv = dims_.tv;
+  cfg.d = dims_.dk;
+  cfg.dv = dims_.dv;
+  return round16(kernels::attention_scratch_floats(cfg));
+}
+
+int64_t MultiHeadAttentionLayer::saved_floats_per_sample(const CallOptions& call) const {
+  // Fused, per head: the projections and the context head-major, and the kernel's row
+  // statistics; the loops keep the probabilities instead.
+  if (fused(call)) return q_size() + k_size() + v_size() + c_size() + dims_.h * fused_stats_floats();
   return q_size() + k_size() + v_size() + p_size() + c_size();
 }
 
-int64_t MultiHeadAttentionLayer::scratch_floats(int64_t batch, const CallOptions&) const {
-  // Backward: gradients of the projected Q, K, V and of the context, plus one row of dP.
-  return batch * (q_size() + k_size() + v_size() + c_size()) + dims_.tv;
+int64_t MultiHeadAttentionLayer::scratch_floats(int64_t batch, const CallOptions& call) const {
+  // Backward: gradients of the projected Q, K, V and of the context; fused, also one tensor in
+  // (row, head, feature) order, the masks and the kernel's scratch; else one row of dP.
+  const int64_t grads = batch * (q_size() + k_size() + v_size() + c_size());
+  if (!fused(call)) return grads + dims_.tv;
+  const int64_t staged = batch * std::max({q_size(), k_size(), v_size(), c_size()});
+  return round16(grads) + round16(staged) + mask_floats(batch, dims_.tq, dims_.tv) + fused_kernel_scratch();
 }
 
-float MultiHeadAttentionLayer::keep_factor(uint64_t seed, int64_t sample, int64_t position) const {
-  float u = hash_uniform(hash_combine(seed, static_cast<uint64_t>(sample), static_cast<uint64_t>(position)));
-  return u < options_.dropout ? 0.0f : 1.0f / (1.0f - options_.dropout);
+float MultiHeadAttentionLayer::keep_factor(uint64_t seed, int64_t head, int64_t sample, int64_t i, int64_t j) const {
+  return kernels::dropout_factor(options_.dropout, hash_combine(seed, static_cast<uint64_t>(head)), sample, i, j);
 }
 
 void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
   const Dims& d = dims_;
   const int64_t batch = ctx.batch;
   if (batch == 0) return;
+  if (fused(ctx.call ? *ctx.call : CallOptions{})) return forward_fused(ctx);
   const bool has_key = ctx.inputs.size() > 2;
   const float* xq = ctx.inputs[0];
   const float* xv = ctx.inputs[1];
@@ -237,7 +352,7 @@ void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
         for (int64_t j = 0; j < d.tv; ++j) {
           float pj = p[j];
           if (pj == 0.0f) continue;
-          if (drop) pj *= keep_factor(ctx.seed, ctx.sample_offset + b, (h * d.tq + i) * d.tv + j);
+          if (drop) pj *= keep_factor(ctx.seed, h, ctx.sample_offset + b, i, j);
           const float* vr = vb + (j * d.h + h) * d.dv;
           for (int64_t e = 0; e < d.dv; ++e) cr[e] += pj * vr[e];
         }
@@ -265,6 +380,7 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
   float* dxk = has_key ? ctx.input_grads[2] : dxv;  // the key is the value when none is given
   const bool want_params = ctx.param_grads && trainable_;
   if (!dxq && !dxv && !dxk && !want_params) return;
+  if (fused(ctx.call ? *ctx.call : CallOptions{})) return backward_fused(ctx);
 
   const float* qp = ctx.saved;
   const float* kp = qp + batch * q_size();
@@ -321,7 +437,7 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
         for (int64_t j = 0; j < d.tv; ++j) {
           float g = 0.0f;
           if (p[j] != 0.0f) {
-            const float keep = drop ? keep_factor(ctx.seed, ctx.sample_offset + b, row + j) : 1.0f;
+            const float keep = drop ? keep_factor(ctx.seed, h, ctx.sample_offset + b, i, j) : 1.0f;
             const float* vr = vb + (j * d.h + h) * d.dv;
             float* dvr = dvb + (j * d.h + h) * d.dv;
             const float pk = p[j] * keep;
@@ -356,6 +472,108 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
   project_backward(xq, batch * d.tq, d.fq, wq.value, hdk, dq, wq.grad, bq.grad, dxq);
   project_backward(xk, batch * d.tv, d.fk, wk.value, hdk, dk, wk.grad, bk.grad, dxk);
   project_backward(xv, batch * d.tv, d.fv, wv.value, hdv, dv, wv.grad, bv.grad, dxv);
+}
+
+void MultiHeadAttentionLayer::forward_fused(ForwardContext& ctx) {
+  const Dims& d = dims_;
+  const int64_t batch = ctx.batch;
+  const bool has_key = ctx.inputs.size() > 2;
+  const float* xq = ctx.inputs[0];
+  const float* xv = ctx.inputs[1];
+  const float* xk = has_key ? ctx.inputs[2] : xv;
+  const int64_t rq = batch * d.tq, rv = batch * d.tv;  // rows of the projections
+  float* qh = ctx.saved;
+  float* kh = qh + batch * q_size();
+  float* vh = kh + batch * k_size();
+  float* ch = vh + batch * v_size();
+  float* stats = ch + batch * c_size();
+  const FusedScratch sc = carve_fused(ctx.scratch, batch, q_size(), k_size(), v_size(), c_size(), d.tq, d.tv);
+  int w = 0;
+  auto next = [&]() -> const float* { return weights_[w++].value.data(); };
+  auto next_bias = [&]() -> const float* { return options_.use_bias ? next() : nullptr; };
+  const float* wq = next();
+  const float* bq = next_bias();
+  const float* wk = next();
+  const float* bk = next_bias();
+  const float* wv = next();
+  const float* bv = next_bias();
+  const float* wo = next();
+  const float* bo = next_bias();
+  const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
+  project(xq, rq, d.fq, wq, bq, hdk, sc.staged);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));  // as the loops
+  for (int64_t i = 0; i < rq * hdk; ++i) sc.staged[i] *= scale;
+  to_heads(sc.staged, rq, d.h, d.dk, qh);
+  project(xk, rv, d.fk, wk, bk, hdk, sc.staged);
+  to_heads(sc.staged, rv, d.h, d.dk, kh);
+  project(xv, rv, d.fv, wv, bv, hdv, sc.staged);
+  to_heads(sc.staged, rv, d.h, d.dv, vh);
+  const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
+  kernels::AttentionConfig cfg = kernel_config(batch, d.tq, d.tv, d.dk, d.dv, options_.dropout, ctx);
+  if (ctx.query_mask || ctx.value_mask || km) kernel_masks(cfg, ctx.query_mask, ctx.value_mask, km, sc.masks);
+  for (int64_t h = 0; h < d.h; ++h) {
+    cfg.dropout_seed = hash_combine(ctx.seed, static_cast<uint64_t>(h));
+    kernels::attention_forward(cfg, qh + h * rq * d.dk, kh + h * rv * d.dk, vh + h * rv * d.dv, ch + h * rq * d.dv,
+                               stats + h * batch * fused_stats_floats(), nullptr, sc.kernel);
+  }
+  from_heads(ch, rq, d.h, d.dv, sc.staged);
+  project(sc.staged, rq, hdv, wo, bo, d.dout, ctx.outputs[0]);
+}
+
+void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
+  const Dims& d = dims_;
+  const int64_t batch = ctx.batch;
+  const float* dout = ctx.output_grads[0];
+  const bool has_key = ctx.inputs.size() > 2;
+  const float* xq = ctx.inputs[0];
+  const float* xv = ctx.inputs[1];
+  const float* xk = has_key ? ctx.inputs[2] : xv;
+  float* dxq = ctx.input_grads[0];
+  float* dxv = ctx.input_grads[1];
+  float* dxk = has_key ? ctx.input_grads[2] : dxv;  // the key is the value when none is given
+  const bool want_params = ctx.param_grads && trainable_;
+  const int64_t rq = batch * d.tq, rv = batch * d.tv;
+  const float* qh = ctx.saved;
+  const float* kh = qh + batch * q_size();
+  const float* vh = kh + batch * k_size();
+  const float* ch = vh + batch * v_size();
+  const float* stats = ch + batch * c_size();
+  const FusedScratch sc = carve_fused(ctx.scratch, batch, q_size(), k_size(), v_size(), c_size(), d.tq, d.tv);
+  const float* value[8] = {};
+  float* grad[8] = {};
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    value[i] = weights_[i].value.data();
+    grad[i] = want_params ? ctx.param_grads + weights_[i].offset : nullptr;
+  }
+  // Creation order: query, key, value, output kernels, each followed by its bias when used.
+  const int stride = options_.use_bias ? 2 : 1;
+  const auto kernel = [&](int k) { return k * stride; };
+  const auto bias_grad = [&](int k) { return options_.use_bias ? grad[k * stride + 1] : nullptr; };
+  const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
+  // Output projection, then d(context) head-major.
+  from_heads(ch, rq, d.h, d.dv, sc.staged);
+  project_backward(sc.staged, rq, hdv, value[kernel(3)], d.dout, dout, grad[kernel(3)], bias_grad(3), nullptr);
+  gemm(false, true, rq, hdv, d.dout, dout, d.dout, value[kernel(3)], d.dout, 0.0f, sc.staged, hdv);
+  to_heads(sc.staged, rq, d.h, d.dv, sc.dc);
+  std::memset(sc.dq, 0, batch * (q_size() + k_size() + v_size()) * sizeof(float));
+  const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
+  kernels::AttentionConfig cfg = kernel_config(batch, d.tq, d.tv, d.dk, d.dv, options_.dropout, ctx);
+  if (ctx.query_mask || ctx.value_mask || km) kernel_masks(cfg, ctx.query_mask, ctx.value_mask, km, sc.masks);
+  for (int64_t h = 0; h < d.h; ++h) {
+    cfg.dropout_seed = hash_combine(ctx.seed, static_cast<uint64_t>(h));
+    kernels::attention_backward(cfg, qh + h * rq * d.dk, kh + h * rv * d.dk, vh + h * rv * d.dv, ch + h * rq * d.dv,
+                                sc.dc + h * rq * d.dv, stats + h * batch * fused_stats_floats(), sc.dq + h * rq * d.dk,
+                                sc.dk + h * rv * d.dk, sc.dv + h * rv * d.dv, nullptr, nullptr, sc.kernel);
+  }
+  // The saved Q is already scaled, so d(projected Q) = scale · d(scaled Q).
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));
+  for (int64_t i = 0; i < rq * hdk; ++i) sc.dq[i] *= scale;
+  from_heads(sc.dq, rq, d.h, d.dk, sc.staged);
+  project_backward(xq, rq, d.fq, value[kernel(0)], hdk, sc.staged, grad[kernel(0)], bias_grad(0), dxq);
+  from_heads(sc.dk, rv, d.h, d.dk, sc.staged);
+  project_backward(xk, rv, d.fk, value[kernel(1)], hdk, sc.staged, grad[kernel(1)], bias_grad(1), dxk);
+  from_heads(sc.dv, rv, d.h, d.dv, sc.staged);
+  project_backward(xv, rv, d.fv, value[kernel(2)], hdv, sc.staged, grad[kernel(2)], bias_grad(2), dxv);
 }
 
 nlohmann::json MultiHeadAttentionLayer::get_config() const {

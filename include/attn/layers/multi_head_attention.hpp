@@ -66,7 +66,13 @@ class MultiHeadAttentionLayer : public Layer {
   int64_t v_size() const { return dims_.tv * dims_.h * dims_.dv; }
   int64_t p_size() const { return dims_.h * dims_.tq * dims_.tv; }
   int64_t c_size() const { return dims_.tq * dims_.h * dims_.dv; }
-  float keep_factor(uint64_t seed, int64_t sample, int64_t position) const;
+  float keep_factor(uint64_t seed, int64_t head, int64_t sample, int64_t i, int64_t j) const;
+  // Whether a call runs the fused attention kernel (linear memory) or the explicit loops.
+  static bool fused(const CallOptions& call);
+  int64_t fused_stats_floats() const;  // per head and sample: the kernel's row statistics
+  int64_t fused_kernel_scratch() const;
+  void forward_fused(ForwardContext& ctx);
+  void backward_fused(BackwardContext& ctx);
 
   MultiHeadAttentionOptions options_;
   Dims dims_;
