@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side timings, in ONE run, of:
-#   attn          build/attn (CLI, one short epoch) and build/bench_attention (Google Benchmark)
+#   attn          build/attn (CLI, one short epoch), build/bench_attention and build/bench_mha
+#                 (Google Benchmark)
 #   torch-best    Debian's PyTorch with tcmalloc preloaded and the OpenMP build of OpenBLAS
 #   torch-shipped Debian's PyTorch as installed (plain /usr/bin/python3, default environment)
 # and the ratios torch/attn.  Missing attn binaries are reported, not fatal.
@@ -115,10 +116,7 @@ torch_run() {
 # ------------------------------------------------------------------ attn side
 attn_cli="$build/attn"
 attn_bench="$build/bench_attention"
-bench_list=""
-if [[ -x "$attn_bench" ]]; then
-  bench_list=$("$attn_bench" --benchmark_list_tests 2>/dev/null || true)
-fi
+attn_mha="$build/bench_mha"
 
 attn_train() {
   local t=$1
@@ -153,14 +151,15 @@ EOF
   echo "  attn train-step t=$t: $(printf '%s' "$payload" | "$py" -c 'import json,sys;print("%.2f ms" % json.load(sys.stdin)["ms_per_step"])')" >&2
 }
 
-# attn_bench_case CASE THREADS REGEX...  (first benchmark name matching all regexes)
+# attn_bench_case BENCH CASE THREADS REGEX...  (first benchmark of the Google Benchmark binary
+# BENCH whose name matches all regexes)
 attn_bench_case() {
-  local case=$1 t=$2; shift 2
-  if [[ ! -x "$attn_bench" ]]; then
-    record attn "$case" "$t" "" "attn: build/bench_attention not found"; return
+  local bin=$1 case=$2 t=$3; shift 3
+  if [[ ! -x "$bin" ]]; then
+    record attn "$case" "$t" "" "attn: $bin not found"; return
   fi
   local names name
-  names=$(printf '%s\n' "$bench_list" | grep -v '^\s*$' || true)
+  names=$("$bin" --benchmark_list_tests 2>/dev/null | grep -v '^\s*$' || true)
   for re in "$@"; do names=$(printf '%s\n' "$names" | grep -E -- "$re" || true); done
   # Prefer a variant that names this thread count, if the benchmark has one.
   name=$(printf '%s\n' "$names" | grep -E -- "threads:$t(/|$)" | head -n 1 || true)
@@ -171,7 +170,7 @@ attn_bench_case() {
   fi
   local esc js status=0
   esc=$(printf '%s' "$name" | sed 's/[][\.*^$()+?{}|]/\\&/g')
-  js=$(ATTN_THREADS=$t OMP_NUM_THREADS=$t "$attn_bench" --benchmark_filter="^${esc}\$" \
+  js=$(ATTN_THREADS=$t OMP_NUM_THREADS=$t "$bin" --benchmark_filter="^${esc}\$" \
         --benchmark_format=json 2>/dev/null) || status=$?
   local payload
   payload=$(printf '%s' "$js" | "$py" -c '
@@ -225,13 +224,20 @@ for ((r = 1; r <= repeat; r++)); do
     if [[ $do_attention == 1 ]]; then
       # Both sides on dense random inputs with full gradients: the same work. (attn's exact
       # zero-aware path on real MNIST batches is BM_AttentionReferenceModel; torch has no twin.)
-      attn_bench_case "attention d=1 T=784 B=20 grads=full" "$t" 'Dense' 'd:1(/|$)' 'T:784(/|$)' 'masks:0'
+      attn_bench_case "$attn_bench" "attention d=1 T=784 B=20 grads=full" "$t" 'Dense' 'd:1(/|$)' 'T:784(/|$)' 'masks:0'
       torch_run best "attention d=1 T=784 B=20 grads=full" "$t" --what attention --d 1 --t 784 --batch 20 --grads full --steps "$attn_steps" --warmup 2
       [[ $do_shipped == 1 ]] && torch_run shipped "attention d=1 T=784 B=20 grads=full" "$t" --what attention --d 1 --t 784 --batch 20 --grads full --steps 3 --warmup 1
-      attn_bench_case "attention d=64 T=784 B=20 grads=full" "$t" 'Dense' 'd:64(/|$)' 'T:784(/|$)'
+      attn_bench_case "$attn_bench" "attention d=64 T=784 B=20 grads=full" "$t" 'Dense' 'd:64(/|$)' 'T:784(/|$)'
       torch_run best "attention d=64 T=784 B=20 grads=full" "$t" --what attention --d 64 --t 784 --batch 20 --grads full --steps "$attn_steps" --warmup 2
       [[ $do_shipped == 1 ]] && torch_run shipped "attention d=64 T=784 B=20 grads=full" "$t" --what attention --d 64 --t 784 --batch 20 --grads full --steps 3 --warmup 1
-      attn_bench_case "matmul 1024x1024" "$t" '([Gg]emm|[Mm]at[Mm]ul|Sgemm)' '1024'
+      # MultiHeadAttention (4 heads of 16 over 64 features, self-attention, batch 8, every
+      # gradient): attn's layer against nn.MultiheadAttention(need_weights=False).
+      for T in 196 1024; do
+        attn_bench_case "$attn_mha" "MultiHeadAttention T=$T 4x16 B=8" "$t" "T:$T/" 'mode:0'
+        torch_run best "MultiHeadAttention T=$T 4x16 B=8" "$t" --what mha --t "$T" --steps "$attn_steps" --warmup 2
+        [[ $do_shipped == 1 ]] && torch_run shipped "MultiHeadAttention T=$T 4x16 B=8" "$t" --what mha --t "$T" --steps 3 --warmup 1
+      done
+      attn_bench_case "$attn_bench" "matmul 1024x1024" "$t" '([Gg]emm|[Mm]at[Mm]ul|Sgemm)' '1024'
       torch_run best "matmul 1024x1024" "$t" --what matmul --n 1024 --steps 20 --warmup 3
       [[ $do_shipped == 1 ]] && torch_run shipped "matmul 1024x1024" "$t" --what matmul --n 1024 --steps 10 --warmup 2
     fi

@@ -15,6 +15,7 @@ Modes (--what):
   train-steps  time N training steps (forward, loss, backward, Adam step)
   epoch        a full training epoch + validation pass (or extrapolated from --steps)
   attention    forward+backward of the attention op alone, dense random inputs
+  mha          forward+backward of nn.MultiheadAttention (self-attention, all gradients)
   matmul       square float matmul rate (GFLOP/s)
   env          only the environment report (threads, BLAS and allocator mapped)
 
@@ -349,6 +350,36 @@ def _run_attention(args, base):
     })
 
 
+def run_mha(args, base):
+    """nn.MultiheadAttention self-attention, forward + backward with every gradient (input and
+    parameters), need_weights=False (no averaged weights to build): attn's bench_mha twin."""
+    torch.manual_seed(0)
+    b, t, e, heads = args.batch, args.t, args.embed, args.heads
+    mha = torch.nn.MultiheadAttention(e, heads, batch_first=True)
+    x = torch.randn(b, t, e, requires_grad=True)
+    upstream = torch.randn(b, t, e)
+    mask = torch.ones(t, t, dtype=torch.bool).triu(1) if args.causal else None
+    base.update({"what": "mha", "t": t, "batch": b, "embed": e, "heads": heads, "causal": args.causal})
+
+    def once():
+        out, _ = mha(x, x, x, need_weights=False, attn_mask=mask)
+        out.backward(upstream)
+        mha.zero_grad(set_to_none=True)
+        x.grad = None
+
+    try:
+        for _ in range(args.warmup):
+            once()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            once()
+        ms = 1000.0 * (time.perf_counter() - t0) / max(1, args.steps)
+        base.update({"status": "ok", "steps": args.steps, "warmup": args.warmup, "ms_per_batch": ms,
+                     "peak_rss_mib": peak_rss_mib()})
+    except (RuntimeError, MemoryError) as err:
+        base.update({"status": "failed", "error": str(err).splitlines()[0][:300], "peak_rss_mib": peak_rss_mib()})
+
+
 def run_matmul(args, base):
     n = args.n
     a = torch.randn(n, n)
@@ -370,7 +401,7 @@ def run_matmul(args, base):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--what", choices=["train-steps", "epoch", "attention", "matmul", "env"],
+    p.add_argument("--what", choices=["train-steps", "epoch", "attention", "mha", "matmul", "env"],
                    default="train-steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None,
@@ -382,6 +413,9 @@ def main():
     p.add_argument("--d", type=int, default=1)
     p.add_argument("--t", type=int, default=784)
     p.add_argument("--n", type=int, default=1024, help="matmul size")
+    p.add_argument("--heads", type=int, default=4, help="mha: heads")
+    p.add_argument("--embed", type=int, default=64, help="mha: features (heads x head size)")
+    p.add_argument("--causal", action="store_true", help="mha: causal mask")
     p.add_argument("--grads", choices=["scale", "full"], default="full")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--flush-denormal", action="store_true",
@@ -397,6 +431,7 @@ def main():
         "train-steps": dict(steps=20, warmup=3, batch=20),
         "epoch": dict(steps=0, warmup=3, batch=20),
         "attention": dict(steps=10, warmup=2, batch=20),
+        "mha": dict(steps=10, warmup=2, batch=8),
         "matmul": dict(steps=20, warmup=3, batch=1),
         "env": dict(steps=0, warmup=0, batch=1),
     }[args.what]
@@ -423,6 +458,8 @@ def main():
         run_epoch(args, base)
     elif args.what == "attention":
         run_attention(args, base)
+    elif args.what == "mha":
+        run_mha(args, base)
     elif args.what == "matmul":
         run_matmul(args, base)
     base["wall_seconds"] = time.perf_counter() - t0
