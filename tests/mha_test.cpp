@@ -203,8 +203,8 @@ void check_forward(const ForwardCase& c) {
                               c.value_mask, call.use_causal_mask, c.key_mask, c.attention_mask);
   expect_near_all(r.out, o.out, 2e-5, "output");
   expect_near_all(r.scores, o.scores, 2e-6, "scores");
-  // Without returned scores or an attention_mask the layer runs the fused kernel instead of its
-  // loops: the same oracle holds.
+  // Without returned scores or an attention_mask, and past 32 scores per head, the layer runs
+  // the fused kernel instead of its loops: the same oracle holds.
   if (c.attention_mask.empty()) {
     CallOptions fused = call;
     fused.return_attention_scores = false;
@@ -326,6 +326,24 @@ TEST_F(Mha, ForwardEveryValueMasked) {
   check_forward({.options = {.num_heads = 1, .key_dim = 2}, .q = {2, 3}, .v = {3, 3}, .value_mask = {0, 0, 0, 1, 0, 1}});
 }
 
+// Long enough for the fused kernel (above, the loops): sample 0 masks key 0, so its causal row 0
+// is empty; sample 1 masks every key; queries 3 and 10 are masked.
+TEST_F(Mha, ForwardFusedKernelMasksAndCausal) {
+  std::vector<float> qm(2 * 9, 1.0f), vm(2 * 12, 1.0f);
+  qm[3] = qm[10] = 0.0f;
+  vm[0] = vm[5] = 0.0f;
+  std::fill(vm.begin() + 12, vm.end(), 0.0f);
+  for (const bool causal : {false, true})
+    check_forward({.options = {.num_heads = 2, .key_dim = 3, .value_dim = 5},
+                   .q = {9, 4},
+                   .v = {12, 6},
+                   .k = {12, 2},
+                   .call = {.use_causal_mask = causal},
+                   .query_mask = qm,
+                   .value_mask = vm,
+                   .key_mask = std::vector<float>(2 * 12, 1.0f)});
+}
+
 TEST_F(Mha, KeyDefaultsToValue) {
   // [q, v] and [q, v, v] with the same weights give the same output.
   auto two = std::make_shared<L::MultiHeadAttentionLayer>(L::MultiHeadAttentionOptions{.num_heads = 2, .key_dim = 3});
@@ -431,6 +449,23 @@ TEST_F(Mha, GradientDropoutTraining) {
                         .shapes = {{3, 4}, {5, 4}},
                         .training = true});
   (void)res;
+}
+// The fused kernel's gradients (sequences past 32 scores per head): causal with query and value
+// masks (sample 1's causal rows 0-1 have no key left), and dropout in training.
+TEST_F(Mha, GradientFusedKernelCausalWithMasks) {
+  std::vector<float> qm(2 * 7, 1.0f), vm(2 * 8, 1.0f);
+  qm[2] = 0.0f;
+  vm[3] = vm[8] = vm[9] = 0.0f;
+  check_mha({.options = {.num_heads = 2, .key_dim = 2},
+             .shapes = {{7, 3}, {8, 3}},
+             .call = {.use_causal_mask = true},
+             .query_mask = qm,
+             .value_mask = vm});
+}
+TEST_F(Mha, GradientFusedKernelDropoutTraining) {
+  check_mha({.options = {.num_heads = 2, .key_dim = 2, .dropout = 0.3f},
+             .shapes = {{6, 3}, {7, 3}, {7, 2}},
+             .training = true});
 }
 TEST_F(Mha, GradientReturnScoresKeepsOutputGradient) {
   check_mha({.options = {.num_heads = 2, .key_dim = 3},

@@ -2,11 +2,11 @@
 // whole batch slice (an EinsumDense over rank-3 input is a matrix product once its
 // (H, d) axes are flattened). The attention core runs, head by head, in the fused kernel of
 // kernels/attention.cpp (no Tq x Tv matrix: memory linear in the sequence length) on
-// head-major copies of the projections. Two things the kernel does not take keep the explicit
-// loops below, which hold each head's probabilities: an attention_mask (any (query, key)
-// pattern) and returned scores (themselves (H, Tq, Tv)). Both paths draw the same dropout
-// mask (kernels/dropout_hash.hpp), and both apply Keras 3's masked softmax: a fully masked row
-// gives zero probabilities.
+// head-major copies of the projections. The explicit loops below, which hold each head's
+// probabilities, run what the kernel does not take, an attention_mask (any (query, key)
+// pattern) and returned scores (themselves (H, Tq, Tv)), and the shortest sequences, where
+// they are faster. Both paths draw the same dropout mask (kernels/dropout_hash.hpp), and both
+// apply Keras 3's masked softmax: a fully masked row gives zero probabilities.
 #include "attn/layers/multi_head_attention.hpp"
 
 #include <cblas.h>
@@ -228,8 +228,12 @@ std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shap
   return out;
 }
 
-bool MultiHeadAttentionLayer::fused(const CallOptions& call) {
-  return !call.attention_mask && !call.return_attention_scores;
+bool MultiHeadAttentionLayer::fused(const CallOptions& call) const {
+  // Up to 32 scores per head (T = 4 and 4 as in the MNIST fixtures) the loops are faster (53 vs
+  // 68 us forward + backward for 8 samples of 4 heads at T = 4, bench_mha) and their quadratic
+  // memory is a few floats; from T = 8 the kernel is.
+  constexpr int64_t kLoopsMaxScores = 32;
+  return !call.attention_mask && !call.return_attention_scores && dims_.tq * dims_.tv > kLoopsMaxScores;
 }
 
 int64_t MultiHeadAttentionLayer::fused_stats_floats() const { return 4 * dims_.tq; }  // the most the kernel keeps

@@ -68,7 +68,7 @@ class MultiHeadAttentionLayer : public Layer {
   int64_t c_size() const { return dims_.tq * dims_.h * dims_.dv; }
   float keep_factor(uint64_t seed, int64_t head, int64_t sample, int64_t i, int64_t j) const;
   // Whether a call runs the fused attention kernel (linear memory) or the explicit loops.
-  static bool fused(const CallOptions& call);
+  bool fused(const CallOptions& call) const;
   int64_t fused_stats_floats() const;  // per head and sample: the kernel's row statistics
   int64_t fused_kernel_scratch() const;
   void forward_fused(ForwardContext& ctx);
