@@ -280,6 +280,8 @@ void clear_session();
 
 // Fills a weight from its initializer with the global generator (attn/random.hpp).
 void initialize_weight(Weight& w);
+// Keras 3's serialized form of an initializer attn knows (glorot_uniform, zeros, ones).
+nlohmann::json initializer_config(const std::string& name);
 
 // Value handle for a layer, so that `Dense(10)(x)` reads like Keras and a copied
 // handle shares the same layer (same weights), as a Keras layer object does.

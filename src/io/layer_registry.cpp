@@ -11,7 +11,10 @@
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/input.hpp"
+#include "attn/layers/layer_normalization.hpp"
+#include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
+#include "attn/layers/pooling.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "io/io_internal.hpp"
 
@@ -253,11 +256,48 @@ std::shared_ptr<Layer> multi_head_attention(const LayerConfig& c) {
   }
 }
 
+std::shared_ptr<Layer> layer_normalization(const LayerConfig& c) {
+  for (const char* k : {"beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"})
+    if (c.has(k)) c.require_null(k);
+  if (c.boolean("rms_scaling", false)) c.fail("rms_scaling", "not supported");
+  layers::LayerNormalizationOptions o;
+  o.name = c.layer_name();
+  if (c.has("axis")) {
+    // An int, or (a built layer) a list of one: only the last axis is supported.
+    const auto& v = c.config.at("axis");
+    const bool one = v.is_array() && v.size() == 1 && v[0].is_number_integer();
+    if (!one && !v.is_number_integer()) c.fail("axis", "only a single (last) axis is supported, got " + v.dump());
+    o.axis = one ? v[0].get<int64_t>() : v.get<int64_t>();
+  }
+  o.epsilon = c.number("epsilon", 1e-3);
+  o.center = c.boolean("center", true);
+  o.scale = c.boolean("scale", true);
+  o.beta_initializer = c.initializer("beta_initializer", "zeros");
+  o.gamma_initializer = c.initializer("gamma_initializer", "ones");
+  try {
+    return std::make_shared<layers::LayerNormalizationLayer>(o);
+  } catch (const std::invalid_argument& e) {
+    c.fail("epsilon", e.what());
+  }
+}
+
+std::shared_ptr<Layer> add(const LayerConfig& c) { return std::make_shared<layers::AddLayer>(c.layer_name()); }
+
+std::shared_ptr<Layer> global_average_pooling_1d(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
+  return std::make_shared<layers::GlobalAveragePooling1DLayer>(
+      layers::GlobalAveragePooling1DOptions{.keepdims = c.boolean("keepdims", false), .name = c.layer_name()});
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
       {"Dropout", dropout}, {"Activation", activation}, {"Attention", attention},
       {"MultiHeadAttention", multi_head_attention},
+      {"LayerNormalization", layer_normalization},
+      {"Add", add},
+      {"GlobalAveragePooling1D", global_average_pooling_1d},
   };
   return r;
 }

@@ -263,18 +263,11 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
 
 nlohmann::json DenseLayer::get_config() const {
   nlohmann::json c = Layer::get_config();
-  auto initializer = [](const std::string& name) {
-    std::string cls = name == "glorot_uniform" ? "GlorotUniform" : name == "zeros" ? "Zeros" : "Ones";
-    nlohmann::json cfg = nlohmann::json::object();
-    if (cls == "GlorotUniform") cfg["seed"] = nullptr;
-    return nlohmann::json{{"module", "keras.initializers"}, {"class_name", cls}, {"config", cfg},
-                          {"registered_name", nullptr}};
-  };
   c["units"] = units_;
   c["activation"] = activation_name_;
   c["use_bias"] = options_.use_bias;
-  c["kernel_initializer"] = initializer(options_.kernel_initializer);
-  c["bias_initializer"] = initializer(options_.bias_initializer);
+  c["kernel_initializer"] = initializer_config(options_.kernel_initializer);
+  c["bias_initializer"] = initializer_config(options_.bias_initializer);
   c["kernel_regularizer"] = nullptr;
   c["bias_regularizer"] = nullptr;
   c["kernel_constraint"] = nullptr;

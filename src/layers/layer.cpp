@@ -133,4 +133,11 @@ void initialize_weight(Weight& w) {
   }
 }
 
+nlohmann::json initializer_config(const std::string& name) {
+  const std::string cls = name == "glorot_uniform" ? "GlorotUniform" : name == "zeros" ? "Zeros" : "Ones";
+  nlohmann::json cfg = nlohmann::json::object();
+  if (cls == "GlorotUniform") cfg["seed"] = nullptr;
+  return {{"module", "keras.initializers"}, {"class_name", cls}, {"config", cfg}, {"registered_name", nullptr}};
+}
+
 }  // namespace attn

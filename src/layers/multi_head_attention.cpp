@@ -149,13 +149,6 @@ double python_float(float f) {
   return d;
 }
 
-nlohmann::json initializer_config(const std::string& name) {
-  std::string cls = name == "glorot_uniform" ? "GlorotUniform" : name == "zeros" ? "Zeros" : "Ones";
-  nlohmann::json cfg = nlohmann::json::object();
-  if (cls == "GlorotUniform") cfg["seed"] = nullptr;
-  return {{"module", "keras.initializers"}, {"class_name", cls}, {"config", cfg}, {"registered_name", nullptr}};
-}
-
 bool known_initializer(const std::string& name) {
   return name == "glorot_uniform" || name == "zeros" || name == "ones";
 }

@@ -1,0 +1,39 @@
+// GlobalAveragePooling1D: the mean over the steps of a (steps, features) input
+// (keras/src/layers/pooling/global_average_pooling1d.py, channels_last; Keras masks are not
+// used: a mask reaches attn's layers only as an explicit call option).
+#pragma once
+
+#include "attn/layer.hpp"
+
+namespace attn::layers {
+
+struct GlobalAveragePooling1DOptions {
+  bool keepdims = false;  // output (1, features) instead of (features)
+  std::string name = "";
+};
+
+class GlobalAveragePooling1DLayer : public Layer {
+ public:
+  explicit GlobalAveragePooling1DLayer(GlobalAveragePooling1DOptions options = {})
+      : Layer("global_average_pooling1d", options.name), options_(std::move(options)) {}
+  std::string class_name() const override { return "GlobalAveragePooling1D"; }
+  bool forward_is_per_sample() const override { return true; }
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  GlobalAveragePooling1DOptions options_;
+  int64_t steps_ = 0, features_ = 0;
+};
+
+class GlobalAveragePooling1D : public LayerHandle<GlobalAveragePooling1DLayer> {
+ public:
+  explicit GlobalAveragePooling1D(GlobalAveragePooling1DOptions options = {})
+      : LayerHandle(std::make_shared<GlobalAveragePooling1DLayer>(std::move(options))) {}
+};
+
+}  // namespace attn::layers
