@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side timings, in ONE run, of:
-#   attn          build/attn (CLI, one short epoch), build/bench_attention and build/bench_mha
+#   attn          build/attn (CLI, one epoch: the reference model and bench/rows_encoder.json),
+#                 build/bench_attention and build/bench_mha
 #                 (Google Benchmark)
 #   torch-best    Debian's PyTorch with tcmalloc preloaded and the OpenMP build of OpenBLAS
 #   torch-shipped Debian's PyTorch as installed (plain /usr/bin/python3, default environment)
@@ -118,37 +119,39 @@ attn_cli="$build/attn"
 attn_bench="$build/bench_attention"
 attn_mha="$build/bench_mha"
 
+# attn_train CASE THREADS BATCH LIMIT [CLI ARGS...]: ms per training step over one epoch of
+# LIMIT images (no validation), from the epoch time in the history file.
 attn_train() {
-  local t=$1
+  local case=$1 t=$2 batch=$3 limit=$4; shift 4
   if [[ ! -x "$attn_cli" ]]; then
-    record attn train-step "$t" "" "attn: build/attn not found"; echo "  attn: build/attn not found" >&2; return
+    record attn "$case" "$t" "" "attn: build/attn not found"; echo "  attn: build/attn not found" >&2; return
   fi
   local hist="$work/history-$t.json" err="$work/attn-err.txt" status=0
   rm -f "$hist"
   local t0 t1
   t0=$(date +%s.%N)
-  "$attn_cli" train --limit-train "$attn_limit" --epochs 1 --no-validation --verbose 0 \
-      --threads "$t" --history "$hist" >/dev/null 2>"$err" || status=$?
+  "$attn_cli" train --limit-train "$limit" --epochs 1 --no-validation --verbose 0 --batch-size "$batch" \
+      --threads "$t" --history "$hist" "$@" >/dev/null 2>"$err" || status=$?
   t1=$(date +%s.%N)
   if [[ $status -ne 0 || ! -s "$hist" ]]; then
-    record attn train-step "$t" "" "attn: build/attn train failed or wrote no history (rc $status): $(tail -c 200 "$err" | tr '\n' ' ')"
+    record attn "$case" "$t" "" "attn: build/attn train failed or wrote no history (rc $status): $(tail -c 200 "$err" | tr '\n' ' ')"
     echo "  attn: build/attn train did not produce a history (rc $status)" >&2
     return
   fi
   local payload
-  payload=$("$py" - "$hist" "$attn_limit" "$t0" "$t1" <<'EOF'
+  payload=$("$py" - "$hist" "$limit" "$batch" "$t0" "$t1" <<'EOF'
 import json, math, sys
-hist, limit, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+hist, limit, batch, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 h = json.load(open(hist))
 e = h["epochs"][0]
-steps = math.ceil(limit / 20)
+steps = math.ceil(limit / batch)
 print(json.dumps({"ms_per_step": 1000.0 * e["seconds"] / steps, "steps": steps,
                   "epoch_seconds": e["seconds"], "process_seconds": t1 - t0,
                   "loss": e.get("loss"), "accuracy": e.get("accuracy")}))
 EOF
   )
-  record attn train-step "$t" "$payload" ""
-  echo "  attn train-step t=$t: $(printf '%s' "$payload" | "$py" -c 'import json,sys;print("%.2f ms" % json.load(sys.stdin)["ms_per_step"])')" >&2
+  record attn "$case" "$t" "$payload" ""
+  echo "  attn $case t=$t: $(printf '%s' "$payload" | "$py" -c 'import json,sys;print("%.2f ms" % json.load(sys.stdin)["ms_per_step"])')" >&2
 }
 
 # attn_bench_case BENCH CASE THREADS REGEX...  (first benchmark of the Google Benchmark binary
@@ -218,9 +221,14 @@ for ((r = 1; r <= repeat; r++)); do
   for t in "${tlist[@]}"; do
     echo "[repeat $r, threads $t]" >&2
     # Interleave the sides per case so background load hits them alike.
-    attn_train "$t"
+    attn_train train-step "$t" 20 "$attn_limit"
     torch_run best train-step "$t" --what train-steps --steps "$best_steps" --warmup 3
     [[ $do_shipped == 1 ]] && torch_run shipped train-step "$t" --what train-steps --steps "$shipped_steps" --warmup "$shipped_warmup"
+    # A Transformer encoder block over MNIST rows (bench/rows_encoder.json, its twin in
+    # peer_torch.py), batch 32: the general layers rather than the reference model's kernels.
+    attn_train "encoder train-step B=32" "$t" 32 "$attn_limit" --model "$here/rows_encoder.json"
+    torch_run best "encoder train-step B=32" "$t" --what encoder-steps --steps "$best_steps" --warmup 3
+    [[ $do_shipped == 1 ]] && torch_run shipped "encoder train-step B=32" "$t" --what encoder-steps --steps "$shipped_steps" --warmup "$shipped_warmup"
     if [[ $do_attention == 1 ]]; then
       # Both sides on dense random inputs with full gradients: the same work. (attn's exact
       # zero-aware path on real MNIST batches is BM_AttentionReferenceModel; torch has no twin.)
@@ -335,7 +343,7 @@ for r in out_rows:
                        "torch_version": e["torch_version"]}
 for s, e in envs.items():
     print("%s: torch %s, OpenBLAS %s, allocator %s" % (s, e["torch_version"], e["openblas"], e["allocator"]))
-print("ms = per training step (batch 20) / per attention forward+backward / per matmul; "
+print("ms = per training step (batch 20; the encoder 32) / per attention or MultiHeadAttention forward+backward / per matmul; "
       "ratios > 1 mean attn is faster. Elapsed %ss." % elapsed)
 
 if out:

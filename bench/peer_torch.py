@@ -13,6 +13,7 @@ Attention is Luong dot-product self-attention without projections:
 
 Modes (--what):
   train-steps  time N training steps (forward, loss, backward, Adam step)
+  encoder-steps  the same for RowsEncoder, a Transformer encoder block over MNIST rows
   epoch        a full training epoch + validation pass (or extrapolated from --steps)
   attention    forward+backward of the attention op alone, dense random inputs
   mha          forward+backward of nn.MultiheadAttention (self-attention, all gradients)
@@ -164,6 +165,30 @@ class AttentionANN(torch.nn.Module):
         return self.dense2(h)
 
 
+class RowsEncoder(torch.nn.Module):
+    """Twin of bench/rows_encoder.json: an MNIST image as 28 steps (rows) of 28 pixels; Dense(64)
+    per step; MultiHeadAttention (4 heads of 16) with a residual Add and LayerNormalization
+    (epsilon 1e-3); a feed-forward Dense(128, relu) -> Dense(64) with the same; Flatten;
+    Dense(10) logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Linear(28, 64)
+        self.mha = torch.nn.MultiheadAttention(64, 4, batch_first=True)
+        self.norm1 = torch.nn.LayerNorm(64, eps=1e-3)
+        self.ff1 = torch.nn.Linear(64, 128)
+        self.ff2 = torch.nn.Linear(128, 64)
+        self.norm2 = torch.nn.LayerNorm(64, eps=1e-3)
+        self.out = torch.nn.Linear(28 * 64, 10)
+
+    def forward(self, x):
+        x = self.embed(x.reshape(-1, 28, 28))
+        a, _ = self.mha(x, x, x, need_weights=False)
+        x = self.norm1(x + a)
+        x = self.norm2(x + self.ff2(F.relu(self.ff1(x))))
+        return self.out(x.flatten(1))
+
+
 def make_optimizer(model):
     return torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
@@ -190,7 +215,7 @@ def batches(n, batch, steps, offset=0):
 def run_train_steps(args, base):
     x, y, source = load_mnist("train", args.data_dir)
     torch.manual_seed(0)
-    model = AttentionANN()
+    model = RowsEncoder() if args.what == "encoder-steps" else AttentionANN()
     opt = make_optimizer(model)
     perm = torch.randperm(x.shape[0])
     x, y = x[perm].contiguous(), y[perm].contiguous()
@@ -206,7 +231,7 @@ def run_train_steps(args, base):
         times.append(time.perf_counter() - t0)
     total = time.perf_counter() - t_all
     base.update({
-        "what": "train-steps",
+        "what": args.what,
         "steps": args.steps,
         "warmup": args.warmup,
         "batch": args.batch,
@@ -401,7 +426,7 @@ def run_matmul(args, base):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--what", choices=["train-steps", "epoch", "attention", "mha", "matmul", "env"],
+    p.add_argument("--what", choices=["train-steps", "encoder-steps", "epoch", "attention", "mha", "matmul", "env"],
                    default="train-steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None,
@@ -429,6 +454,7 @@ def main():
 
     defaults = {
         "train-steps": dict(steps=20, warmup=3, batch=20),
+        "encoder-steps": dict(steps=20, warmup=3, batch=32),
         "epoch": dict(steps=0, warmup=3, batch=20),
         "attention": dict(steps=10, warmup=2, batch=20),
         "mha": dict(steps=10, warmup=2, batch=8),
@@ -452,7 +478,7 @@ def main():
         torch.set_flush_denormal(True)
 
     t0 = time.perf_counter()
-    if args.what == "train-steps":
+    if args.what in ("train-steps", "encoder-steps"):
         run_train_steps(args, base)
     elif args.what == "epoch":
         run_epoch(args, base)

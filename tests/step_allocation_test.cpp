@@ -184,6 +184,37 @@ TEST(StepAllocation, ModelsSharingALayerTrainInTurnWithoutAllocating) {
   EXPECT_EQ(g_allocations.load(), 0);
 }
 
+// A Transformer encoder block (MultiHeadAttention on its fused kernel, residual Adds,
+// LayerNormalization, pooling) trains without allocating either, with dropout in the attention.
+TEST(StepAllocation, EncoderBlockTrainStepAllocatesNothing) {
+  namespace L = attn::layers;
+  for (int threads : {1, 2}) {
+    attn::clear_session();
+    attn::set_random_seed(9);
+    auto in = attn::Input({12, 5});
+    auto x = L::Dense(8)(in);
+    auto a = L::MultiHeadAttention(2, 4, {.dropout = 0.1f})({x, x});
+    x = L::LayerNormalization()(L::Add()({x, a}));
+    x = L::LayerNormalization()(L::Add()({x, L::Dense(8)(L::Dense(16, {.activation = "relu"})(x))}));
+    attn::Model model(in, L::Dense(3)(L::GlobalAveragePooling1D()(x)));
+    model.set_threads(threads);
+    model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}),
+                  {"accuracy"});
+    attn::Tensor xt({16, 12, 5}), yt({16});
+    for (int64_t i = 0; i < xt.size(); ++i) xt[i] = std::sin(0.37f * static_cast<float>(i));
+    for (int64_t i = 0; i < 16; ++i) yt[i] = static_cast<float>(i % 3);
+    const std::vector<attn::Tensor> xs{xt};
+    model.train_step(xs, yt);  // warm-up
+    const auto before = model.get_weights_flat();
+    g_allocations = 0;
+    g_counting = true;
+    for (int step = 0; step < 3; ++step) model.train_step(xs, yt);
+    g_counting = false;
+    EXPECT_EQ(g_allocations.load(), 0) << threads << " thread(s)";
+    EXPECT_NE(model.get_weights_flat(), before);
+  }
+}
+
 // fit's own loop around the steps (shuffled gather, running means, the logs handed to
 // callbacks, the progress line at verbose 0 and 2) allocates nothing per step either: a
 // callback counts the allocations between the ends of batches 2 and 7.
