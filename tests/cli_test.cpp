@@ -154,6 +154,27 @@ TEST_F(Cli, BadModelConfigIsNamed) {
   EXPECT_EQ(r.err.find("(Dense)", r.err.find("(Dense)") + 1), std::string::npos) << "layer named twice: " << r.err;
 }
 
+// The Transformer encoder config the benchmarks train (bench/rows_encoder.json: MNIST rows as
+// tokens; MultiHeadAttention, Add, LayerNormalization) trains, saves, evaluates and shows its
+// attention from the CLI.
+TEST_F(Cli, TransformerEncoderConfigTrainsEvaluatesAndShowsAttention) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const std::string data = "--data '" + (dir_ / "data").string() + "' ";
+  CliRun train = attn("train " + data + "--model '" + std::string(ATTN_SOURCE_DIR) +
+                      "/bench/rows_encoder.json' --epochs 2 --batch-size 8 --verbose 2 --save '" + file("enc.keras") +
+                      "'");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.out.find("Epoch 2/2"), std::string::npos) << train.out;
+  CliRun eval = attn("evaluate " + data + "--model '" + file("enc.keras") + "'");
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_EQ(eval.out.rfind("loss: ", 0), 0u) << eval.out;
+  CliRun map = attn("attention " + data + "--model '" + file("enc.keras") + "' --index 1 --head 2 --out '" +
+                    file("rows.png") + "'");
+  ASSERT_EQ(map.status, 0) << map.err;
+  EXPECT_NE(map.out.find("28 queries x 28 keys"), std::string::npos) << map.out;
+  EXPECT_TRUE(fs::exists(file("rows.png")));
+}
+
 // A label that does not fit the model's outputs names the data it came from.
 TEST_F(Cli, BadLabelNamesTheData) {
   write_idx_set(dir_ / "data", 40, 20);
