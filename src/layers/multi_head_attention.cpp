@@ -137,6 +137,31 @@ attn::kernels::AttentionConfig kernel_config(int64_t batch, int64_t tq, int64_t 
   return cfg;
 }
 
+// The four projections' weights, in Keras' creation order (query, key, value and output
+// kernels, each followed by its bias when the layer has them), with their gradient slots (null
+// where no parameter gradient is wanted).
+enum Projection { kQuery, kKey, kValue, kOutput };
+struct ProjectionWeights {
+  const float* kernel[4] = {};
+  const float* bias[4] = {};
+  float* kernel_grad[4] = {};
+  float* bias_grad[4] = {};
+};
+ProjectionWeights projection_weights(const std::vector<attn::Weight>& weights, bool use_bias, float* param_grads) {
+  ProjectionWeights p;
+  size_t w = 0;
+  for (int k = kQuery; k <= kOutput; ++k) {
+    p.kernel[k] = weights[w].value.data();
+    p.kernel_grad[k] = param_grads ? param_grads + weights[w].offset : nullptr;
+    ++w;
+    if (!use_bias) continue;
+    p.bias[k] = weights[w].value.data();
+    p.bias_grad[k] = param_grads ? param_grads + weights[w].offset : nullptr;
+    ++w;
+  }
+  return p;
+}
+
 // Keras stores float arguments as the Python float the user typed; the option is
 // a float32, so write the shortest decimal that reads back as that float (0.1, not
 // 0.10000000149011612).
@@ -277,22 +302,12 @@ void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
   float* probs = vp + batch * v_size();
   float* context = probs + batch * p_size();
 
-  int w = 0;
-  auto next = [&]() -> const float* { return weights_[w++].value.data(); };
-  auto next_bias = [&]() -> const float* { return options_.use_bias ? next() : nullptr; };
-  const float* wq = next();
-  const float* bq = next_bias();
-  const float* wk = next();
-  const float* bk = next_bias();
-  const float* wv = next();
-  const float* bv = next_bias();
-  const float* wo = next();
-  const float* bo = next_bias();
+  const ProjectionWeights pw = projection_weights(weights_, options_.use_bias, nullptr);
 
   const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
-  project(xq, batch * d.tq, d.fq, wq, bq, hdk, qp);
-  project(xk, batch * d.tv, d.fk, wk, bk, hdk, kp);
-  project(xv, batch * d.tv, d.fv, wv, bv, hdv, vp);
+  project(xq, batch * d.tq, d.fq, pw.kernel[kQuery], pw.bias[kQuery], hdk, qp);
+  project(xk, batch * d.tv, d.fk, pw.kernel[kKey], pw.bias[kKey], hdk, kp);
+  project(xv, batch * d.tv, d.fv, pw.kernel[kValue], pw.bias[kValue], hdv, vp);
   // Keras scales the projected query (after its bias), not the logits:
   // query = multiply(query, 1/sqrt(key_dim)) in _compute_attention.
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));
@@ -358,7 +373,7 @@ void MultiHeadAttentionLayer::forward(ForwardContext& ctx) {
   // Returned scores are the probabilities before dropout (_compute_attention).
   if (ctx.outputs.size() > 1 && ctx.outputs[1])
     std::memcpy(ctx.outputs[1], probs, batch * p_size() * sizeof(float));
-  project(context, batch * d.tq, hdv, wo, bo, d.dout, ctx.outputs[0]);
+  project(context, batch * d.tq, hdv, pw.kernel[kOutput], pw.bias[kOutput], d.dout, ctx.outputs[0]);
 }
 
 void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
@@ -390,25 +405,14 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
   float* dc = dv + batch * v_size();
   float* dp = dc + batch * c_size();  // one row of dP
 
-  // Weight values and gradient slots, in creation order.
-  struct Slot {
-    const float* value = nullptr;
-    float* grad = nullptr;
-  };
-  int w = 0;
-  auto next = [&]() -> Slot {
-    const Weight& wt = weights_[w++];
-    return {wt.value.data(), want_params ? ctx.param_grads + wt.offset : nullptr};
-  };
-  auto next_bias = [&]() -> Slot { return options_.use_bias ? next() : Slot{}; };
-  const Slot wq = next(), bq = next_bias(), wk = next(), bk = next_bias(), wv = next(), bv = next_bias(),
-             wo = next(), bo = next_bias();
+  const ProjectionWeights pw = projection_weights(weights_, options_.use_bias, want_params ? ctx.param_grads : nullptr);
 
   const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
   // Output projection.
   if (dout) {
-    project_backward(context, batch * d.tq, hdv, wo.value, d.dout, dout, wo.grad, bo.grad, nullptr);
-    gemm(false, true, batch * d.tq, hdv, d.dout, dout, d.dout, wo.value, d.dout, 0.0f, dc, hdv);
+    project_backward(context, batch * d.tq, hdv, pw.kernel[kOutput], d.dout, dout, pw.kernel_grad[kOutput],
+                     pw.bias_grad[kOutput], nullptr);
+    gemm(false, true, batch * d.tq, hdv, d.dout, dout, d.dout, pw.kernel[kOutput], d.dout, 0.0f, dc, hdv);
   } else {
     std::memset(dc, 0, batch * c_size() * sizeof(float));
   }
@@ -466,9 +470,9 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
   // The saved Q is already scaled, so d(projected Q) = scale · d(scaled Q).
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));
   for (int64_t i = 0; i < batch * q_size(); ++i) dq[i] *= scale;
-  project_backward(xq, batch * d.tq, d.fq, wq.value, hdk, dq, wq.grad, bq.grad, dxq);
-  project_backward(xk, batch * d.tv, d.fk, wk.value, hdk, dk, wk.grad, bk.grad, dxk);
-  project_backward(xv, batch * d.tv, d.fv, wv.value, hdv, dv, wv.grad, bv.grad, dxv);
+  project_backward(xq, batch * d.tq, d.fq, pw.kernel[kQuery], hdk, dq, pw.kernel_grad[kQuery], pw.bias_grad[kQuery], dxq);
+  project_backward(xk, batch * d.tv, d.fk, pw.kernel[kKey], hdk, dk, pw.kernel_grad[kKey], pw.bias_grad[kKey], dxk);
+  project_backward(xv, batch * d.tv, d.fv, pw.kernel[kValue], hdv, dv, pw.kernel_grad[kValue], pw.bias_grad[kValue], dxv);
 }
 
 void MultiHeadAttentionLayer::forward_fused(ForwardContext& ctx) {
@@ -485,25 +489,15 @@ void MultiHeadAttentionLayer::forward_fused(ForwardContext& ctx) {
   float* ch = vh + batch * v_size();
   float* stats = ch + batch * c_size();
   const FusedScratch sc = carve_fused(ctx.scratch, batch, q_size(), k_size(), v_size(), c_size(), d.tq, d.tv);
-  int w = 0;
-  auto next = [&]() -> const float* { return weights_[w++].value.data(); };
-  auto next_bias = [&]() -> const float* { return options_.use_bias ? next() : nullptr; };
-  const float* wq = next();
-  const float* bq = next_bias();
-  const float* wk = next();
-  const float* bk = next_bias();
-  const float* wv = next();
-  const float* bv = next_bias();
-  const float* wo = next();
-  const float* bo = next_bias();
+  const ProjectionWeights pw = projection_weights(weights_, options_.use_bias, nullptr);
   const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
-  project(xq, rq, d.fq, wq, bq, hdk, sc.staged);
+  project(xq, rq, d.fq, pw.kernel[kQuery], pw.bias[kQuery], hdk, sc.staged);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));  // as the loops
   for (int64_t i = 0; i < rq * hdk; ++i) sc.staged[i] *= scale;
   to_heads(sc.staged, rq, d.h, d.dk, qh);
-  project(xk, rv, d.fk, wk, bk, hdk, sc.staged);
+  project(xk, rv, d.fk, pw.kernel[kKey], pw.bias[kKey], hdk, sc.staged);
   to_heads(sc.staged, rv, d.h, d.dk, kh);
-  project(xv, rv, d.fv, wv, bv, hdv, sc.staged);
+  project(xv, rv, d.fv, pw.kernel[kValue], pw.bias[kValue], hdv, sc.staged);
   to_heads(sc.staged, rv, d.h, d.dv, vh);
   const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
   kernels::AttentionConfig cfg = kernel_config(batch, d.tq, d.tv, d.dk, d.dv, options_.dropout, ctx);
@@ -514,7 +508,7 @@ void MultiHeadAttentionLayer::forward_fused(ForwardContext& ctx) {
                                stats + h * batch * fused_stats_floats(), nullptr, sc.kernel);
   }
   from_heads(ch, rq, d.h, d.dv, sc.staged);
-  project(sc.staged, rq, hdv, wo, bo, d.dout, ctx.outputs[0]);
+  project(sc.staged, rq, hdv, pw.kernel[kOutput], pw.bias[kOutput], d.dout, ctx.outputs[0]);
 }
 
 void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
@@ -536,21 +530,13 @@ void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
   const float* ch = vh + batch * v_size();
   const float* stats = ch + batch * c_size();
   const FusedScratch sc = carve_fused(ctx.scratch, batch, q_size(), k_size(), v_size(), c_size(), d.tq, d.tv);
-  const float* value[8] = {};
-  float* grad[8] = {};
-  for (size_t i = 0; i < weights_.size(); ++i) {
-    value[i] = weights_[i].value.data();
-    grad[i] = want_params ? ctx.param_grads + weights_[i].offset : nullptr;
-  }
-  // Creation order: query, key, value, output kernels, each followed by its bias when used.
-  const int stride = options_.use_bias ? 2 : 1;
-  const auto kernel = [&](int k) { return k * stride; };
-  const auto bias_grad = [&](int k) { return options_.use_bias ? grad[k * stride + 1] : nullptr; };
+  const ProjectionWeights pw = projection_weights(weights_, options_.use_bias, want_params ? ctx.param_grads : nullptr);
   const int64_t hdk = d.h * d.dk, hdv = d.h * d.dv;
   // Output projection, then d(context) head-major.
   from_heads(ch, rq, d.h, d.dv, sc.staged);
-  project_backward(sc.staged, rq, hdv, value[kernel(3)], d.dout, dout, grad[kernel(3)], bias_grad(3), nullptr);
-  gemm(false, true, rq, hdv, d.dout, dout, d.dout, value[kernel(3)], d.dout, 0.0f, sc.staged, hdv);
+  project_backward(sc.staged, rq, hdv, pw.kernel[kOutput], d.dout, dout, pw.kernel_grad[kOutput], pw.bias_grad[kOutput],
+                   nullptr);
+  gemm(false, true, rq, hdv, d.dout, dout, d.dout, pw.kernel[kOutput], d.dout, 0.0f, sc.staged, hdv);
   to_heads(sc.staged, rq, d.h, d.dv, sc.dc);
   std::memset(sc.dq, 0, batch * (q_size() + k_size() + v_size()) * sizeof(float));
   const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
@@ -566,11 +552,11 @@ void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dk)));
   for (int64_t i = 0; i < rq * hdk; ++i) sc.dq[i] *= scale;
   from_heads(sc.dq, rq, d.h, d.dk, sc.staged);
-  project_backward(xq, rq, d.fq, value[kernel(0)], hdk, sc.staged, grad[kernel(0)], bias_grad(0), dxq);
+  project_backward(xq, rq, d.fq, pw.kernel[kQuery], hdk, sc.staged, pw.kernel_grad[kQuery], pw.bias_grad[kQuery], dxq);
   from_heads(sc.dk, rv, d.h, d.dk, sc.staged);
-  project_backward(xk, rv, d.fk, value[kernel(1)], hdk, sc.staged, grad[kernel(1)], bias_grad(1), dxk);
+  project_backward(xk, rv, d.fk, pw.kernel[kKey], hdk, sc.staged, pw.kernel_grad[kKey], pw.bias_grad[kKey], dxk);
   from_heads(sc.dv, rv, d.h, d.dv, sc.staged);
-  project_backward(xv, rv, d.fv, value[kernel(2)], hdv, sc.staged, grad[kernel(2)], bias_grad(2), dxv);
+  project_backward(xv, rv, d.fv, pw.kernel[kValue], hdv, sc.staged, pw.kernel_grad[kValue], pw.bias_grad[kValue], dxv);
 }
 
 nlohmann::json MultiHeadAttentionLayer::get_config() const {
