@@ -162,6 +162,19 @@ ProjectionWeights projection_weights(const std::vector<attn::Weight>& weights, b
   return p;
 }
 
+// A backward call's query, key and value inputs and their gradients (the key is the value when
+// none is given, and its gradient then adds into the value's).
+struct Operands {
+  const float *q, *k, *v;
+  float *dq, *dk, *dv;
+};
+Operands operands(const attn::BackwardContext& ctx) {
+  const bool has_key = ctx.inputs.size() > 2;
+  const float* v = ctx.inputs[1];
+  float* dv = ctx.input_grads[1];
+  return {ctx.inputs[0], has_key ? ctx.inputs[2] : v, v, ctx.input_grads[0], has_key ? ctx.input_grads[2] : dv, dv};
+}
+
 // Keras stores float arguments as the Python float the user typed; the option is
 // a float32, so write the shortest decimal that reads back as that float (0.1, not
 // 0.10000000149011612).
@@ -383,13 +396,7 @@ void MultiHeadAttentionLayer::backward(BackwardContext& ctx) {
   const float* dout = ctx.output_grads[0];
   const float* dscores = ctx.output_grads.size() > 1 ? ctx.output_grads[1] : nullptr;
   if (!dout && !dscores) return;
-  const bool has_key = ctx.inputs.size() > 2;
-  const float* xq = ctx.inputs[0];
-  const float* xv = ctx.inputs[1];
-  const float* xk = has_key ? ctx.inputs[2] : xv;
-  float* dxq = ctx.input_grads[0];
-  float* dxv = ctx.input_grads[1];
-  float* dxk = has_key ? ctx.input_grads[2] : dxv;  // the key is the value when none is given
+  const auto [xq, xk, xv, dxq, dxk, dxv] = operands(ctx);
   const bool want_params = ctx.param_grads && trainable_;
   if (!dxq && !dxv && !dxk && !want_params) return;
   if (fused(ctx.call ? *ctx.call : CallOptions{})) return backward_fused(ctx);
@@ -515,13 +522,7 @@ void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
   const Dims& d = dims_;
   const int64_t batch = ctx.batch;
   const float* dout = ctx.output_grads[0];
-  const bool has_key = ctx.inputs.size() > 2;
-  const float* xq = ctx.inputs[0];
-  const float* xv = ctx.inputs[1];
-  const float* xk = has_key ? ctx.inputs[2] : xv;
-  float* dxq = ctx.input_grads[0];
-  float* dxv = ctx.input_grads[1];
-  float* dxk = has_key ? ctx.input_grads[2] : dxv;  // the key is the value when none is given
+  const auto [xq, xk, xv, dxq, dxk, dxv] = operands(ctx);
   const bool want_params = ctx.param_grads && trainable_;
   const int64_t rq = batch * d.tq, rv = batch * d.tv;
   const float* qh = ctx.saved;
@@ -539,7 +540,7 @@ void MultiHeadAttentionLayer::backward_fused(BackwardContext& ctx) {
   gemm(false, true, rq, hdv, d.dout, dout, d.dout, pw.kernel[kOutput], d.dout, 0.0f, sc.staged, hdv);
   to_heads(sc.staged, rq, d.h, d.dv, sc.dc);
   std::memset(sc.dq, 0, batch * (q_size() + k_size() + v_size()) * sizeof(float));
-  const float* km = has_key && xk != xv ? ctx.key_mask : nullptr;
+  const float* km = xk != xv ? ctx.key_mask : nullptr;
   kernels::AttentionConfig cfg = kernel_config(batch, d.tq, d.tv, d.dk, d.dv, options_.dropout, ctx);
   if (ctx.query_mask || ctx.value_mask || km) kernel_masks(cfg, ctx.query_mask, ctx.value_mask, km, sc.masks);
   for (int64_t h = 0; h < d.h; ++h) {
