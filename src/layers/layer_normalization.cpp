@@ -1,4 +1,5 @@
-// LayerNormalization: row statistics in double, the affine part in float.
+// LayerNormalization: row sums in float vector lanes added up in double, the affine part in
+// float (Keras computes the moments in float32).
 #include "attn/layers/layer_normalization.hpp"
 
 #include <cmath>
@@ -7,6 +8,22 @@ namespace attn::layers {
 
 namespace {
 bool known_initializer(const std::string& name) { return name == "zeros" || name == "ones" || name == "glorot_uniform"; }
+
+// sum of term(j) over j in [0, n): kLanes independent float partial sums, which the compiler
+// keeps in vector registers (a running double sum would be one scalar add at a time), added
+// up in double.
+constexpr int kLanes = 16;
+template <class Term>
+double lane_sum(int64_t n, Term term) {
+  float partial[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) partial[l] += term(j + l);
+  double total = 0.0;
+  for (; j < n; ++j) total += term(j);
+  for (const float p : partial) total += p;
+  return total;
+}
 }  // namespace
 
 LayerNormalizationLayer::LayerNormalizationLayer(LayerNormalizationOptions options)
@@ -41,15 +58,11 @@ void LayerNormalizationLayer::forward(ForwardContext& ctx) {
   for (int64_t r = 0; r < ctx.batch * rows_; ++r) {
     const float* x = ctx.inputs[0] + r * n;
     float* y = ctx.outputs[0] + r * n;
-    double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j) sum += x[j];
-    const double mean = sum / static_cast<double>(n);
-    double squares = 0.0;
-    for (int64_t j = 0; j < n; ++j) squares += (x[j] - mean) * (x[j] - mean);
+    const auto m = static_cast<float>(lane_sum(n, [x](int64_t j) { return x[j]; }) / static_cast<double>(n));
+    const double squares = lane_sum(n, [x, m](int64_t j) { return (x[j] - m) * (x[j] - m); });
     // As Keras: the variance in the input's float type, epsilon added in float.
     const float var = static_cast<float>(squares / static_cast<double>(n));
     const float rstd = 1.0f / std::sqrt(var + eps);
-    const auto m = static_cast<float>(mean);
     for (int64_t j = 0; j < n; ++j) {
       const float xhat = (x[j] - m) * rstd;
       y[j] = (gamma ? xhat * gamma[j] : xhat) + (beta ? beta[j] : 0.0f);
@@ -74,24 +87,17 @@ void LayerNormalizationLayer::backward(BackwardContext& ctx) {
     const float m = ctx.saved[2 * r], rstd = ctx.saved[2 * r + 1];
     // With xhat = (x - mean) rstd and h = dy gamma:
     // dx = rstd (h - mean(h) - xhat mean(h xhat)), dgamma += dy xhat, dbeta += dy.
-    double sum_h = 0.0, sum_hx = 0.0;
-    for (int64_t j = 0; j < n; ++j) {
-      const float xhat = (x[j] - m) * rstd;
-      const float h = gamma ? g[j] * gamma[j] : g[j];
-      sum_h += h;
-      sum_hx += static_cast<double>(h) * xhat;
-      if (dgamma) dgamma[j] += g[j] * xhat;
-      if (dbeta) dbeta[j] += g[j];
-    }
+    if (dgamma)
+      for (int64_t j = 0; j < n; ++j) dgamma[j] += g[j] * ((x[j] - m) * rstd);
+    if (dbeta)
+      for (int64_t j = 0; j < n; ++j) dbeta[j] += g[j];
     if (!dx) continue;
-    const auto mean_h = static_cast<float>(sum_h / static_cast<double>(n));
-    const auto mean_hx = static_cast<float>(sum_hx / static_cast<double>(n));
+    const auto h = [g, gamma](int64_t j) { return gamma ? g[j] * gamma[j] : g[j]; };
+    const auto mean_h = static_cast<float>(lane_sum(n, h) / static_cast<double>(n));
+    const auto mean_hx = static_cast<float>(
+        lane_sum(n, [&](int64_t j) { return h(j) * ((x[j] - m) * rstd); }) / static_cast<double>(n));
     float* dxr = dx + r * n;
-    for (int64_t j = 0; j < n; ++j) {
-      const float xhat = (x[j] - m) * rstd;
-      const float h = gamma ? g[j] * gamma[j] : g[j];
-      dxr[j] += rstd * (h - mean_h - xhat * mean_hx);
-    }
+    for (int64_t j = 0; j < n; ++j) dxr[j] += rstd * (h(j) - mean_h - (x[j] - m) * rstd * mean_hx);
   }
 }
 
