@@ -215,6 +215,34 @@ TEST(StepAllocation, EncoderBlockTrainStepAllocatesNothing) {
   }
 }
 
+// Token ids through an Embedding: train_on_batch checks every batch's ids (on the calling thread)
+// and the table's gradient rows are added per use; neither allocates.
+TEST(StepAllocation, EmbeddingTrainStepAllocatesNothing) {
+  namespace L = attn::layers;
+  for (int threads : {1, 2}) {
+    attn::clear_session();
+    attn::set_random_seed(4);
+    auto in = attn::Input({10});
+    auto x = L::Embedding(20, 8)(in);
+    x = L::LayerNormalization()(L::Add()({x, L::MultiHeadAttention(2, 4)({x, x})}));
+    attn::Model model(in, L::Dense(3)(L::Dense(64, {.activation = "relu"})(L::Flatten()(x))));
+    model.set_threads(threads);
+    model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}));
+    attn::Tensor xt({16, 10}), yt({16});
+    for (int64_t i = 0; i < xt.size(); ++i) xt[i] = static_cast<float>(i * 7 % 20);
+    for (int64_t i = 0; i < 16; ++i) yt[i] = static_cast<float>(i % 3);
+    const std::vector<attn::Tensor> xs{xt};
+    model.train_step(xs, yt);  // warm-up
+    const auto before = model.get_weights_flat();
+    g_allocations = 0;
+    g_counting = true;
+    for (int step = 0; step < 3; ++step) model.train_step(xs, yt);
+    g_counting = false;
+    EXPECT_EQ(g_allocations.load(), 0) << threads << " thread(s)";
+    EXPECT_NE(model.get_weights_flat(), before);
+  }
+}
+
 // fit's own loop around the steps (shuffled gather, running means, the logs handed to
 // callbacks, the progress line at verbose 0 and 2) allocates nothing per step either: a
 // callback counts the allocations between the ends of batches 2 and 7.

@@ -9,6 +9,7 @@
 #include "attn/layers/attention.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
+#include "attn/layers/embedding.hpp"
 #include "attn/layers/input.hpp"
 #include "attn/layers/layer_normalization.hpp"
 #include "attn/layers/merging.hpp"

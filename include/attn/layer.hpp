@@ -248,6 +248,16 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // (no batch-size-dependent kernels such as BLAS). The executor may then run it on any split of
   // the batch, to balance threads (see Team).
   virtual bool forward_is_per_sample() const { return false; }
+  // True when the layer's input values must be checked before a run (indices: Embedding) and so
+  // must come straight from a model input: fit, evaluate and predict then call
+  // check_input_values on that input's data, on the calling thread, where an error can be
+  // thrown (inside a step it would be on a worker thread).
+  virtual bool takes_model_input_only() const { return false; }
+  // Throws std::invalid_argument, starting "<what>: input <input>", when a value of x (samples x
+  // per_sample floats, model input number `input`) cannot be this layer's input. Allocates
+  // nothing when the values are fine (train_on_batch checks every batch).
+  virtual void check_input_values(const float* /*x*/, int64_t /*samples*/, int64_t /*per_sample*/,
+                                  const char* /*what*/, size_t /*input*/) const {}
 
   virtual void forward(ForwardContext& ctx) = 0;
   virtual void backward(BackwardContext& ctx) = 0;

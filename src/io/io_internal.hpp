@@ -33,8 +33,9 @@ struct LayerConfig {
   std::string string(const std::string& key, const std::string& def) const;
   // Refuses a non-null value (regularizers, constraints we do not implement).
   void require_null(const std::string& key) const;
-  // "float32" as a string or a DTypePolicy dict; anything else is refused.
-  void require_float32() const;
+  // The dtype, a string or a DTypePolicy dict, must be "float32" (or, for an InputLayer,
+  // with or_integer, "int32" / "int64"); anything else is refused.
+  void require_float32(bool or_integer = false) const;
   // A Keras initializer (string or {"class_name", "config"}) as attn's initializer name.
   std::string initializer(const std::string& key, const std::string& def) const;
   // A Keras activation (string, or {"class_name": "function", "config": name}).

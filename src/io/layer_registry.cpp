@@ -10,6 +10,7 @@
 #include "attn/layers/attention.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
+#include "attn/layers/embedding.hpp"
 #include "attn/layers/input.hpp"
 #include "attn/layers/layer_normalization.hpp"
 #include "attn/layers/merging.hpp"
@@ -68,7 +69,7 @@ void LayerConfig::require_null(const std::string& key) const {
   if (has(key)) fail(key, "not supported (got " + config.at(key).dump() + "; only null is)");
 }
 
-void LayerConfig::require_float32() const {
+void LayerConfig::require_float32(bool or_integer) const {
   if (!has("dtype")) return;
   const auto& d = config.at("dtype");
   std::string name;
@@ -80,7 +81,11 @@ void LayerConfig::require_float32() const {
   } else {
     fail("dtype", "unrecognised dtype " + d.dump());
   }
-  if (name != "float32") fail("dtype", "only float32 is supported, got '" + name + "'");
+  if (name == "float32") return;
+  // attn's data is float32; an integer input (ids for an Embedding) arrives as whole floats.
+  if (or_integer && (name == "int32" || name == "int64")) return;
+  fail("dtype", std::string("only float32") + (or_integer ? ", int32 and int64 are" : " is") + " supported, got '" +
+                    name + "'");
 }
 
 std::string LayerConfig::initializer(const std::string& key, const std::string& def) const {
@@ -99,11 +104,16 @@ std::string LayerConfig::initializer(const std::string& key, const std::string& 
   if (cls == "GlorotUniform" || cls == "glorot_uniform") return "glorot_uniform";
   if (cls == "Zeros" || cls == "zeros") return "zeros";
   if (cls == "Ones" || cls == "ones") return "ones";
+  // Keras' "uniform" (Embedding's default) is RandomUniform(-0.05, 0.05): only those bounds.
+  if (cls == "RandomUniform" || cls == "random_uniform" || cls == "uniform") {
+    if (cfg.value("minval", -0.05) == -0.05 && cfg.value("maxval", 0.05) == 0.05) return "random_uniform";
+    fail(key, "unsupported initializer " + v.dump() + " (RandomUniform only with Keras' default bounds -0.05, 0.05)");
+  }
   // tf.keras 2.3 writes glorot_uniform as VarianceScaling(1.0, fan_avg, uniform).
   if (cls == "VarianceScaling" && cfg.value("scale", 1.0) == 1.0 && cfg.value("mode", std::string()) == "fan_avg" &&
       cfg.value("distribution", std::string()) == "uniform")
     return "glorot_uniform";
-  fail(key, "unsupported initializer " + v.dump() + " (supported: GlorotUniform, Zeros, Ones)");
+  fail(key, "unsupported initializer " + v.dump() + " (supported: GlorotUniform, Zeros, Ones, RandomUniform)");
 }
 
 std::string LayerConfig::activation(const std::string& key, const std::string& def) const {
@@ -290,6 +300,25 @@ std::shared_ptr<Layer> global_average_pooling_1d(const LayerConfig& c) {
       layers::GlobalAveragePooling1DOptions{.keepdims = c.boolean("keepdims", false), .name = c.layer_name()});
 }
 
+std::shared_ptr<Layer> embedding(const LayerConfig& c) {
+  for (const char* k : {"embeddings_regularizer", "activity_regularizer", "embeddings_constraint", "lora_rank",
+                        "quantization_config"})
+    if (c.has(k)) c.require_null(k);
+  if (c.boolean("mask_zero", false))
+    c.fail("mask_zero", "not supported: attn takes masks as explicit inputs (MultiHeadAttention's key_mask, "
+                        "Attention's value_mask)");
+  // input_length (tf.keras 2) only repeats the input shape, which batch_input_shape gives.
+  const int64_t input_dim = c.integer("input_dim"), output_dim = c.integer("output_dim");
+  layers::EmbeddingOptions o;
+  o.name = c.layer_name();
+  o.embeddings_initializer = c.initializer("embeddings_initializer", "random_uniform");
+  try {
+    return std::make_shared<layers::EmbeddingLayer>(input_dim, output_dim, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(input_dim <= 0 || input_dim > (int64_t{1} << 24) ? "input_dim" : "output_dim", e.what());
+  }
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
@@ -298,6 +327,7 @@ const std::map<std::string, Factory>& registry() {
       {"LayerNormalization", layer_normalization},
       {"Add", add},
       {"GlobalAveragePooling1D", global_average_pooling_1d},
+      {"Embedding", embedding},
   };
   return r;
 }

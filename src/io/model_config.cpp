@@ -187,7 +187,7 @@ struct Reader {
   }
 
   Shape input_layer_shape(const LayerConfig& c) const {
-    c.require_float32();
+    c.require_float32(/*or_integer=*/true);
     if (c.boolean("sparse", false)) c.fail("sparse", "sparse inputs are not supported");
     if (c.boolean("ragged", false)) c.fail("ragged", "ragged inputs are not supported");
     if (auto s = c.batch_shape()) return *s;

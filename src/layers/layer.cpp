@@ -128,15 +128,25 @@ void initialize_weight(Weight& w) {
     double limit = std::sqrt(3.0 / std::max(1.0, (fan_in + fan_out) / 2.0));
     std::uniform_real_distribution<double> dist(-limit, limit);
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(dist(global_generator()));
+  } else if (init == "random_uniform") {  // Keras' "uniform": RandomUniform(minval=-0.05, maxval=0.05)
+    std::uniform_real_distribution<double> dist(-0.05, 0.05);
+    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(dist(global_generator()));
   } else {
     throw std::invalid_argument("weight '" + w.name + "': unsupported initializer '" + init + "'");
   }
 }
 
 nlohmann::json initializer_config(const std::string& name) {
-  const std::string cls = name == "glorot_uniform" ? "GlorotUniform" : name == "zeros" ? "Zeros" : "Ones";
+  const std::string cls = name == "glorot_uniform"   ? "GlorotUniform"
+                          : name == "random_uniform" ? "RandomUniform"
+                          : name == "zeros"          ? "Zeros"
+                                                     : "Ones";
   nlohmann::json cfg = nlohmann::json::object();
-  if (cls == "GlorotUniform") cfg["seed"] = nullptr;
+  if (cls == "RandomUniform") {
+    cfg["minval"] = -0.05;
+    cfg["maxval"] = 0.05;
+  }
+  if (cls == "GlorotUniform" || cls == "RandomUniform") cfg["seed"] = nullptr;
   return {{"module", "keras.initializers"}, {"class_name", cls}, {"config", cfg}, {"registered_name", nullptr}};
 }
 

@@ -64,6 +64,13 @@ void Model::build_graph() {
     if (std::dynamic_pointer_cast<InputLayer>(site->layer) && !declared.count(site.get()))
       throw std::invalid_argument("Model: the outputs depend on input '" + site->layer->name() +
                                   "', which is not among the model inputs");
+  for (const auto& site : order)
+    if (site->layer->takes_model_input_only())
+      for (const Node& n : site->inputs)
+        if (!declared.count(n->site.get()))
+          throw std::invalid_argument("Model: layer '" + site->layer->name() + "' (" + site->layer->class_name() +
+                                      ") reads its input from layer '" + n->site->layer->name() +
+                                      "'; it must read a model input directly (its values are checked before a run)");
   sites_ = order;
   std::set<const Layer*> seen;
   for (const auto& site : sites_)

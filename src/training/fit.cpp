@@ -43,7 +43,9 @@ bool fits_input(const Shape& x, const Shape& input) {
 }
 
 // Checks a data array against the model's expected per-sample shape and for NaN/inf.
-void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs, const char* what) {
+// Layers that read a model input's values as indices (Layer::takes_model_input_only) check them.
+void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs,
+                  const std::vector<std::shared_ptr<CallSite>>& sites, const char* what) {
   if (xs.size() != inputs.size())
     throw std::invalid_argument(std::string(what) + ": the model has " + std::to_string(inputs.size()) +
                                 " inputs but " + std::to_string(xs.size()) + " arrays were given");
@@ -69,6 +71,13 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
       if (!std::isfinite(data[k]))
         throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has a non-finite value (" +
                                     std::to_string(data[k]) + ") in sample " + std::to_string(k / (size / x.dim(0))));
+  }
+  for (const auto& site : sites) {
+    if (!site->layer->takes_model_input_only()) continue;
+    for (const Node& n : site->inputs)
+      for (size_t i = 0; i < inputs.size(); ++i)
+        if (n->site == inputs[i]->site && xs[i].dim(0) > 0)
+          site->layer->check_input_values(xs[i].data(), xs[i].dim(0), xs[i].size() / xs[i].dim(0), what, i);
   }
 }
 
@@ -259,7 +268,7 @@ std::map<std::string, double> Model::evaluate(const std::vector<Tensor>& xs, con
   if (options.batch_size <= 0) throw std::invalid_argument("evaluate: batch_size must be positive");
   if (options.verbose < 0 || options.verbose > 2)
     throw std::invalid_argument("evaluate: verbose must be 0, 1 or 2, got " + std::to_string(options.verbose));
-  check_inputs(xs, inputs_, "evaluate");
+  check_inputs(xs, inputs_, sites_, "evaluate");
   if (xs[0].dim(0) == 0)
     throw std::invalid_argument("evaluate: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
   check_labels(y, xs[0].dim(0), *loss_, executor(), "evaluate");
@@ -284,7 +293,7 @@ std::vector<Tensor> Model::forward_values(const std::vector<Tensor>& xs, const s
                                           const PredictOptions& options, const char* what) {
   check_not_moved_from(what);
   if (options.batch_size <= 0) throw std::invalid_argument(std::string(what) + ": batch_size must be positive");
-  check_inputs(xs, inputs_, what);
+  check_inputs(xs, inputs_, sites_, what);
   const int64_t n = xs[0].dim(0);
   Executor& ex = executor();
   std::vector<Tensor> out;
@@ -316,7 +325,7 @@ Model::StepResult Model::train_step(const std::vector<Tensor>& xs, const Tensor&
   if (!compiled()) throw std::logic_error("train_on_batch: compile the model first");
   // The checks fit makes once for all its data, here for every batch: a bad label found inside
   // the step would be thrown on a worker thread.
-  check_inputs(xs, inputs_, "train_on_batch");
+  check_inputs(xs, inputs_, sites_, "train_on_batch");
   if (xs[0].dim(0) == 0)
     throw std::invalid_argument("train_on_batch: no samples (x has shape " + shape_to_string(xs[0].shape()) + ")");
   Executor& ex = executor();
@@ -370,7 +379,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
     throw std::invalid_argument("fit: verbose must be 0, 1 or 2, got " + std::to_string(options.verbose));
   for (const auto& cb : options.callbacks)
     if (!cb) throw std::invalid_argument("fit: a callback is null");
-  check_inputs(xs_all, inputs_, "fit");
+  check_inputs(xs_all, inputs_, sites_, "fit");
   if (xs_all[0].dim(0) == 0)
     throw std::invalid_argument("fit: no samples (x has shape " + shape_to_string(xs_all[0].shape()) + ")");
   Executor& ex = executor();
@@ -400,7 +409,7 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   }
   const bool validating = !val_xs.empty();
   if (validating) {
-    check_inputs(val_xs, inputs_, "fit (validation data)");
+    check_inputs(val_xs, inputs_, sites_, "fit (validation data)");
     check_labels(val_y, val_xs[0].dim(0), *loss_, ex, "fit (validation data)");
   }
   const int64_t n = xs[0].dim(0);
