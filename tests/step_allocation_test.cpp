@@ -215,15 +215,16 @@ TEST(StepAllocation, EncoderBlockTrainStepAllocatesNothing) {
   }
 }
 
-// Token ids through an Embedding: train_on_batch checks every batch's ids (on the calling thread)
-// and the table's gradient rows are added per use; neither allocates.
+// Token ids through an Embedding (mask_zero: MultiHeadAttention takes the ids' mask):
+// train_on_batch checks every batch's ids (on the calling thread) and the table's gradient rows
+// are added per use; neither allocates.
 TEST(StepAllocation, EmbeddingTrainStepAllocatesNothing) {
   namespace L = attn::layers;
   for (int threads : {1, 2}) {
     attn::clear_session();
     attn::set_random_seed(4);
     auto in = attn::Input({10});
-    auto x = L::Embedding(20, 8)(in);
+    auto x = L::Embedding(20, 8, {.mask_zero = true})(in);
     x = L::LayerNormalization()(L::Add()({x, L::MultiHeadAttention(2, 4)({x, x})}));
     attn::Model model(in, L::Dense(3)(L::Dense(64, {.activation = "relu"})(L::Flatten()(x))));
     model.set_threads(threads);

@@ -32,6 +32,11 @@ struct SymbolicTensor {
   std::shared_ptr<CallSite> site;
   int index = 0;
   Shape shape;  // without the batch axis
+  // The mask Keras attaches to this tensor (its _keras_mask): a (batch, steps) tensor whose
+  // nonzero values mark the steps to keep. Embedding(mask_zero) makes one (its ids: nonzero =
+  // keep); layers that support masking pass it on (Layer::compute_mask), and attention and
+  // pooling layers use it where the call does not give that mask explicitly.
+  std::shared_ptr<SymbolicTensor> keras_mask;
 };
 using Node = std::shared_ptr<SymbolicTensor>;
 
@@ -44,9 +49,14 @@ struct CallOptions {
   Node value_mask = nullptr;                      // Attention: (batch, Tv) of 0/1, optional
   Node key_mask = nullptr;        // MultiHeadAttention: (batch, Tv) of 0/1; ignored without a separate key
   Node attention_mask = nullptr;  // MultiHeadAttention: (batch, Tq, Tv) of 0/1 (nonzero = attend)
+  Node mask = nullptr;            // GlobalAveragePooling1D: (batch, steps), nonzero = steps to average
+  // Bit i set: masks()[i] was taken from the inputs' Keras masks when the layer was called, as
+  // Keras fills a mask argument left None; such masks are not written to model configs.
+  unsigned implicit_masks = 0;
 
   // Every mask argument, set or not, so graph code can walk them alike.
-  std::array<const Node*, 4> masks() const { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
+  std::array<const Node*, 5> masks() const { return {&query_mask, &value_mask, &key_mask, &attention_mask, &mask}; }
+  bool is_implicit(size_t i) const { return (implicit_masks >> i) & 1u; }
 };
 
 // One call of a layer on symbolic inputs (Keras' Node).
@@ -173,8 +183,9 @@ struct ForwardContext {
   const float* value_mask = nullptr;  // [batch, Tv]
   const float* key_mask = nullptr;        // [batch, Tv]
   const float* attention_mask = nullptr;  // [batch, Tq, Tv]
+  const float* mask = nullptr;            // [batch, steps]
   // The mask fields in CallOptions::masks() order.
-  std::array<const float**, 4> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
+  std::array<const float**, 5> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask, &mask}; }
   float* logits = nullptr;            // when not null and has_keras_logits(): pre-activation out
   float* saved = nullptr;             // [batch * saved_floats_per_sample()]
   float* scratch = nullptr;           // [scratch_floats(batch)]
@@ -195,7 +206,8 @@ struct BackwardContext {
   const float* value_mask = nullptr;
   const float* key_mask = nullptr;
   const float* attention_mask = nullptr;
-  std::array<const float**, 4> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask}; }
+  const float* mask = nullptr;
+  std::array<const float**, 5> masks() { return {&query_mask, &value_mask, &key_mask, &attention_mask, &mask}; }
   bool output_grad_is_logits = false;  // output_grads[0] is d/d(pre-activation)
   float* param_grads = nullptr;        // base of the gradient buffer; ADD at weight.offset; may be null
   float* saved = nullptr;
@@ -258,6 +270,16 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // nothing when the values are fine (train_on_batch checks every batch).
   virtual void check_input_values(const float* /*x*/, int64_t /*samples*/, int64_t /*per_sample*/,
                                   const char* /*what*/, size_t /*input*/) const {}
+
+  // Keras' mask propagation: the mask this call's first output carries (Layer.compute_mask, for
+  // layers with supports_masking), from the inputs' masks and the call's options as completed
+  // by take_input_masks. The default drops it, as Keras 3 layers without supports_masking do
+  // (Flatten, Reshape); propagates_mask() layers pass the first input's on.
+  virtual Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const;
+  virtual bool propagates_mask() const { return false; }
+  // Sets the mask options that Keras fills from the inputs' masks when a call leaves them None
+  // (query_mask and value_mask from the query's and value's masks, ...). Called before build.
+  virtual void take_input_masks(const std::vector<Node>& /*inputs*/, CallOptions& /*options*/) const {}
 
   virtual void forward(ForwardContext& ctx) = 0;
   virtual void backward(BackwardContext& ctx) = 0;

@@ -304,14 +304,12 @@ std::shared_ptr<Layer> embedding(const LayerConfig& c) {
   for (const char* k : {"embeddings_regularizer", "activity_regularizer", "embeddings_constraint", "lora_rank",
                         "quantization_config"})
     if (c.has(k)) c.require_null(k);
-  if (c.boolean("mask_zero", false))
-    c.fail("mask_zero", "not supported: attn takes masks as explicit inputs (MultiHeadAttention's key_mask, "
-                        "Attention's value_mask)");
   // input_length (tf.keras 2) only repeats the input shape, which batch_input_shape gives.
   const int64_t input_dim = c.integer("input_dim"), output_dim = c.integer("output_dim");
   layers::EmbeddingOptions o;
   o.name = c.layer_name();
   o.embeddings_initializer = c.initializer("embeddings_initializer", "random_uniform");
+  o.mask_zero = c.boolean("mask_zero", false);
   try {
     return std::make_shared<layers::EmbeddingLayer>(input_dim, output_dim, o);
   } catch (const std::invalid_argument& e) {

@@ -68,19 +68,24 @@ json serialize_call(const CallSite& site, const NodeIndex& nodes) {
   json args = json::array();
   json kwargs = json::object();
   const std::string cls = layer.class_name();
+  // Masks the call took from its inputs' Keras masks are implicit in Keras too: not written.
+  const auto explicit_mask = [&](size_t i) { return site.options.is_implicit(i) ? nullptr : *site.options.masks()[i]; };
+  const Node query_mask = explicit_mask(0), value_mask = explicit_mask(1), key_mask = explicit_mask(2),
+             attention_mask = explicit_mask(3), mask = explicit_mask(4);
   if (cls == "Attention") {
     json list = json::array();
     for (const Node& n : site.inputs) list.push_back(nodes.tensor(n));
     args.push_back(list);
-    if (site.options.query_mask || site.options.value_mask)
-      kwargs["mask"] = json::array({site.options.query_mask ? nodes.tensor(site.options.query_mask) : json(),
-                                    site.options.value_mask ? nodes.tensor(site.options.value_mask) : json()});
+    if (query_mask || value_mask)
+      kwargs["mask"] = json::array({query_mask ? nodes.tensor(query_mask) : json(),
+                                    value_mask ? nodes.tensor(value_mask) : json()});
   } else {
     for (const Node& n : site.inputs) args.push_back(nodes.tensor(n));
-    if (site.options.query_mask) kwargs["query_mask"] = nodes.tensor(site.options.query_mask);
-    if (site.options.value_mask) kwargs["value_mask"] = nodes.tensor(site.options.value_mask);
-    if (site.options.key_mask) kwargs["key_mask"] = nodes.tensor(site.options.key_mask);
-    if (site.options.attention_mask) kwargs["attention_mask"] = nodes.tensor(site.options.attention_mask);
+    if (query_mask) kwargs["query_mask"] = nodes.tensor(query_mask);
+    if (value_mask) kwargs["value_mask"] = nodes.tensor(value_mask);
+    if (key_mask) kwargs["key_mask"] = nodes.tensor(key_mask);
+    if (attention_mask) kwargs["attention_mask"] = nodes.tensor(attention_mask);
+    if (mask) kwargs["mask"] = nodes.tensor(mask);
   }
   if (site.options.use_causal_mask) kwargs["use_causal_mask"] = true;
   if (site.options.return_attention_scores) kwargs["return_attention_scores"] = true;
@@ -418,6 +423,8 @@ struct Reader {
          : k == "value_mask" ? opt.value_mask
          : k == "key_mask"   ? opt.key_mask
                              : opt.attention_mask) = tensor(v);
+      } else if (k == "mask" && p.class_name == "GlobalAveragePooling1D" && is_ref(v)) {
+        opt.mask = tensor(v);
       } else if (k == "mask" && v.is_array() && std::all_of(v.begin(), v.end(), [](const json& m) { return m.is_null(); })) {
         // An all-None mask list carries nothing.
       } else {

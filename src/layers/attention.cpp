@@ -32,6 +32,16 @@ AttentionLayer::AttentionLayer(AttentionOptions options) : Layer("attention", op
   concat_ = options_.score_mode == "concat";
 }
 
+void AttentionLayer::take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const {
+  if (inputs.size() < 2) return;
+  if (!options.query_mask) options.query_mask = inputs[0]->keras_mask;
+  if (!options.value_mask) options.value_mask = inputs[1]->keras_mask;
+}
+
+Node AttentionLayer::compute_mask(const std::vector<Node>&, const CallOptions& options) const {
+  return options.query_mask;
+}
+
 std::vector<Shape> AttentionLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
   if (in.size() != 2 && in.size() != 3)
     fail("expects a list [query, value] or [query, value, key], got " + std::to_string(in.size()) + " inputs");
@@ -47,8 +57,8 @@ std::vector<Shape> AttentionLayer::compute_build(const std::vector<Shape>& in, c
     fail("query_mask must have shape (batch, " + std::to_string(q[0]) + ")");
   if (call.value_mask && call.value_mask->shape != Shape{v[0]})
     fail("value_mask must have shape (batch, " + std::to_string(v[0]) + ")");
-  if (call.key_mask || call.attention_mask)  // Keras' Attention takes mask=[query_mask, value_mask] only
-    fail("takes no key_mask or attention_mask (those are MultiHeadAttention's)");
+  if (call.key_mask || call.attention_mask || call.mask)  // Keras' Attention takes mask=[query_mask, value_mask]
+    fail("takes no key_mask, attention_mask or mask (query_mask and value_mask are its mask list)");
   if (!built_) {
     if (options_.use_scale) add_weight("scale", {}, "ones");
     if (concat_) add_weight("concat_score_weight", {}, "ones");

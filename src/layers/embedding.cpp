@@ -73,6 +73,12 @@ void EmbeddingLayer::backward(BackwardContext& ctx) {
   }
 }
 
+Node EmbeddingLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  // Keras: ops.not_equal(inputs, 0). attn's masks keep the steps where they are nonzero, so the
+  // ids are that mask as they are.
+  return options_.mask_zero && !inputs.empty() ? inputs[0] : nullptr;
+}
+
 nlohmann::json EmbeddingLayer::get_config() const {
   nlohmann::json c = Layer::get_config();
   c["input_dim"] = input_dim_;
@@ -81,7 +87,7 @@ nlohmann::json EmbeddingLayer::get_config() const {
   c["embeddings_regularizer"] = nullptr;
   c["activity_regularizer"] = nullptr;
   c["embeddings_constraint"] = nullptr;
-  c["mask_zero"] = false;
+  c["mask_zero"] = options_.mask_zero;
   return c;
 }
 

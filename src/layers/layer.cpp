@@ -79,13 +79,19 @@ std::vector<Node> Layer::call(const std::vector<Node>& inputs, const CallOptions
     if (!n) fail("called on a null input");
     shapes.push_back(n->shape);
   }
-  for (const Node* m : options.masks())
+  CallOptions effective = options;
+  effective.implicit_masks = 0;
+  take_input_masks(inputs, effective);
+  const auto given = options.masks(), taken = effective.masks();
+  for (size_t i = 0; i < given.size(); ++i)
+    if (!*given[i] && *taken[i]) effective.implicit_masks |= 1u << i;
+  for (const Node* m : effective.masks())
     if (*m && (*m)->site && (*m)->site->layer.get() == this) fail("a mask cannot come from the layer itself");
-  std::vector<Shape> out_shapes = build(shapes, options);
+  std::vector<Shape> out_shapes = build(shapes, effective);
   auto site = std::make_shared<CallSite>();
   site->layer = shared_from_this();
   site->inputs = inputs;
-  site->options = options;
+  site->options = effective;
   site->index_in_layer = call_count_++;
   std::vector<Node> outs;
   for (size_t i = 0; i < out_shapes.size(); ++i) {
@@ -96,7 +102,12 @@ std::vector<Node> Layer::call(const std::vector<Node>& inputs, const CallOptions
     site->outputs.push_back(t);
     outs.push_back(t);
   }
+  if (!outs.empty()) outs[0]->keras_mask = compute_mask(inputs, effective);
   return outs;
+}
+
+Node Layer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  return propagates_mask() && !inputs.empty() ? inputs[0]->keras_mask : nullptr;
 }
 
 // Keras initialisers (keras/src/initializers): glorot_uniform limit sqrt(6/(fan_in+fan_out))

@@ -13,6 +13,17 @@ std::vector<Shape> AddLayer::compute_build(const std::vector<Shape>& in, const C
   return {in[0]};
 }
 
+Node AddLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  Node mask;
+  for (const Node& n : inputs) {
+    if (!n->keras_mask) continue;
+    if (mask && mask != n->keras_mask)
+      fail("inputs carry different Keras masks; attn does not combine masks (give them one mask)");
+    mask = n->keras_mask;
+  }
+  return mask;
+}
+
 void AddLayer::forward(ForwardContext& ctx) {
   const int64_t n = ctx.batch * sample_size_;
   float* y = ctx.outputs[0];

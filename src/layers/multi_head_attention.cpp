@@ -208,6 +208,17 @@ MultiHeadAttentionLayer::MultiHeadAttentionLayer(MultiHeadAttentionOptions optio
       fail("unsupported initializer '" + *init + "' (glorot_uniform, zeros or ones)");
 }
 
+void MultiHeadAttentionLayer::take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const {
+  if (inputs.size() < 2) return;
+  if (!options.query_mask) options.query_mask = inputs[0]->keras_mask;
+  if (!options.value_mask) options.value_mask = inputs[1]->keras_mask;
+  if (inputs.size() == 3 && !options.key_mask) options.key_mask = inputs[2]->keras_mask;
+}
+
+Node MultiHeadAttentionLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  return inputs.empty() ? nullptr : inputs[0]->keras_mask;
+}
+
 std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
   if (in.size() != 2 && in.size() != 3)
     fail("expects a list [query, value] or [query, value, key], got " + std::to_string(in.size()) + " inputs");
@@ -225,6 +236,7 @@ std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shap
     fail("query_mask must have shape (batch, " + std::to_string(q[0]) + ")");
   if (call.value_mask && call.value_mask->shape != Shape{v[0]})
     fail("value_mask must have shape (batch, " + std::to_string(v[0]) + ")");
+  if (call.mask) fail("takes query_mask, value_mask, key_mask and attention_mask, not mask");
   if (call.key_mask && call.key_mask->shape != Shape{k[0]})
     fail("key_mask must have shape (batch, " + std::to_string(k[0]) + ")");
   if (call.attention_mask && call.attention_mask->shape != Shape{q[0], v[0]})

@@ -1,26 +1,52 @@
-// GlobalAveragePooling1D: sums in double, one division per feature.
+// GlobalAveragePooling1D: sums in double, one division per feature; with a mask, over the kept
+// steps only.
 #include "attn/layers/pooling.hpp"
+
+#include <limits>
 
 namespace attn::layers {
 
-std::vector<Shape> GlobalAveragePooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+void GlobalAveragePooling1DLayer::take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const {
+  if (!options.mask && inputs.size() == 1) options.mask = inputs[0]->keras_mask;
+}
+
+std::vector<Shape> GlobalAveragePooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
   if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
   if (in[0].size() != 2)
     fail("input must be (batch, steps, features), got (None, " + shape_to_string(in[0]).substr(1));
+  if (call.query_mask || call.value_mask || call.key_mask || call.attention_mask)
+    fail("takes one mask (mask), not attention masks");
+  if (call.mask && call.mask->shape != Shape{in[0][0]})
+    fail("mask must have shape (batch, " + std::to_string(in[0][0]) + "), got (None, " +
+         shape_to_string(call.mask->shape).substr(1));
   steps_ = in[0][0];
   features_ = in[0][1];
   if (options_.keepdims) return {{1, features_}};
   return {{features_}};
 }
 
+namespace {
+// Steps of sample b that the mask keeps (all without a mask).
+int64_t kept_steps(const float* mask, int64_t b, int64_t steps) {
+  if (!mask) return steps;
+  int64_t kept = 0;
+  for (int64_t t = 0; t < steps; ++t) kept += mask[b * steps + t] != 0.0f;
+  return kept;
+}
+}  // namespace
+
 void GlobalAveragePooling1DLayer::forward(ForwardContext& ctx) {
+  const float* mask = ctx.mask;
   for (int64_t b = 0; b < ctx.batch; ++b) {
     const float* x = ctx.inputs[0] + b * steps_ * features_;
     float* y = ctx.outputs[0] + b * features_;
+    const double count = static_cast<double>(kept_steps(mask, b, steps_));
     for (int64_t f = 0; f < features_; ++f) {
       double sum = 0.0;
-      for (int64_t t = 0; t < steps_; ++t) sum += x[t * features_ + f];
-      y[f] = static_cast<float>(sum / static_cast<double>(steps_));
+      for (int64_t t = 0; t < steps_; ++t)
+        if (!mask || mask[b * steps_ + t] != 0.0f) sum += x[t * features_ + f];
+      // count == 0: 0 / 0, NaN, as Keras' sum / sum(mask).
+      y[f] = count > 0 ? static_cast<float>(sum / count) : std::numeric_limits<float>::quiet_NaN();
     }
   }
 }
@@ -29,10 +55,16 @@ void GlobalAveragePooling1DLayer::backward(BackwardContext& ctx) {
   float* dx = ctx.input_grads[0];
   const float* dy = ctx.output_grads[0];
   if (!dx || !dy) return;
-  const float inv = 1.0f / static_cast<float>(steps_);
-  for (int64_t b = 0; b < ctx.batch; ++b)
-    for (int64_t t = 0; t < steps_; ++t)
+  const float* mask = ctx.mask;
+  for (int64_t b = 0; b < ctx.batch; ++b) {
+    const int64_t count = kept_steps(mask, b, steps_);
+    if (count == 0) continue;  // the output is NaN whatever the input: no finite gradient to pass
+    const float inv = 1.0f / static_cast<float>(count);
+    for (int64_t t = 0; t < steps_; ++t) {
+      if (mask && mask[b * steps_ + t] == 0.0f) continue;
       for (int64_t f = 0; f < features_; ++f) dx[(b * steps_ + t) * features_ + f] += dy[b * features_ + f] * inv;
+    }
+  }
 }
 
 nlohmann::json GlobalAveragePooling1DLayer::get_config() const {

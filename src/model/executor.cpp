@@ -72,7 +72,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
     std::vector<int> ins, outs;
     for (const Node& n : site->inputs) ins.push_back(lookup(n));
     for (const auto& weak : site->outputs) outs.push_back(id[weak.lock().get()]);
-    std::array<int, 4> masks;
+    std::array<int, 5> masks;
     for (size_t m = 0; m < masks.size(); ++m) {
       const Node* node = site->options.masks()[m];
       masks[m] = *node ? lookup(*node) : -1;

@@ -117,7 +117,7 @@ class Executor {
   std::vector<int> input_tensor_;        // model input i -> tensor id
   int output_tensor_ = -1;
   std::vector<std::vector<int>> site_inputs_, site_outputs_;
-  std::vector<std::array<int, 4>> site_masks_;  // per site, CallOptions::masks() order: tensor or -1
+  std::vector<std::array<int, 5>> site_masks_;  // per site, CallOptions::masks() order: tensor or -1
   int64_t planned_ = 0;
   std::vector<std::unique_ptr<ThreadState>> states_;
   std::vector<std::shared_ptr<float[]>> act_;   // per tensor [planned_, size]

@@ -178,7 +178,8 @@ void Model::summary(std::ostream& out) const {
     std::set<const Layer*> seen;
     for (const auto& site : sites_) {
       size_t n = site->inputs.size();
-      for (const Node* m : site->options.masks()) n += *m ? 1 : 0;
+      const auto masks = site->options.masks();
+      for (size_t m = 0; m < masks.size(); ++m) n += *masks[m] && !site->options.is_implicit(m) ? 1 : 0;
       if (n > 1 || !seen.insert(site->layer.get()).second) sequential_like = false;
     }
   }
@@ -246,7 +247,9 @@ void Model::summary(std::ostream& out) const {
       };
       for (const CallSite* site : sites) {
         for (const Node& n : site->inputs) add(n);
-        for (const Node* m : site->options.masks()) add(*m);
+        const auto masks = site->options.masks();
+        for (size_t m = 0; m < masks.size(); ++m)
+          if (!site->options.is_implicit(m)) add(*masks[m]);
       }
       texts.push_back(connections.empty() ? "-" : connections);
     }

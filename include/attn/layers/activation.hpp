@@ -14,6 +14,7 @@ class ActivationLayer : public Layer {
   std::string keras_logits_activation() const override { return activation_name_; }
   void forward(ForwardContext& ctx) override;
   bool forward_is_per_sample() const override { return true; }
+  bool propagates_mask() const override { return true; }
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
 

@@ -32,6 +32,10 @@ class AttentionLayer : public Layer {
   bool forward_is_per_sample() const override { return true; }
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
+  // Keras fills mask=[query_mask, value_mask] from the query's and value's Keras masks; the
+  // output carries the query mask (attention.py compute_mask).
+  void take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const override;
+  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions& call) override;

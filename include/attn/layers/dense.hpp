@@ -31,6 +31,7 @@ class DenseLayer : public Layer {
   bool runs_as_team() const override;
   int64_t team_floats(int64_t batch, int threads) const override;
   bool team_writes_input_grads() const override { return true; }
+  bool propagates_mask() const override { return true; }
   std::string keras_logits_activation() const override { return activation_name_; }
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;

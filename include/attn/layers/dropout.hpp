@@ -19,6 +19,7 @@ class DropoutLayer : public Layer {
   float rate() const { return rate_; }
   void forward(ForwardContext& ctx) override;
   bool forward_is_per_sample() const override { return true; }
+  bool propagates_mask() const override { return true; }
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
 

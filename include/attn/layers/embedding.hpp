@@ -4,8 +4,10 @@
 // them to int32 (truncating) and TensorFlow on a CPU refuses indices outside [0, input_dim);
 // attn refuses both out-of-range and fractional values, naming the input, the sample and the
 // layer, before a run starts. For that the layer must read a model input directly (checked when
-// the Model is built). mask_zero is not implemented: masks reach attn's layers only as explicit
-// call options (MultiHeadAttention's key_mask, Attention's value_mask).
+// the Model is built). With mask_zero the output carries a Keras mask, the ids themselves (id 0
+// = padding, masked), which MultiHeadAttention, Attention and GlobalAveragePooling1D use and
+// Dense, Dropout, Activation, LayerNormalization and Add pass on, as in Keras; Flatten and
+// Reshape drop it. A model whose output still carries it is refused (Keras would mask the loss).
 #pragma once
 
 #include "attn/layer.hpp"
@@ -15,6 +17,7 @@ namespace attn::layers {
 struct EmbeddingOptions {
   // Keras' "uniform": RandomUniform(-0.05, 0.05).
   std::string embeddings_initializer = "random_uniform";
+  bool mask_zero = false;  // id 0 is padding: the output carries a mask of the nonzero ids
   std::string name = "";
 };
 
@@ -26,6 +29,7 @@ class EmbeddingLayer : public Layer {
   int64_t output_dim() const { return output_dim_; }
   bool forward_is_per_sample() const override { return true; }
   bool takes_model_input_only() const override { return true; }
+  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
   void check_input_values(const float* x, int64_t samples, int64_t per_sample, const char* what,
                           size_t input) const override;
   void forward(ForwardContext& ctx) override;

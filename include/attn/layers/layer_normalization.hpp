@@ -25,6 +25,7 @@ class LayerNormalizationLayer : public Layer {
   // Per row: the mean and 1 / sqrt(var + epsilon).
   int64_t saved_floats_per_sample(const CallOptions&) const override { return 2 * rows_; }
   bool forward_is_per_sample() const override { return true; }
+  bool propagates_mask() const override { return true; }
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;

@@ -54,6 +54,14 @@ class MultiHeadAttentionLayer : public Layer {
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions& call) override;
 
+ public:
+  // Keras fills query_mask, value_mask and (for a separate key) key_mask from the inputs' Keras
+  // masks; the output carries the query's (multi_head_attention.py call()).
+  void take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const override;
+  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
+
+ protected:
+
  private:
   struct Dims {
     int64_t tq = 0, tv = 0;          // query and key/value steps

@@ -1,6 +1,7 @@
 // GlobalAveragePooling1D: the mean over the steps of a (steps, features) input
-// (keras/src/layers/pooling/global_average_pooling1d.py, channels_last; Keras masks are not
-// used: a mask reaches attn's layers only as an explicit call option).
+// (keras/src/layers/pooling/global_average_pooling1d.py, channels_last). With a mask (the
+// input's Keras mask, or CallOptions::mask) the mean over the kept steps only: sum / count, so
+// a sample with every step masked gives 0 / 0 = NaN, as Keras does. The output has no mask.
 #pragma once
 
 #include "attn/layer.hpp"
@@ -18,6 +19,7 @@ class GlobalAveragePooling1DLayer : public Layer {
       : Layer("global_average_pooling1d", options.name), options_(std::move(options)) {}
   std::string class_name() const override { return "GlobalAveragePooling1D"; }
   bool forward_is_per_sample() const override { return true; }
+  void take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const override;
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
   nlohmann::json get_config() const override;
