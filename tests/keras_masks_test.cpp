@@ -199,8 +199,11 @@ TEST_F(KerasMasks, PaddedSequencesTrainAndReadBackWithTheirMasks) {
   EXPECT_EQ(text.find("query_mask"), std::string::npos);
   EXPECT_EQ(text.find("value_mask"), std::string::npos);
   EXPECT_EQ(text.find("\"mask\""), std::string::npos);
-  for (const auto& layer : config["config"]["layers"])
-    if (layer["class_name"] == "Embedding") EXPECT_EQ(layer["config"]["mask_zero"], true);
+  for (const auto& layer : config["config"]["layers"]) {
+    if (layer["class_name"] == "Embedding") {
+      EXPECT_EQ(layer["config"]["mask_zero"], true);
+    }
+  }
   attn::testing::TempDir dir;
   const Tensor want = model.predict(xt);
   for (const std::string name : {"masked.keras", "masked.h5"}) {
