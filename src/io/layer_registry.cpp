@@ -16,6 +16,7 @@
 #include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/pooling.hpp"
+#include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "io/io_internal.hpp"
 
@@ -317,6 +318,20 @@ std::shared_ptr<Layer> embedding(const LayerConfig& c) {
   }
 }
 
+// keras_hub's PositionEmbedding (class name "PositionEmbedding", registered "keras_hub>...").
+std::shared_ptr<Layer> position_embedding(const LayerConfig& c) {
+  const int64_t length = c.integer("sequence_length");
+  layers::PositionEmbeddingOptions o;
+  o.name = c.layer_name();
+  o.initializer = c.initializer("initializer", "glorot_uniform");
+  // hierarchical_alpha only matters past sequence_length, which build refuses.
+  try {
+    return std::make_shared<layers::PositionEmbeddingLayer>(length, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail("sequence_length", e.what());
+  }
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
@@ -326,6 +341,9 @@ const std::map<std::string, Factory>& registry() {
       {"Add", add},
       {"GlobalAveragePooling1D", global_average_pooling_1d},
       {"Embedding", embedding},
+      {"PositionEmbedding", position_embedding},
+      {"keras_hub>PositionEmbedding", position_embedding},
+      {"keras_nlp>PositionEmbedding", position_embedding},
   };
   return r;
 }

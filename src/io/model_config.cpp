@@ -96,6 +96,10 @@ json serialize_call(const CallSite& site, const NodeIndex& nodes) {
 json layer_entry(const Layer& layer) {
   json e = {{"module", "keras.layers"}, {"class_name", layer.class_name()}, {"config", layer.get_config()},
             {"registered_name", nullptr}};
+  if (layer.class_name() == "PositionEmbedding") {  // keras_hub's, registered under its package
+    e["module"] = "keras_hub.src.layers.modeling.position_embedding";
+    e["registered_name"] = "keras_hub>PositionEmbedding";
+  }
   if (!is_input_layer(layer)) e["build_config"] = build_config(layer);
   return e;
 }
