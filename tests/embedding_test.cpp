@@ -13,7 +13,7 @@
 
 #include "attn/attn.hpp"
 #include "gradient_check.hpp"
-#include "temp_dir.hpp"
+#include "reload_check.hpp"
 
 namespace {
 
@@ -137,16 +137,7 @@ TEST_F(EmbeddingTest, TokenTransformerLearnsAndReadsBackFromKerasFiles) {
   EXPECT_LT(after.at("loss"), 0.5 * before) << "held-out loss " << before << " -> " << after.at("loss");
   EXPECT_GT(after.at("accuracy"), 0.85);
 
-  attn::testing::TempDir dir;
-  const Tensor want = model.predict(xt);
-  for (const std::string name : {"tokens.keras", "tokens.h5"}) {
-    SCOPED_TRACE(name);
-    attn::io::save_model(model, dir.file(name));
-    attn::Model back = attn::load_model(dir.file(name));
-    const Tensor got = back.predict(xt);
-    ASSERT_EQ(got.size(), want.size());
-    for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got.data()[i], want.data()[i]) << i;
-  }
+  attn::testing::expect_same_predictions_after_reload(model, xt);
 }
 
 // The same steps on 1 and 2 threads: each thread's samples add into its own gradient copy, summed
@@ -354,15 +345,7 @@ TEST_F(PositionEmbeddingTest, GivesAPooledTransformerThePositions) {
     model.fit(x, y, {.epochs = 10, .batch_size = 30, .verbose = 0});
     accuracy.push_back(model.evaluate(xt, yt).at("accuracy"));
     if (positions) {
-      attn::testing::TempDir dir;
-      const Tensor want = model.predict(xt);
-      for (const std::string name : {"pos.keras", "pos.h5"}) {
-        SCOPED_TRACE(name);
-        attn::io::save_model(model, dir.file(name));
-        attn::Model back = attn::load_model(dir.file(name));
-        const Tensor got = back.predict(xt);
-        for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
-      }
+      attn::testing::expect_same_predictions_after_reload(model, xt);
       const nlohmann::json config = attn::io::model_to_config(model);
       bool found = false;
       for (const auto& layer : config["config"]["layers"]) {

@@ -184,6 +184,20 @@ TEST(StepAllocation, ModelsSharingALayerTrainInTurnWithoutAllocating) {
   EXPECT_EQ(g_allocations.load(), 0);
 }
 
+// One warm-up step (plans the buffers, builds the optimizer), then three counted steps: none may
+// allocate, and the weights must move.
+void expect_steps_allocate_nothing(attn::Model& model, const attn::Tensor& x, const attn::Tensor& y, int threads) {
+  const std::vector<attn::Tensor> xs{x};
+  model.train_step(xs, y);
+  const auto before = model.get_weights_flat();
+  g_allocations = 0;
+  g_counting = true;
+  for (int step = 0; step < 3; ++step) model.train_step(xs, y);
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 0) << threads << " thread(s)";
+  EXPECT_NE(model.get_weights_flat(), before);
+}
+
 // A Transformer encoder block (MultiHeadAttention on its fused kernel, residual Adds,
 // LayerNormalization, pooling) trains without allocating either, with dropout in the attention.
 TEST(StepAllocation, EncoderBlockTrainStepAllocatesNothing) {
@@ -203,15 +217,7 @@ TEST(StepAllocation, EncoderBlockTrainStepAllocatesNothing) {
     attn::Tensor xt({16, 12, 5}), yt({16});
     for (int64_t i = 0; i < xt.size(); ++i) xt[i] = std::sin(0.37f * static_cast<float>(i));
     for (int64_t i = 0; i < 16; ++i) yt[i] = static_cast<float>(i % 3);
-    const std::vector<attn::Tensor> xs{xt};
-    model.train_step(xs, yt);  // warm-up
-    const auto before = model.get_weights_flat();
-    g_allocations = 0;
-    g_counting = true;
-    for (int step = 0; step < 3; ++step) model.train_step(xs, yt);
-    g_counting = false;
-    EXPECT_EQ(g_allocations.load(), 0) << threads << " thread(s)";
-    EXPECT_NE(model.get_weights_flat(), before);
+    expect_steps_allocate_nothing(model, xt, yt, threads);
   }
 }
 
@@ -232,15 +238,7 @@ TEST(StepAllocation, EmbeddingTrainStepAllocatesNothing) {
     attn::Tensor xt({16, 10}), yt({16});
     for (int64_t i = 0; i < xt.size(); ++i) xt[i] = static_cast<float>(i * 7 % 20);
     for (int64_t i = 0; i < 16; ++i) yt[i] = static_cast<float>(i % 3);
-    const std::vector<attn::Tensor> xs{xt};
-    model.train_step(xs, yt);  // warm-up
-    const auto before = model.get_weights_flat();
-    g_allocations = 0;
-    g_counting = true;
-    for (int step = 0; step < 3; ++step) model.train_step(xs, yt);
-    g_counting = false;
-    EXPECT_EQ(g_allocations.load(), 0) << threads << " thread(s)";
-    EXPECT_NE(model.get_weights_flat(), before);
+    expect_steps_allocate_nothing(model, xt, yt, threads);
   }
 }
 

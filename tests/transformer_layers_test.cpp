@@ -15,7 +15,7 @@
 
 #include "attn/attn.hpp"
 #include "gradient_check.hpp"
-#include "temp_dir.hpp"
+#include "reload_check.hpp"
 
 namespace {
 
@@ -201,16 +201,7 @@ TEST_F(TransformerLayers, EncoderBlockTrainsAndReadsBackFromKerasFiles) {
   EXPECT_LT(after.at("loss"), 0.5 * before) << "held-out loss " << before << " -> " << after.at("loss");
   EXPECT_GT(after.at("accuracy"), 0.75);
 
-  attn::testing::TempDir dir;
-  const Tensor want = model.predict(xt);
-  for (const std::string name : {"block.keras", "block.h5"}) {
-    SCOPED_TRACE(name);
-    attn::io::save_model(model, dir.file(name));
-    attn::Model back = attn::load_model(dir.file(name));
-    const Tensor got = back.predict(xt);
-    ASSERT_EQ(got.size(), want.size());
-    for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got.data()[i], want.data()[i]) << i;
-  }
+  attn::testing::expect_same_predictions_after_reload(model, xt);
   const nlohmann::json config = attn::io::model_to_config(model);
   int norms = 0, adds = 0, pools = 0;
   for (const auto& layer : config["config"]["layers"]) {
