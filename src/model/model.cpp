@@ -73,9 +73,10 @@ void Model::build_graph() {
                                       "'; it must read a model input directly (its values are checked before a run)");
   for (const Node& n : outputs_)
     if (n->keras_mask)
-      throw std::invalid_argument("Model: the output carries the Keras mask of '" + n->keras_mask->site->layer->name() +
-                                  "' (Embedding mask_zero); Keras would mask the loss with it, which attn does not "
-                                  "implement: pool or flatten the steps first");
+      throw std::invalid_argument("Model: the output carries a Keras mask (an Embedding with mask_zero over '" +
+                                  n->keras_mask->site->layer->name() +
+                                  "'); Keras would mask the loss with it, which attn does not implement: pool or "
+                                  "flatten the steps first");
   sites_ = order;
   std::set<const Layer*> seen;
   for (const auto& site : sites_)
