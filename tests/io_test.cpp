@@ -18,8 +18,13 @@
 #include "attn/layers/attention.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
+#include "attn/layers/embedding.hpp"
 #include "attn/layers/input.hpp"
+#include "attn/layers/layer_normalization.hpp"
+#include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
+#include "attn/layers/pooling.hpp"
+#include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "attn/random.hpp"
 #include "io/hdf5_file.hpp"
@@ -825,7 +830,19 @@ TEST(KerasFile, PythonLayoutCheck) {
   save_model(m, dir.file("attn.keras"));
   Model s = sequential_mlp();
   save_model(s, dir.file("mlp.keras"));
-  for (const char* f : {"attn.keras", "mlp.keras"}) {
+  // Token ids: Embedding (mask_zero), keras_hub's PositionEmbedding, MultiHeadAttention,
+  // LayerNormalization.
+  {
+    auto ids = Input({6});
+    auto x = layers::Embedding(12, 8, {.mask_zero = true})(ids);
+    x = layers::Add()({x, layers::PositionEmbedding(6)(x)});
+    x = layers::LayerNormalization()(layers::Add()({x, layers::MultiHeadAttention(2, 4)({x, x})}));
+    Model t(ids, layers::Dense(3)(layers::GlobalAveragePooling1D()(x)));
+    t.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}));
+    t.build_optimizer();
+    save_model(t, dir.file("tokens.keras"));
+  }
+  for (const char* f : {"attn.keras", "mlp.keras", "tokens.keras"}) {
     const std::string cmd = "/usr/bin/python3 " + script + " " + dir.file(f);
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }

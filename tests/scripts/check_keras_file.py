@@ -83,6 +83,17 @@ def expected_vars(layer):
             i += 1
         if cfg.get("score_mode", "dot") == "concat":
             out[f"vars/{i}"] = ()
+    elif cls == "LayerNormalization":  # gamma is created before beta
+        d = last_dim(build["input_shape"])
+        i = 0
+        for flag in ("scale", "center"):
+            if cfg.get(flag, True):
+                out[f"vars/{i}"] = (d,)
+                i += 1
+    elif cls == "Embedding":
+        out["vars/0"] = (cfg["input_dim"], cfg["output_dim"])
+    elif cls == "PositionEmbedding":
+        out["vars/0"] = (cfg["sequence_length"], last_dim(build["input_shape"]))
     elif cls == "MultiHeadAttention":
         shapes = build["shapes_dict"]
         q = shapes["query_shape"][-1]
