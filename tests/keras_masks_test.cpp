@@ -209,6 +209,43 @@ TEST_F(KerasMasks, PaddedSequencesTrainAndReadBackWithTheirMasks) {
                                                       [](attn::Model& back) { set_padding_row(back, 5.0f); });
 }
 
+// Keras 3 records the mask arguments its Layer.__call__ fills in the call's kwargs, as tensors
+// made by operations outside the model's layers (Embedding's not_equal). Such a config reads as
+// if they were absent: the layers take the masks from their inputs again.
+TEST_F(KerasMasks, ReadsConfigsThatRecordTheDerivedMasks) {
+  attn::Model model = masked_encoder(true);
+  nlohmann::json config = attn::io::model_to_config(model);
+  const nlohmann::json derived = {
+      {"class_name", "__keras_tensor__"},
+      {"config", {{"shape", {nullptr, kSteps}}, {"dtype", "bool"}, {"keras_history", {"not_equal", 0, 0}}}}};
+  int recorded = 0;
+  for (auto& layer : config["config"]["layers"]) {
+    auto& kwargs = layer["inbound_nodes"][0]["kwargs"];
+    if (layer["class_name"] == "MultiHeadAttention") {
+      kwargs["query_mask"] = derived;
+      kwargs["value_mask"] = derived;
+      kwargs["key_mask"] = nullptr;
+      ++recorded;
+    } else if (layer["class_name"] == "GlobalAveragePooling1D") {
+      kwargs["mask"] = derived;
+      ++recorded;
+    }
+  }
+  ASSERT_EQ(recorded, 2);
+  attn::Model back = attn::io::model_from_config(config, "recorded.json");
+  back.set_weights_flat(model.get_weights_flat());
+  const Tensor x = padded_ids(20, 7);
+  const Tensor want = model.predict(x);
+  set_padding_row(back, -3.0f);  // still masked
+  const Tensor got = back.predict(x);
+  for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << i;
+  // A reference to a layer that is in the model but was never called stays an error.
+  for (auto& layer : config["config"]["layers"])
+    if (layer["class_name"] == "MultiHeadAttention")
+      layer["inbound_nodes"][0]["kwargs"]["query_mask"]["config"]["keras_history"] = {"tokens", 5, 0};
+  EXPECT_THROW(attn::io::model_from_config(config, "recorded.json"), attn::io::FileError);
+}
+
 TEST_F(KerasMasks, RefusesMasksItCannotHonour) {
   // A masked output: Keras would mask the loss.
   {

@@ -300,10 +300,12 @@ struct Reader {
       if (it == produced.end() || r.tensor < 0 || r.tensor >= static_cast<int>(it->second.size())) return nullptr;
       return &it->second[static_cast<size_t>(r.tensor)];
     };
-    // Every tensor reference inside a node (to know when it can be called).
+    // Every tensor reference inside a node (to know when it can be called). A reference to no layer
+    // of the model is a mask Keras derived from an input's Keras mask (Keras 3 records the mask
+    // arguments it fills, made by operations such as not_equal): call_node leaves it out.
     std::function<void(const json&, std::vector<Ref>&)> collect = [&](const json& j, std::vector<Ref>& out) {
       if (is_keras3_tensor(j) || is_keras2_ref(j)) {
-        out.push_back(ref(j));
+        if (names.count(ref(j).layer)) out.push_back(ref(j));
         if (is_keras2_ref(j) && j.size() == 4) collect(j[3], out);
         return;
       }
@@ -320,7 +322,7 @@ struct Reader {
           bool ready = true;
           for (const Ref& r : refs) ready = ready && lookup(r);
           if (!ready) break;
-          std::vector<Node> outs = call_node(p, p.nodes[p.done], lookup);
+          std::vector<Node> outs = call_node(p, p.nodes[p.done], lookup, names);
           produced[{p.name, static_cast<int>(p.done)}] = outs;
           ++p.done;
           progress = true;
@@ -361,8 +363,8 @@ struct Reader {
     }
   }
 
-  std::vector<Node> call_node(const Pending& p, const json& node,
-                              const std::function<const Node*(const Ref&)>& lookup) const {
+  std::vector<Node> call_node(const Pending& p, const json& node, const std::function<const Node*(const Ref&)>& lookup,
+                              const std::set<std::string>& names) const {
     const std::string where = "layer '" + p.name + "' (" + p.class_name + ")";
     std::vector<Node> inputs;
     json kwargs = json::object();
@@ -370,6 +372,12 @@ struct Reader {
       const Node* n = lookup(ref(j));
       if (!n) fail(where + ": unresolved input " + j.dump().substr(0, 200));
       return *n;
+    };
+    // A mask argument naming no layer of the model is one Keras derived from an input's Keras mask
+    // (see functional()): null here, and the layer takes it from its inputs again when called.
+    auto mask_tensor = [&](const json& j) -> Node {
+      if (!is_ref(j)) fail(where + ": a mask argument is not a tensor: " + j.dump().substr(0, 200));
+      return names.count(ref(j).layer) ? tensor(j) : nullptr;
     };
     std::function<void(const json&)> flatten = [&](const json& a) {
       if (is_ref(a)) {
@@ -419,16 +427,16 @@ struct Reader {
         opt.return_attention_scores = v.get<bool>();
       } else if (attention && k == "mask") {
         if (!v.is_array() || v.size() < 1 || v.size() > 3) fail(where + ": call argument 'mask' must be a list");
-        if (!v[0].is_null()) opt.query_mask = tensor(v[0]);
-        if (v.size() > 1 && !v[1].is_null()) opt.value_mask = tensor(v[1]);
-        if (v.size() > 2 && !v[2].is_null()) fail(where + ": a key mask is not supported");
+        if (!v[0].is_null()) opt.query_mask = mask_tensor(v[0]);
+        if (v.size() > 1 && !v[1].is_null()) opt.value_mask = mask_tensor(v[1]);
+        if (v.size() > 2 && !v[2].is_null() && mask_tensor(v[2])) fail(where + ": a key mask is not supported");
       } else if (mha && (k == "query_mask" || k == "value_mask" || k == "key_mask" || k == "attention_mask")) {
         (k == "query_mask" ? opt.query_mask
          : k == "value_mask" ? opt.value_mask
          : k == "key_mask"   ? opt.key_mask
-                             : opt.attention_mask) = tensor(v);
+                             : opt.attention_mask) = k == "attention_mask" ? tensor(v) : mask_tensor(v);
       } else if (k == "mask" && p.class_name == "GlobalAveragePooling1D" && is_ref(v)) {
-        opt.mask = tensor(v);
+        opt.mask = mask_tensor(v);
       } else if (k == "mask" && v.is_array() && std::all_of(v.begin(), v.end(), [](const json& m) { return m.is_null(); })) {
         // An all-None mask list carries nothing.
       } else {
