@@ -314,7 +314,7 @@ std::shared_ptr<Layer> embedding(const LayerConfig& c) {
   try {
     return std::make_shared<layers::EmbeddingLayer>(input_dim, output_dim, o);
   } catch (const std::invalid_argument& e) {
-    c.fail(input_dim <= 0 || input_dim > (int64_t{1} << 24) ? "input_dim" : "output_dim", e.what());
+    c.fail(input_dim <= 0 || input_dim > layers::EmbeddingLayer::kMaxInputDim ? "input_dim" : "output_dim", e.what());
   }
 }
 

@@ -13,8 +13,7 @@ EmbeddingLayer::EmbeddingLayer(int64_t input_dim, int64_t output_dim, EmbeddingO
     : Layer("embedding", options.name), input_dim_(input_dim), output_dim_(output_dim), options_(std::move(options)) {
   if (input_dim_ <= 0) fail("input_dim must be positive, got " + std::to_string(input_dim_));
   if (output_dim_ <= 0) fail("output_dim must be positive, got " + std::to_string(output_dim_));
-  // Indices travel as floats: past 2^24 not every integer has one.
-  if (input_dim_ > (int64_t{1} << 24))
+  if (input_dim_ > kMaxInputDim)
     fail("input_dim must be at most 2^24 (indices are read from float32 data), got " + std::to_string(input_dim_));
 }
 
@@ -31,10 +30,9 @@ std::vector<Shape> EmbeddingLayer::compute_build(const std::vector<Shape>& in, c
 
 void EmbeddingLayer::check_input_values(const float* x, int64_t samples, int64_t per_sample, const char* what,
                                         size_t input) const {
-  const float limit = static_cast<float>(input_dim_);
   for (int64_t i = 0; i < samples * per_sample; ++i) {
     const float v = x[i];
-    if (v >= 0.0f && v < limit && v == std::floor(v)) continue;
+    if (in_table(v) && v == std::floor(v)) continue;
     throw std::invalid_argument(std::string(what) + ": input " + std::to_string(input) + " feeds Embedding '" +
                                 name_ + "', but its value " + callbacks::float_repr(v) + " in sample " +
                                 std::to_string(i / per_sample) + " is not an index in [0, " +
@@ -50,7 +48,7 @@ void EmbeddingLayer::forward(ForwardContext& ctx) {
     float* row = ctx.outputs[0] + i * output_dim_;
     // Model entry points refuse such values before a run (check_input_values); a caller that
     // bypasses them gets zeros, as TensorFlow's GPU kernel gives, never a read out of bounds.
-    if (!(v >= 0.0f && v < static_cast<float>(input_dim_))) {
+    if (!in_table(v)) {
       std::memset(row, 0, output_dim_ * sizeof(float));
       continue;
     }
@@ -66,7 +64,7 @@ void EmbeddingLayer::backward(BackwardContext& ctx) {
   const int64_t n = ctx.batch * ids_per_sample_;
   for (int64_t i = 0; i < n; ++i) {
     const float v = ctx.inputs[0][i];
-    if (!(v >= 0.0f && v < static_cast<float>(input_dim_))) continue;
+    if (!in_table(v)) continue;
     float* drow = dtable + static_cast<int64_t>(v) * output_dim_;
     const float* g = dy + i * output_dim_;
     for (int64_t j = 0; j < output_dim_; ++j) drow[j] += g[j];

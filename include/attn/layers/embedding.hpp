@@ -23,6 +23,9 @@ struct EmbeddingOptions {
 
 class EmbeddingLayer : public Layer {
  public:
+  // Indices travel as floats: past 2^24 not every integer has one.
+  static constexpr int64_t kMaxInputDim = int64_t{1} << 24;
+
   EmbeddingLayer(int64_t input_dim, int64_t output_dim, EmbeddingOptions options = {});
   std::string class_name() const override { return "Embedding"; }
   int64_t input_dim() const { return input_dim_; }
@@ -40,6 +43,9 @@ class EmbeddingLayer : public Layer {
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
 
  private:
+  // The row an index value selects exists (truncated as Keras' cast to int32 does).
+  bool in_table(float v) const { return v >= 0.0f && v < static_cast<float>(input_dim_); }
+
   int64_t input_dim_, output_dim_;
   EmbeddingOptions options_;
   int64_t ids_per_sample_ = 0;
