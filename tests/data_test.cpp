@@ -364,6 +364,93 @@ TEST(Npz, CorruptZip) {
   EXPECT_MESSAGE(error_of([&] { load_npz(dir.file("cut.npz")); }), "cut.npz: not a valid zip archive");
 }
 
+// ---- any .npz: named arrays of any shape; .npy and .npz written ----
+
+TEST(NpzArrays, NamedArraysOfAnyShapeAndElementType) {
+  TempDir dir;
+  std::map<std::string, Bytes> m = {
+      {"ids.npy", npy("<i8", "(2, 3)", little_endian<int64_t>({0, 5, -3, 16777216, 7, 1}))},
+      {"targets.npy", npy("<f8", "(2,)", little_endian<double>({0.25, -1.5}))},
+      {"flags.npy", npy("|b1", "(3, 1)", {1, 0, 1})},
+      {"scalar.npy", npy("<f4", "()", little_endian<float>({3.5f}))},
+      {"notes.txt", {'h', 'i'}}};
+  write_zip(dir.file("a.npz"), m, true);
+  EXPECT_EQ(npz_array_names(dir.file("a.npz")).size(), 4u);  // the .txt is not an array
+  auto a = load_npz_arrays(dir.file("a.npz"), {"ids", "targets", "flags", "scalar"});
+  EXPECT_EQ(a.at("ids").shape(), (Shape{2, 3}));
+  EXPECT_EQ(a.at("ids").to_vector(), (std::vector<float>{0, 5, -3, 16777216, 7, 1}));
+  EXPECT_EQ(a.at("targets").to_vector(), (std::vector<float>{0.25f, -1.5f}));
+  EXPECT_EQ(a.at("flags").shape(), (Shape{3, 1}));
+  EXPECT_EQ(a.at("flags").to_vector(), (std::vector<float>{1, 0, 1}));
+  EXPECT_EQ(a.at("scalar").rank(), 0);
+  EXPECT_EQ(a.at("scalar")[0], 3.5f);
+  // Only what is asked for is read: a damaged array not named does not stop the others.
+  m["ids.npy"] = npy("<i8", "(2, 3)", Bytes(8));
+  write_zip(dir.file("b.npz"), m, false);
+  EXPECT_EQ(load_npz_arrays(dir.file("b.npz"), {"targets"}).size(), 1u);
+  EXPECT_MESSAGE(error_of([&] { load_npz_arrays(dir.file("b.npz"), {"ids"}); }), "b.npz member ids.npy: truncated");
+}
+
+TEST(NpzArrays, AMissingArrayIsNamedWithTheArraysTheFileHolds) {
+  TempDir dir;
+  write_zip(dir.file("a.npz"), mnist_members(), false);
+  const std::string msg = error_of([&] { load_npz_arrays(dir.file("a.npz"), {"x_train", "x_val"}); });
+  EXPECT_MESSAGE(msg, "a.npz: no array 'x_val'");
+  EXPECT_MESSAGE(msg, "x_test");
+  EXPECT_MESSAGE(error_of([&] { load_npz_arrays(dir.file("none.npz"), {"x"}); }), "none.npz: cannot open");
+  write_raw(dir.file("text.npz"), {'n', 'o', 't', ' ', 'a', ' ', 'z', 'i', 'p'});
+  EXPECT_MESSAGE(error_of([&] { load_npz_arrays(dir.file("text.npz"), {"x"}); }), "text.npz: not a valid zip archive");
+}
+
+TEST(NpzArrays, WritesWhatNumPyWrites) {
+  TempDir dir;
+  Tensor t({2, 3});
+  for (int i = 0; i < 6; ++i) t[i] = 0.5f * static_cast<float>(i) - 1.0f;
+  save_npy(dir.file("t.npy"), t);
+  // np.save's bytes for float32 (2, 3): magic, version 1.0, header length 118, the header
+  // padded with spaces to a 128-byte preamble, the values little-endian.
+  Bytes expected = npy("<f4", "(2, 3)", little_endian(t.to_vector()));
+  EXPECT_EQ(read_all(dir.file("t.npy")), expected);
+  EXPECT_EQ(expected.size(), 128u + 24u);
+  Tensor v({4});
+  for (int i = 0; i < 4; ++i) v[i] = static_cast<float>(i * i);
+  save_npz(dir.file("a.npz"), {{"t", t}, {"v", v}, {"s", Tensor(Shape{})}});
+  EXPECT_EQ(npz_array_names(dir.file("a.npz")), (std::vector<std::string>{"t", "v", "s"}));
+  auto back = load_npz_arrays(dir.file("a.npz"), {"t", "v", "s"});
+  EXPECT_EQ(back.at("t").shape(), t.shape());
+  EXPECT_EQ(back.at("t").to_vector(), t.to_vector());
+  EXPECT_EQ(back.at("v").shape(), (Shape{4}));  // "(4,)", a 1-tuple
+  EXPECT_EQ(back.at("v").to_vector(), v.to_vector());
+  EXPECT_EQ(back.at("s").rank(), 0);
+  EXPECT_MESSAGE(error_of([&] { save_npz(dir.file("b.npz"), {{"t", t}, {"t", v}}); }), "two arrays named 't'");
+  EXPECT_MESSAGE(error_of([&] { save_npz(dir.file("b.npz"), {{"a/b", t}}); }), "array name 'a/b'");
+  EXPECT_FALSE(fs::exists(dir.file("b.npz")));
+}
+
+// NumPy itself, when installed (the set-up installs python3-numpy): it reads the .npz and .npy
+// attn writes, and attn reads what np.savez_compressed writes.
+TEST(NpzArrays, NumPyReadsAndWritesTheSameFiles) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  TempDir dir;
+  Tensor t({2, 3});
+  for (int i = 0; i < 6; ++i) t[i] = 0.1f * static_cast<float>(i) - 0.25f;
+  save_npz(dir.file("attn.npz"), {{"t", t}});
+  save_npy(dir.file("attn.npy"), t);
+  const std::string check =
+      "import numpy as np, sys; d = sys.argv[1]; a = np.load(d + '/attn.npz')['t']; b = np.load(d + '/attn.npy'); "
+      "w = (0.1 * np.arange(6, dtype=np.float32) - 0.25).astype(np.float32).reshape(2, 3); "
+      "assert a.dtype == np.float32 and a.shape == (2, 3) and (a == b).all() and np.allclose(a, w, atol=1e-7), a; "
+      "np.savez_compressed(d + '/numpy.npz', ids=np.array([[3, 0], [1, 2**40]], dtype=np.int64), "
+      "x=np.linspace(-1, 1, 5), m=np.array([True, False]))";
+  ASSERT_EQ(std::system(("/usr/bin/python3 -c \"" + check + "\" '" + dir.str() + "'").c_str()), 0);
+  auto a = load_npz_arrays(dir.file("numpy.npz"), {"ids", "x", "m"});
+  EXPECT_EQ(a.at("ids").shape(), (Shape{2, 2}));
+  EXPECT_EQ(a.at("ids").to_vector(), (std::vector<float>{3, 0, 1, 1099511627776.0f}));
+  EXPECT_EQ(a.at("x").to_vector(), (std::vector<float>{-1, -0.5f, 0, 0.5f, 1}));
+  EXPECT_EQ(a.at("m").to_vector(), (std::vector<float>{1, 0}));
+}
+
 // ---- directory finder ----
 
 TEST(Mnist, LoadsIdxRawAndGzip) {

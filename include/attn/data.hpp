@@ -1,10 +1,14 @@
-// Data set loaders: MNIST IDX (raw or gzip), Keras' mnist.npz, and a directory finder.
+// Data set loaders: MNIST IDX (raw or gzip), Keras' mnist.npz, any NumPy .npz, and a directory
+// finder; NumPy .npy/.npz writers.
 // Every loader checks the header against the file size before allocating and throws
 // attn::DataError naming the file and what is wrong. Pixels stay 0..255 as Keras loads them.
 #pragma once
 
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "attn/tensor.hpp"
 
@@ -35,6 +39,18 @@ enum class Splits { kBoth, kTestOnly };
 // Keras mnist.npz (x_train, y_train, x_test, y_test), zip stored or deflated. With kTestOnly,
 // train is left empty.
 Mnist load_npz(const std::string& path, Splits splits = Splits::kBoth);
+// Arrays of any NumPy .npz (np.savez or np.savez_compressed), by name without ".npy": each a
+// float32 tensor of its stored shape (integer, bool, float32 and float64 arrays; C order). Only
+// the arrays named are read; a name the file lacks is an error naming the file and the arrays
+// it holds.
+std::map<std::string, Tensor> load_npz_arrays(const std::string& path, const std::vector<std::string>& names);
+// The names of the arrays a .npz holds, in file order.
+std::vector<std::string> npz_array_names(const std::string& path);
+// float32 arrays as NumPy writes them (np.save, np.savez: '<f4', C order, stored members),
+// written to a temporary name and renamed.
+void save_npy(const std::string& path, const Tensor& array);
+void save_npz(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& arrays);
+
 // A directory holding train-images-idx3-ubyte[.gz] etc. (or mnist.npz); throws naming
 // the directory and the missing file. With kTestOnly, only the t10k files are needed and
 // train is left empty.

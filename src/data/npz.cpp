@@ -1,4 +1,5 @@
-// Reader for Keras' mnist.npz: a zip (stored or deflated, via libzip) of four .npy arrays.
+// NumPy arrays: Keras' mnist.npz and any other .npz (a zip, stored or deflated, via libzip, of
+// .npy arrays), read as float32 tensors; float32 tensors written as .npy and .npz.
 // The .npy header (format versions 1.0-3.0) is parsed here: C order only, integer or float
 // element types of 1-8 bytes in either byte order, converted to float32 tensors.
 // Deliberately not a general NumPy loader: no pickled objects, no Fortran order, no
@@ -15,6 +16,8 @@
 #include <vector>
 
 #include "attn/data.hpp"
+#include "attn/io.hpp"
+#include "io/zip_archive.hpp"
 
 namespace attn::data {
 namespace {
@@ -302,9 +305,7 @@ Split load_split(zip_t* zip, const std::string& path, const std::string& suffix)
   return s;
 }
 
-}  // namespace
-
-Mnist load_npz(const std::string& path, Splits splits) {
+ZipPtr open_npz(const std::string& path) {
   int err = 0;
   ZipPtr zip(zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err));
   if (!zip) {
@@ -314,12 +315,87 @@ Mnist load_npz(const std::string& path, Splits splits) {
     zip_error_fini(&ze);
     fail(path, (err == ZIP_ER_NOENT || err == ZIP_ER_OPEN ? "cannot open: " : "not a valid zip archive: ") + msg);
   }
+  return zip;
+}
+
+// The arrays of an open .npz: its members ending in .npy, without that ending, in file order.
+std::vector<std::string> array_names(zip_t* zip) {
+  std::vector<std::string> names;
+  const zip_int64_t n = zip_get_num_entries(zip, 0);
+  for (zip_int64_t i = 0; i < n; ++i) {
+    const char* name = zip_get_name(zip, static_cast<zip_uint64_t>(i), 0);
+    if (!name) continue;
+    const std::string_view v(name);
+    if (v.size() > 4 && v.substr(v.size() - 4) == ".npy") names.emplace_back(v.substr(0, v.size() - 4));
+  }
+  return names;
+}
+
+// The .npy bytes of a float32 tensor: format 1.0, header padded to a multiple of 64 bytes with
+// spaces and a newline, as NumPy writes it.
+std::vector<char> npy_bytes(const Tensor& t) {
+  std::string shape = "(";
+  for (int64_t d : t.shape()) shape += std::to_string(d) + ", ";
+  if (t.rank() == 1) shape.resize(shape.size() - 1);  // "(5,)"
+  else if (t.rank() > 1) shape.resize(shape.size() - 2);
+  shape += ")";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::vector<char> b = {'\x93', 'N', 'U', 'M', 'P', 'Y', 1, 0};
+  b.push_back(static_cast<char>(header.size() & 0xff));
+  b.push_back(static_cast<char>(header.size() >> 8));
+  b.insert(b.end(), header.begin(), header.end());
+  const size_t at = b.size(), bytes = static_cast<size_t>(t.size()) * sizeof(float);
+  b.resize(at + bytes);
+  if (bytes) std::memcpy(b.data() + at, t.data(), bytes);  // little-endian, as '<f4' says
+  return b;
+}
+
+}  // namespace
+
+Mnist load_npz(const std::string& path, Splits splits) {
+  ZipPtr zip = open_npz(path);
   Mnist m;
   m.test = load_split(zip.get(), path, "test");
   // The split not asked for: 0 images of the test images' size.
   m.train = splits == Splits::kBoth ? load_split(zip.get(), path, "train")
                                     : Split{Tensor({0, m.test.x.dim(1), m.test.x.dim(2)}), Tensor({0})};
   return m;
+}
+
+std::vector<std::string> npz_array_names(const std::string& path) { return array_names(open_npz(path).get()); }
+
+std::map<std::string, Tensor> load_npz_arrays(const std::string& path, const std::vector<std::string>& names) {
+  ZipPtr zip = open_npz(path);
+  const std::vector<std::string> held = array_names(zip.get());
+  std::map<std::string, Tensor> arrays;
+  for (const std::string& name : names) {
+    if (std::find(held.begin(), held.end(), name) == held.end()) {
+      std::string list;
+      for (const std::string& h : held) list += (list.empty() ? "" : ", ") + h;
+      fail(path, "no array '" + name + "' (it holds " + (list.empty() ? std::string("no arrays") : list) + ")");
+    }
+    arrays.emplace(name, load_member(zip.get(), path, name + ".npy"));
+  }
+  return arrays;
+}
+
+void save_npy(const std::string& path, const Tensor& array) {
+  const std::vector<char> bytes = npy_bytes(array);
+  io::write_text_atomically(path, std::string(bytes.begin(), bytes.end()));
+}
+
+void save_npz(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& arrays) {
+  std::vector<std::pair<std::string, std::vector<char>>> members;
+  for (const auto& [name, array] : arrays) {
+    if (name.empty() || name.find('/') != std::string::npos)
+      throw DataError(path + ": array name '" + name + "' is empty or holds a '/'");
+    for (const auto& [other, bytes] : members)
+      if (other == name + ".npy") throw DataError(path + ": two arrays named '" + name + "'");
+    members.emplace_back(name + ".npy", npy_bytes(array));
+  }
+  io::write_atomically(path, [&](const std::string& tmp) { io::zip::write(tmp, members, path); });
 }
 
 }  // namespace attn::data
