@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <thread>
 
 #include "attn/attn.hpp"
@@ -61,7 +62,8 @@ const CLI::Validator kNonNegative = whole_number_at_least(0);
 using namespace attn;
 
 struct DataFlags {
-  std::string dir;
+  std::string dir;     // --data: MNIST images (IDX files or mnist.npz), scaled to 0..1
+  std::string arrays;  // --arrays: a NumPy .npz of x_train, y_train, x_test, y_test, used as stored
   int64_t limit_train = 0;
   int64_t limit_test = 0;
 };
@@ -178,6 +180,92 @@ data::Mnist load_data(const DataFlags& flags, data::Splits splits) {
   }
 }
 
+// One split's samples as the model takes them. MNIST: images / 255 in the model's input shape,
+// class ids as its loss wants them. --arrays: x_<split> and y_<split> as stored (fit, evaluate
+// and predict check their shapes and values against the model), a rank-1 y of class ids made
+// one-hot for a categorical cross-entropy as for MNIST.
+struct Samples {
+  Tensor x, y;  // y empty when not asked for
+};
+struct SplitData {
+  Samples train, test;
+};
+// Which splits a verb reads; test_labels false reads only x_test (predict, attention).
+struct Wanted {
+  bool train = false;
+  bool test = true;
+  bool test_labels = true;
+};
+
+Samples array_samples(std::map<std::string, Tensor>& arrays, const Model& model, const std::string& split,
+                      int64_t limit, const DataFlags& flags) {
+  Samples s;
+  s.x = limit_rows(arrays.at("x_" + split), limit);
+  if (arrays.count("y_" + split)) {
+    const Tensor& y = arrays.at("y_" + split);
+    if (y.rank() < 1 || y.dim(0) != arrays.at("x_" + split).dim(0))
+      throw std::runtime_error(flags.arrays + ": x_" + split + " holds " + std::to_string(arrays.at("x_" + split).dim(0)) +
+                               " samples but y_" + split + " has shape " + shape_to_string(y.shape()));
+    s.y = y.rank() == 1 ? labels_for(model, y, limit, flags.arrays + " (y_" + split + ")") : limit_rows(y, limit);
+  }
+  return s;
+}
+
+// What a verb reads, before the model it is for is known: read first, so that a bad data file
+// is reported before anything about the model (and before a long model load).
+struct LoadedData {
+  data::Mnist mnist;
+  std::map<std::string, Tensor> arrays;
+};
+
+LoadedData read_data(const DataFlags& flags, Wanted wanted) {
+  LoadedData d;
+  if (flags.arrays.empty()) {
+    d.mnist = load_data(flags, wanted.train ? data::Splits::kBoth : data::Splits::kTestOnly);
+    return d;
+  }
+  std::vector<std::string> names;
+  if (wanted.train) names = {"x_train", "y_train"};
+  if (wanted.test) names.push_back("x_test");
+  if (wanted.test && wanted.test_labels) names.push_back("y_test");
+  d.arrays = data::load_npz_arrays(flags.arrays, names);
+  return d;
+}
+
+// The samples for `model`; `loaded` is consumed (the training images are scaled in place).
+SplitData samples_for(const Model& model, LoadedData& loaded, const DataFlags& flags, Wanted wanted) {
+  SplitData d;
+  if (!flags.arrays.empty()) {
+    if (wanted.train) d.train = array_samples(loaded.arrays, model, "train", flags.limit_train, flags);
+    if (wanted.test) d.test = array_samples(loaded.arrays, model, "test", flags.limit_test, flags);
+    return d;
+  }
+  data::Mnist& mnist = loaded.mnist;
+  const Shape& input_shape = model.inputs().at(0)->shape;
+  if (wanted.train) {
+    d.train.x = prepare_images(std::move(mnist.train.x), flags.limit_train, input_shape, "training images");
+    d.train.y = labels_for(model, mnist.train.y, flags.limit_train, data_dir(flags) + " (training labels)");
+  }
+  if (wanted.test) {
+    d.test.x = prepare_images(std::move(mnist.test.x), flags.limit_test, input_shape, "test images");
+    if (wanted.test_labels)
+      d.test.y = labels_for(model, mnist.test.y, flags.limit_test, data_dir(flags) + " (test labels)");
+  }
+  return d;
+}
+
+// Runs f, naming the --arrays file in the data errors fit, evaluate and predict throw (shapes,
+// non-finite values, labels, token ids), which otherwise name only the array's role.
+template <typename F>
+auto naming_arrays(const DataFlags& flags, F f) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    if (flags.arrays.empty()) throw;
+    throw std::invalid_argument("--arrays " + flags.arrays + ": " + e.what());
+  }
+}
+
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
@@ -230,7 +318,10 @@ int main(int argc, char** argv) {
   double learning_rate = 0.001;
   uint64_t seed = 1337;
   bool no_validation = false;
-  train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)")->check(kNonEmpty);
+  auto* train_data = train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)")->check(kNonEmpty);
+  train->add_option("--arrays", tdata.arrays, "a NumPy .npz of x_train, y_train, x_test, y_test for any model, used as stored (instead of MNIST)")
+      ->check(CLI::ExistingFile)
+      ->excludes(train_data);
   auto* model_flag = train->add_option("--model", model_path,
                                        "Keras model config (.json) or model file to train instead of the reference model")
                          ->check(CLI::ExistingFile);
@@ -275,7 +366,10 @@ int main(int argc, char** argv) {
   std::string eval_model;
   int eval_threads = 0;
   evaluate->add_option("--model", eval_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
-  evaluate->add_option("--data", edata.dir, "MNIST directory")->check(kNonEmpty);
+  auto* eval_data = evaluate->add_option("--data", edata.dir, "MNIST directory")->check(kNonEmpty);
+  evaluate->add_option("--arrays", edata.arrays, "a NumPy .npz holding x_test and y_test, used as stored")
+      ->check(CLI::ExistingFile)
+      ->excludes(eval_data);
   evaluate->add_option("--limit-test", edata.limit_test, "use the first N test samples")->check(kPositive);
   evaluate->add_option("--threads", eval_threads, "worker threads (0 = all cores)")->check(kNonNegative);
 
@@ -288,6 +382,9 @@ int main(int argc, char** argv) {
   auto* pred_data = predict->add_option("--data", pdata.dir, "MNIST directory")->check(kNonEmpty);
   auto* pred_limit =
       predict->add_option("--limit-test", pdata.limit_test, "use the first N test samples")->check(kPositive);
+  auto* pred_arrays = predict->add_option("--arrays", pdata.arrays, "a NumPy .npz holding x_test, used as stored")
+                          ->check(CLI::ExistingFile)
+                          ->excludes(pred_data);
   predict
       ->add_option("--image", pred_image,
                    "one PNG or PGM image of a digit instead of the test set (resized to 28x28; "
@@ -295,8 +392,12 @@ int main(int argc, char** argv) {
       ->check(kNonEmpty)
       ->check(CLI::ExistingFile)
       ->excludes(pred_data)
+      ->excludes(pred_arrays)
       ->excludes(pred_limit);  // they choose test images, which --image replaces
-  predict->add_option("--out", pred_out, "write index,class,score_0..score_9 as CSV (default: stdout)")
+  predict
+      ->add_option("--out", pred_out,
+                   "write index,class,score_0..score_9 as CSV (default: stdout); a name ending in .npy gets "
+                   "the outputs as a NumPy array of their full shape")
       ->check(kNonEmpty);
 
   // summary
@@ -319,7 +420,10 @@ int main(int argc, char** argv) {
   int64_t att_index = 0, att_query = -1;
   int att_head = -1;
   attention->add_option("--model", att_model, "model file (.keras or .h5)")->required()->check(CLI::ExistingFile);
-  attention->add_option("--data", adata.dir, "MNIST directory")->check(kNonEmpty);
+  auto* att_data = attention->add_option("--data", adata.dir, "MNIST directory")->check(kNonEmpty);
+  attention->add_option("--arrays", adata.arrays, "a NumPy .npz holding x_test (and y_test), used as stored")
+      ->check(CLI::ExistingFile)
+      ->excludes(att_data);
   attention->add_option("--index", att_index, "test image to draw")->check(kNonNegative);
   attention->add_option("--query", att_query, "query position (pixel row * 28 + column; default: the brightest pixel)")
       ->check(kNonNegative);
@@ -400,7 +504,8 @@ int main(int argc, char** argv) {
       if (model_path.empty() && resume_path.empty()) check_logged_names({"accuracy"});
       print_banner(n_threads, seed);
       attn::set_random_seed(seed);
-      auto mnist = load_data(tdata, data::Splits::kBoth);
+      const Wanted wanted = {.train = true, .test = !no_validation};
+      LoadedData loaded = read_data(tdata, wanted);
       Model model = resume_path.empty() ? load_or_reference(model_path) : io::load_model(resume_path);
       model.set_threads(n_threads);
       model.set_seed(seed);
@@ -415,9 +520,8 @@ int main(int argc, char** argv) {
         model.optimizer()->set_learning_rate(static_cast<float>(learning_rate));
       }
       if (!model_path.empty() || !resume_path.empty()) check_logged_names(model.metric_names());
-      const Shape& input_shape = model.inputs().at(0)->shape;
-      Tensor x_train = prepare_images(std::move(mnist.train.x), tdata.limit_train, input_shape, "training images");
-      Tensor y_train = labels_for(model, mnist.train.y, tdata.limit_train, data_dir(tdata) + " (training labels)");
+      SplitData data = samples_for(model, loaded, tdata, wanted);
+      const Tensor& x_train = data.train.x;
       FitOptions fit;
       if (!resume_path.empty()) {
         // --epochs counts from the start of the first run, as Keras' initial_epoch does; the
@@ -440,15 +544,12 @@ int main(int argc, char** argv) {
       fit.epochs = epochs;
       fit.batch_size = batch_size;
       fit.verbose = verbose;
-      if (!no_validation)
-        fit.validation_data = Dataset{
-            prepare_images(std::move(mnist.test.x), tdata.limit_test, input_shape, "test images"),
-            labels_for(model, mnist.test.y, tdata.limit_test, data_dir(tdata) + " (test labels)")};
+      if (!no_validation) fit.validation_data = Dataset{std::move(data.test.x), std::move(data.test.y)};
       fit.callbacks.push_back(callbacks::EarlyStopping({.monitor = monitor, .patience = patience, .verbose = 1}));
       if (!csv_path.empty()) fit.callbacks.push_back(callbacks::CSVLogger(csv_path));
       if (checkpoint) fit.callbacks.push_back(checkpoint);
       fit.callbacks.push_back(callbacks::TerminateOnNaN());
-      History history = model.fit(x_train, y_train, fit);
+      History history = naming_arrays(tdata, [&] { return model.fit(x_train, data.train.y, fit); });
       if (!history_path.empty()) io::write_text_atomically(history_path, history_json(history));
       if (!save_path.empty()) {
         if (save_path.ends_with(".weights.h5"))
@@ -463,11 +564,9 @@ int main(int argc, char** argv) {
       if (!model.compiled())
         model.compile(optimizers::Adam(), losses::SparseCategoricalCrossentropy({.from_logits = true}), {"accuracy"},
                       {.warn = false});
-      auto mnist = load_data(edata, data::Splits::kTestOnly);
-      const Shape& input_shape = model.inputs().at(0)->shape;
-      Tensor x = prepare_images(std::move(mnist.test.x), edata.limit_test, input_shape, "test images");
-      Tensor y = labels_for(model, mnist.test.y, edata.limit_test, data_dir(edata) + " (test labels)");
-      auto logs = model.evaluate(x, y);
+      LoadedData loaded = read_data(edata, {});
+      SplitData data = samples_for(model, loaded, edata, {});
+      auto logs = naming_arrays(edata, [&] { return model.evaluate(data.test.x, data.test.y); });
       std::printf("loss: %.4f", logs["loss"]);
       for (const auto& [key, value] : logs)  // the model's metrics, under the names it was compiled with
         if (key != "loss") std::printf(" - %s: %.4f", key.c_str(), value);
@@ -480,18 +579,23 @@ int main(int argc, char** argv) {
         Tensor img = data::load_grey_image(pred_image);
         x = prepare_images(img.reshaped({1, 28, 28}), 0, model.inputs().at(0)->shape, pred_image);
       } else {
-        auto mnist = load_data(pdata, data::Splits::kTestOnly);
-        x = prepare_images(std::move(mnist.test.x), pdata.limit_test, model.inputs().at(0)->shape, "test images");
+        LoadedData loaded = read_data(pdata, {.test_labels = false});
+        x = std::move(samples_for(model, loaded, pdata, {.test_labels = false}).test.x);
       }
-      Tensor out = model.predict(x);
-      const int64_t width = out.size() / out.dim(0);
-      std::string csv = "index,class";
-      for (int64_t j = 0; j < width; ++j) csv += ",score_" + std::to_string(j);
-      csv += "\n" + class_scores_csv(out, 0);
-      if (pred_out.empty())
-        std::fputs(csv.c_str(), stdout);
-      else
-        io::write_text_atomically(pred_out, csv);
+      Tensor out = naming_arrays(pdata, [&] { return model.predict(x); });
+      if (pred_out.ends_with(".npy")) {
+        data::save_npy(pred_out, out);
+        std::printf("wrote %s: outputs of shape %s\n", pred_out.c_str(), shape_to_string(out.shape()).c_str());
+      } else {
+        const int64_t width = out.size() / out.dim(0);
+        std::string csv = "index,class";
+        for (int64_t j = 0; j < width; ++j) csv += ",score_" + std::to_string(j);
+        csv += "\n" + class_scores_csv(out, 0);
+        if (pred_out.empty())
+          std::fputs(csv.c_str(), stdout);
+        else
+          io::write_text_atomically(pred_out, csv);
+      }
     } else if (*plot) {
       check_writable(plot_out, "--out", {{"--history", plot_history}});
       std::ifstream in(plot_history, std::ios::binary);
@@ -503,13 +607,17 @@ int main(int argc, char** argv) {
     } else if (*attention) {
       check_writable(att_out, "--out", {{"--model", att_model}});
       Model model = load_model_file(att_model);
-      auto mnist = load_data(adata, data::Splits::kTestOnly);
-      const int64_t count = mnist.test.x.dim(0);
+      // An .npz without y_test still has samples to draw; their labels are only printed.
+      const std::vector<std::string> held = adata.arrays.empty() ? std::vector<std::string>{}
+                                                                 : data::npz_array_names(adata.arrays);
+      const bool labelled = adata.arrays.empty() || std::count(held.begin(), held.end(), "y_test");
+      LoadedData loaded = read_data(adata, {.test_labels = labelled});
+      const SplitData data = samples_for(model, loaded, adata, {.test_labels = labelled});
+      const int64_t count = data.test.x.rank() > 0 ? data.test.x.dim(0) : 0;
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
-                                 std::to_string(count) + " images");
-      Tensor x = prepare_images(mnist.test.x.rows(att_index, att_index + 1).clone(), 0, model.inputs().at(0)->shape,
-                                "test image");
+                                 std::to_string(count) + (adata.arrays.empty() ? " images" : " samples"));
+      const Tensor x = data.test.x.rows(att_index, att_index + 1).clone();
       Tensor w;
       try {
         w = plots::attention_weights(model, x, att_layer, att_head);
@@ -519,15 +627,29 @@ int main(int argc, char** argv) {
       }
       const int64_t tq = w.dim(0), tv = w.dim(1), pixels = x.size();
       const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
-      const bool square_image = side * side == pixels;
-      const std::string what = "test image " + std::to_string(att_index) + " (label " +
-                               std::to_string(static_cast<int>(mnist.test.y[att_index])) + ")";
+      // A sample is drawn as a square picture when it has a square number of values and, from
+      // --arrays, more than one axis (a flat one is a sequence of tokens, not a picture).
+      const bool square_image = side * side == pixels && (adata.arrays.empty() || x.rank() > 2);
+      // MNIST's images are already 0..1; arrays are drawn from their own smallest to largest value.
+      Tensor picture = x.clone();
+      if (!adata.arrays.empty() && pixels > 0) {
+        const auto [lo, hi] = std::minmax_element(picture.data(), picture.data() + pixels);
+        const float low = *lo, range = *hi - *lo;
+        for (int64_t i = 0; i < pixels; ++i) picture[i] = range > 0 ? (picture[i] - low) / range : 0.0f;
+      }
+      std::string what = (adata.arrays.empty() ? "test image " : "x_test sample ") + std::to_string(att_index);
+      if (data.test.y.rank() == 1) {
+        what += " (label " + std::to_string(static_cast<int64_t>(data.test.y[att_index])) + ")";
+      } else if (data.test.y.rank() == 2) {  // one-hot rows (a categorical cross-entropy's labels)
+        const float* row = data.test.y.data() + att_index * data.test.y.dim(1);
+        what += " (label " + std::to_string(std::max_element(row, row + data.test.y.dim(1)) - row) + ")";
+      }
       if (square_image && tq == pixels && tv == pixels) {  // self-attention over the image's pixels
         if (att_query < 0) att_query = std::max_element(x.data(), x.data() + pixels) - x.data();
         if (att_query >= pixels)
           throw std::runtime_error("--query " + std::to_string(att_query) + ": positions are 0.." +
                                    std::to_string(pixels - 1));
-        plots::write_png(plots::attention_map_image(x.data(), w.data(), side, att_query), att_out);
+        plots::write_png(plots::attention_map_image(picture.data(), w.data(), side, att_query), att_out);
         std::printf("wrote %s: %s, query pixel %lld (row %lld, column %lld)\n", att_out.c_str(), what.c_str(),
                     static_cast<long long>(att_query), static_cast<long long>(att_query / side),
                     static_cast<long long>(att_query % side));
@@ -536,7 +658,8 @@ int main(int argc, char** argv) {
           throw std::runtime_error("--query " + std::to_string(att_query) + ": the layer attends over " +
                                    std::to_string(tq) + " x " + std::to_string(tv) +
                                    " positions that are not the image's pixels; leave --query out to draw its whole weight matrix");
-        plots::write_png(plots::attention_matrix_image(x.data(), square_image ? side : 0, w.data(), tq, tv), att_out);
+        plots::write_png(plots::attention_matrix_image(picture.data(), square_image ? side : 0, w.data(), tq, tv),
+                         att_out);
         std::printf("wrote %s: %s, attention weights over %lld queries x %lld keys%s\n", att_out.c_str(), what.c_str(),
                     static_cast<long long>(tq), static_cast<long long>(tv), tq * tv <= 256 ? ":" : "");
         if (tq * tv <= 256)  // small enough to read as numbers too

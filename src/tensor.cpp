@@ -33,6 +33,12 @@ std::string shape_to_string(const Shape& shape) {
   return s + ")";
 }
 
+std::string batch_shape_to_string(const Shape& per_sample) {
+  Shape shape = {-1};
+  shape.insert(shape.end(), per_sample.begin(), per_sample.end());
+  return shape_to_string(shape);
+}
+
 namespace {
 constexpr size_t kHugePageBytes = size_t{2} << 20;
 constexpr size_t kHugeFromBytes = size_t{8} << 20;

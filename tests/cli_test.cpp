@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attn/attn.hpp"
 #include "attn/data.hpp"
 #include "attn/io.hpp"
 #include "attn/reference_model.hpp"
@@ -421,6 +423,108 @@ TEST_F(Cli, EvaluatesAndPredictsAKerasWrittenFile) {
   ASSERT_EQ(set.status, 0) << set.err;
   EXPECT_EQ(one.out, set.out);
   EXPECT_NE(one.out.find("\n0,7,"), std::string::npos) << one.out;  // the first test digit is a 7
+}
+
+// ---- --arrays: any model on the user's own NumPy arrays ----
+
+// Sequences of 6 token ids 0..9; the label says whether token 3 occurs (about half do).
+void token_arrays(int64_t n, uint32_t seed, attn::Tensor& x, attn::Tensor& y) {
+  x = attn::Tensor({n, 6});
+  y = attn::Tensor({n});
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> token(0, 9);
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t i = 0; i < 6; ++i) {
+      x[s * 6 + i] = static_cast<float>(token(gen));
+      if (x[s * 6 + i] == 3.0f) y[s] = 1.0f;
+    }
+}
+
+// Embedding -> self-Attention -> pooling -> Dense(2, softmax), compiled, saved as .keras: the CLI
+// trains it as its file says.
+void write_token_model(const std::string& path) {
+  namespace L = attn::layers;
+  auto in = attn::Input({6}, "ids");
+  auto e = L::Embedding(10, 8)(in);
+  auto a = L::Attention()({e, e});
+  attn::Model model(in, L::Dense(2, {.activation = "softmax"})(L::GlobalAveragePooling1D()(L::Add()({e, a}))));
+  model.compile(attn::optimizers::Adam({.learning_rate = 0.01f}), attn::losses::SparseCategoricalCrossentropy(),
+                {"accuracy"});
+  attn::io::save_model(model, path);
+}
+
+TEST_F(Cli, TrainsEvaluatesPredictsAndDrawsAnyModelOnNumPyArrays) {
+  write_token_model(file("tokens.keras"));
+  attn::Tensor x_train, y_train, x_test, y_test;
+  token_arrays(400, 1, x_train, y_train);
+  token_arrays(200, 2, x_test, y_test);
+  attn::data::save_npz(file("d.npz"), {{"x_train", x_train}, {"y_train", y_train}, {"x_test", x_test}, {"y_test", y_test}});
+  const std::string arrays = " --arrays '" + file("d.npz") + "' ";
+  CliRun train = attn("train --model '" + file("tokens.keras") + "'" + arrays +
+                      "--epochs 15 --batch-size 20 --verbose 2 --history '" + file("h.json") + "' --save '" +
+                      file("trained.keras") + "'");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.out.find("Epoch 15/15"), std::string::npos) << train.out;
+  EXPECT_NE(train.out.find("val_accuracy"), std::string::npos) << train.out;  // x_test, y_test validate
+  CliRun eval = attn("evaluate --model '" + file("trained.keras") + "'" + arrays);
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  const size_t at = eval.out.find("accuracy: ");
+  ASSERT_NE(at, std::string::npos) << eval.out;
+  EXPECT_GT(std::stod(eval.out.substr(at + 10)), 0.9) << eval.out;  // untrained: about 0.5
+
+  // predict --out NAME.npy: the outputs, bit for bit what the library predicts from the same file.
+  CliRun pred = attn("predict --model '" + file("trained.keras") + "'" + arrays + "--out '" + file("p.npy") + "'");
+  ASSERT_EQ(pred.status, 0) << pred.err;
+  EXPECT_NE(pred.out.find("outputs of shape (200, 2)"), std::string::npos) << pred.out;
+  attn::Model trained = attn::io::load_model(file("trained.keras"));
+  attn::data::save_npy(file("q.npy"), trained.predict(x_test));
+  EXPECT_EQ(slurp(file("p.npy")), slurp(file("q.npy")));
+  CliRun csv = attn("predict --model '" + file("trained.keras") + "'" + arrays + "--limit-test 3");
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  EXPECT_EQ(csv.out.rfind("index,class,score_0,score_1\n0,", 0), 0u) << csv.out;
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 4) << csv.out;
+
+  // attention: tokens are not a picture; the whole 6 x 6 weight matrix is drawn and printed.
+  CliRun map = attn("attention --model '" + file("trained.keras") + "'" + arrays + "--index 4 --out '" +
+                    file("a.png") + "'");
+  ASSERT_EQ(map.status, 0) << map.err;
+  EXPECT_NE(map.out.find("x_test sample 4 (label " + std::to_string(static_cast<int>(y_test[4])) +
+                         "), attention weights over 6 queries x 6 keys:"),
+            std::string::npos)
+      << map.out;
+  EXPECT_TRUE(fs::exists(file("a.png")));
+}
+
+TEST_F(Cli, BadArraysAreNamed) {
+  write_token_model(file("tokens.keras"));
+  attn::Tensor x, y;
+  token_arrays(40, 1, x, y);
+  const std::string model = "train --model '" + file("tokens.keras") + "' --epochs 1 --verbose 0 ";
+  const auto with = [&](const std::vector<std::pair<std::string, attn::Tensor>>& arrays) {
+    attn::data::save_npz(file("d.npz"), arrays);
+    return " --arrays '" + file("d.npz") + "'";
+  };
+  // An array the verb needs and the file lacks, listing what it holds.
+  expect_one_line_error(attn(model + with({{"x_train", x}, {"y_train", y}})),
+                        file("d.npz") + ": no array 'x_test' (it holds x_train, y_train)");
+  EXPECT_EQ(attn(model + "--no-validation" + with({{"x_train", x}, {"y_train", y}})).status, 0);
+  // Shapes, ids and labels the model cannot take, named with the file.
+  expect_one_line_error(attn(model + "--no-validation" + with({{"x_train", x.reshaped({40, 2, 3})}, {"y_train", y}})),
+                        "--arrays " + file("d.npz") + ": fit: input 0 has shape (40, 2, 3) but the model expects (None, 6)");
+  attn::Tensor bad_ids = x.clone();
+  bad_ids[7 * 6 + 2] = 12.0f;
+  expect_one_line_error(attn(model + "--no-validation" + with({{"x_train", bad_ids}, {"y_train", y}})),
+                        "sample 7");
+  attn::Tensor bad_labels = y.clone();
+  bad_labels[5] = 2.0f;
+  expect_one_line_error(attn(model + "--no-validation" + with({{"x_train", x}, {"y_train", bad_labels}})),
+                        "(y_train): label 2 of sample 5 does not fit the model's 2 outputs");
+  expect_one_line_error(attn(model + "--no-validation" + with({{"x_train", x}, {"y_train", y.rows(0, 30)}})),
+                        "x_train holds 40 samples but y_train has shape (30,)");
+  // --arrays replaces --data; a missing file is named.
+  expect_one_line_error(attn(model + "--data '" + file("x") + "'" + with({{"x_train", x}, {"y_train", y}})), "--data");
+  expect_one_line_error(attn("evaluate --model '" + file("tokens.keras") + "' --arrays '" + file("none.npz") + "'"),
+                        "none.npz");
 }
 
 class SlowCli : public Cli {};

@@ -16,6 +16,8 @@ using Shape = std::vector<int64_t>;
 int64_t shape_size(const Shape& shape);
 // "(784, 1)" style text, with None for a -1 (unknown batch) dimension.
 std::string shape_to_string(const Shape& shape);
+// A per-sample shape with Keras' batch axis in front: "(None, 6)", "(None, 784, 1)".
+std::string batch_shape_to_string(const Shape& per_sample);
 
 class Tensor {
  public:

@@ -46,7 +46,7 @@ std::vector<Shape> AttentionLayer::compute_build(const std::vector<Shape>& in, c
   if (in.size() != 2 && in.size() != 3)
     fail("expects a list [query, value] or [query, value, key], got " + std::to_string(in.size()) + " inputs");
   for (const Shape& s : in)
-    if (s.size() != 2) fail("inputs must be (batch, steps, features), got (None, " + shape_to_string(s).substr(1));
+    if (s.size() != 2) fail("inputs must be (batch, steps, features), got " + batch_shape_to_string(s));
   const Shape& q = in[0];
   const Shape& v = in[1];
   const Shape& k = in.size() == 3 ? in[2] : in[1];

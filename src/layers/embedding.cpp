@@ -20,7 +20,7 @@ EmbeddingLayer::EmbeddingLayer(int64_t input_dim, int64_t output_dim, EmbeddingO
 std::vector<Shape> EmbeddingLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
   if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
   for (int64_t d : in[0])
-    if (d < 0) fail("needs a known input length, got (None, " + shape_to_string(in[0]).substr(1));
+    if (d < 0) fail("needs a known input length, got " + batch_shape_to_string(in[0]));
   ids_per_sample_ = shape_size(in[0]);
   if (weights_.empty()) add_weight("embeddings", {input_dim_, output_dim_}, options_.embeddings_initializer);
   Shape out = in[0];

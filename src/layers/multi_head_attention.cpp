@@ -224,7 +224,7 @@ std::vector<Shape> MultiHeadAttentionLayer::compute_build(const std::vector<Shap
     fail("expects a list [query, value] or [query, value, key], got " + std::to_string(in.size()) + " inputs");
   for (const Shape& s : in)
     if (s.size() != 2)
-      fail("only rank-3 inputs (batch, steps, features) are supported, got (None, " + shape_to_string(s).substr(1));
+      fail("only rank-3 inputs (batch, steps, features) are supported, got " + batch_shape_to_string(s));
   const Shape& q = in[0];
   const Shape& v = in[1];
   const Shape& k = in.size() == 3 ? in[2] : in[1];

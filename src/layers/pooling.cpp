@@ -13,12 +13,12 @@ void GlobalAveragePooling1DLayer::take_input_masks(const std::vector<Node>& inpu
 std::vector<Shape> GlobalAveragePooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
   if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
   if (in[0].size() != 2)
-    fail("input must be (batch, steps, features), got (None, " + shape_to_string(in[0]).substr(1));
+    fail("input must be (batch, steps, features), got " + batch_shape_to_string(in[0]));
   if (call.query_mask || call.value_mask || call.key_mask || call.attention_mask)
     fail("takes one mask (mask), not attention masks");
   if (call.mask && call.mask->shape != Shape{in[0][0]})
-    fail("mask must have shape (batch, " + std::to_string(in[0][0]) + "), got (None, " +
-         shape_to_string(call.mask->shape).substr(1));
+    fail("mask must have shape (batch, " + std::to_string(in[0][0]) + "), got " +
+         batch_shape_to_string(call.mask->shape));
   steps_ = in[0][0];
   features_ = in[0][1];
   if (options_.keepdims) return {{1, features_}};

@@ -14,7 +14,7 @@ PositionEmbeddingLayer::PositionEmbeddingLayer(int64_t sequence_length, Position
 std::vector<Shape> PositionEmbeddingLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
   if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
   if (in[0].size() != 2)
-    fail("input must be (batch, steps, features), got (None, " + shape_to_string(in[0]).substr(1));
+    fail("input must be (batch, steps, features), got " + batch_shape_to_string(in[0]));
   const int64_t steps = in[0][0], features = in[0][1];
   if (steps > sequence_length_)
     fail("input has " + std::to_string(steps) + " steps but sequence_length is " + std::to_string(sequence_length_) +

@@ -59,8 +59,8 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
                                   std::to_string(xs[0].dim(0)));
     if (!fits_input(x.shape(), inputs[i]->shape))
       throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
-                                  shape_to_string(x.shape()) + " but the model expects (None, " +
-                                  shape_to_string(inputs[i]->shape).substr(1));
+                                  shape_to_string(x.shape()) + " but the model expects " +
+                                  batch_shape_to_string(inputs[i]->shape));
     // x * 0 is NaN exactly for infinities and NaNs: one vectorisable pass, then find the culprit.
     const float* data = x.data();
     const int64_t size = x.size();
