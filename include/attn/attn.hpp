@@ -7,6 +7,7 @@
 #include "attn/layer.hpp"
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/conv1d.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"

@@ -8,6 +8,7 @@
 
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/conv1d.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
@@ -296,9 +297,49 @@ std::shared_ptr<Layer> add(const LayerConfig& c) { return std::make_shared<layer
 
 std::shared_ptr<Layer> global_average_pooling_1d(const LayerConfig& c) {
   const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last" && fmt != "channels_first")
+    c.fail("data_format", "expected channels_last or channels_first, got '" + fmt + "'");
+  return std::make_shared<layers::GlobalAveragePooling1DLayer>(layers::GlobalAveragePooling1DOptions{
+      .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
+}
+
+// A one-element list (Keras 3 and tf.keras write tuples) or a bare integer.
+int64_t single_integer(const LayerConfig& c, const std::string& key, int64_t def) {
+  if (!c.has(key)) return def;
+  const auto& v = c.config.at(key);
+  if (v.is_array() && v.size() == 1 && v[0].is_number_integer()) return v[0].get<int64_t>();
+  if (v.is_number_integer()) return v.get<int64_t>();
+  c.fail(key, "expected one integer, got " + v.dump());
+}
+
+std::shared_ptr<Layer> conv1d(const LayerConfig& c) {
+  for (const char* k : {"kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint", "lora_rank",
+                        "dora_rank"})
+    if (c.has(k)) c.require_null(k);
+  const std::string fmt = c.string("data_format", "channels_last");
   if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
-  return std::make_shared<layers::GlobalAveragePooling1DLayer>(
-      layers::GlobalAveragePooling1DOptions{.keepdims = c.boolean("keepdims", false), .name = c.layer_name()});
+  if (single_integer(c, "groups", 1) != 1) c.fail("groups", "only 1 is supported, got " + c.config.at("groups").dump());
+  layers::Conv1DOptions o;
+  o.name = c.layer_name();
+  o.strides = single_integer(c, "strides", 1);
+  o.padding = c.string("padding", "valid");
+  o.dilation_rate = single_integer(c, "dilation_rate", 1);
+  o.activation = c.activation("activation", "linear");
+  o.use_bias = c.boolean("use_bias", true);
+  o.kernel_initializer = c.initializer("kernel_initializer", "glorot_uniform");
+  o.bias_initializer = c.initializer("bias_initializer", "zeros");
+  const int64_t filters = c.integer("filters"), kernel_size = single_integer(c, "kernel_size", 0);
+  try {
+    return std::make_shared<layers::Conv1DLayer>(filters, kernel_size, o);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    const char* option = filters <= 0                                  ? "filters"
+                         : kernel_size <= 0                            ? "kernel_size"
+                         : what.find("padding") != std::string::npos    ? "padding"
+                         : what.find("activation") != std::string::npos ? "activation"
+                                                                        : "strides";
+    c.fail(option, what);
+  }
 }
 
 std::shared_ptr<Layer> embedding(const LayerConfig& c) {
@@ -340,6 +381,7 @@ const std::map<std::string, Factory>& registry() {
       {"LayerNormalization", layer_normalization},
       {"Add", add},
       {"GlobalAveragePooling1D", global_average_pooling_1d},
+      {"Conv1D", conv1d},
       {"Embedding", embedding},
       {"PositionEmbedding", position_embedding},
       {"keras_hub>PositionEmbedding", position_embedding},

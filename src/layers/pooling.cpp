@@ -12,16 +12,21 @@ void GlobalAveragePooling1DLayer::take_input_masks(const std::vector<Node>& inpu
 
 std::vector<Shape> GlobalAveragePooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
   if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
+  const bool first = options_.data_format == "channels_first";
   if (in[0].size() != 2)
-    fail("input must be (batch, steps, features), got " + batch_shape_to_string(in[0]));
+    fail(std::string("input must be (batch, ") + (first ? "features, steps" : "steps, features") + "), got " +
+         batch_shape_to_string(in[0]));
   if (call.query_mask || call.value_mask || call.key_mask || call.attention_mask)
     fail("takes one mask (mask), not attention masks");
-  if (call.mask && call.mask->shape != Shape{in[0][0]})
-    fail("mask must have shape (batch, " + std::to_string(in[0][0]) + "), got " +
+  steps_ = in[0][first ? 1 : 0];
+  features_ = in[0][first ? 0 : 1];
+  step_stride_ = first ? 1 : features_;
+  feature_stride_ = first ? steps_ : 1;
+  if (call.mask && first) fail("a mask with data_format \"channels_first\" is not supported");
+  if (call.mask && call.mask->shape != Shape{steps_})
+    fail("mask must have shape (batch, " + std::to_string(steps_) + "), got " +
          batch_shape_to_string(call.mask->shape));
-  steps_ = in[0][0];
-  features_ = in[0][1];
-  if (options_.keepdims) return {{1, features_}};
+  if (options_.keepdims) return {first ? Shape{features_, 1} : Shape{1, features_}};
   return {{features_}};
 }
 
@@ -44,7 +49,7 @@ void GlobalAveragePooling1DLayer::forward(ForwardContext& ctx) {
     for (int64_t f = 0; f < features_; ++f) {
       double sum = 0.0;
       for (int64_t t = 0; t < steps_; ++t)
-        if (!mask || mask[b * steps_ + t] != 0.0f) sum += x[t * features_ + f];
+        if (!mask || mask[b * steps_ + t] != 0.0f) sum += x[t * step_stride_ + f * feature_stride_];
       // count == 0: 0 / 0, NaN, as Keras' sum / sum(mask).
       y[f] = count > 0 ? static_cast<float>(sum / count) : std::numeric_limits<float>::quiet_NaN();
     }
@@ -62,14 +67,15 @@ void GlobalAveragePooling1DLayer::backward(BackwardContext& ctx) {
     const float inv = 1.0f / static_cast<float>(count);
     for (int64_t t = 0; t < steps_; ++t) {
       if (mask && mask[b * steps_ + t] == 0.0f) continue;
-      for (int64_t f = 0; f < features_; ++f) dx[(b * steps_ + t) * features_ + f] += dy[b * features_ + f] * inv;
+      float* dxb = dx + b * steps_ * features_ + t * step_stride_;
+      for (int64_t f = 0; f < features_; ++f) dxb[f * feature_stride_] += dy[b * features_ + f] * inv;
     }
   }
 }
 
 nlohmann::json GlobalAveragePooling1DLayer::get_config() const {
   nlohmann::json c = Layer::get_config();
-  c["data_format"] = "channels_last";
+  c["data_format"] = options_.data_format;
   c["keepdims"] = options_.keepdims;
   return c;
 }

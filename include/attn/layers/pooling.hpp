@@ -1,7 +1,9 @@
 // GlobalAveragePooling1D: the mean over the steps of a (steps, features) input
-// (keras/src/layers/pooling/global_average_pooling1d.py, channels_last). With a mask (the
-// input's Keras mask, or CallOptions::mask) the mean over the kept steps only: sum / count, so
-// a sample with every step masked gives 0 / 0 = NaN, as Keras does. The output has no mask.
+// (keras/src/layers/pooling/global_average_pooling1d.py); with data_format "channels_first" the
+// input is (features, steps) and the mean runs over its last axis (Keras' timeseries
+// Transformer example pools that way). With a mask (the input's Keras mask, or
+// CallOptions::mask; channels_last only) the mean over the kept steps only: sum / count, so a
+// sample with every step masked gives 0 / 0 = NaN, as Keras does. The output has no mask.
 #pragma once
 
 #include "attn/layer.hpp"
@@ -9,14 +11,19 @@
 namespace attn::layers {
 
 struct GlobalAveragePooling1DOptions {
-  bool keepdims = false;  // output (1, features) instead of (features)
+  bool keepdims = false;  // output (1, features) instead of (features); (features, 1) channels_first
   std::string name = "";
+  std::string data_format = "channels_last";  // or "channels_first"
+
 };
 
 class GlobalAveragePooling1DLayer : public Layer {
  public:
   explicit GlobalAveragePooling1DLayer(GlobalAveragePooling1DOptions options = {})
-      : Layer("global_average_pooling1d", options.name), options_(std::move(options)) {}
+      : Layer("global_average_pooling1d", options.name), options_(std::move(options)) {
+    if (options_.data_format != "channels_last" && options_.data_format != "channels_first")
+      fail("data_format must be \"channels_last\" or \"channels_first\", got \"" + options_.data_format + "\"");
+  }
   std::string class_name() const override { return "GlobalAveragePooling1D"; }
   bool forward_is_per_sample() const override { return true; }
   void take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const override;
@@ -30,6 +37,8 @@ class GlobalAveragePooling1DLayer : public Layer {
  private:
   GlobalAveragePooling1DOptions options_;
   int64_t steps_ = 0, features_ = 0;
+  // Where step t of feature f sits in a sample: t * step_stride_ + f * feature_stride_.
+  int64_t step_stride_ = 0, feature_stride_ = 0;
 };
 
 class GlobalAveragePooling1D : public LayerHandle<GlobalAveragePooling1DLayer> {
