@@ -191,6 +191,20 @@ std::shared_ptr<Layer> reshape(const LayerConfig& c) {
   return std::make_shared<layers::ReshapeLayer>(target, c.layer_name());
 }
 
+std::shared_ptr<Layer> permute(const LayerConfig& c) {
+  if (!c.has("dims") || !c.config.at("dims").is_array()) c.fail("dims", "missing or not a list");
+  std::vector<int64_t> dims;
+  for (const auto& d : c.config.at("dims")) {
+    if (!d.is_number_integer()) c.fail("dims", "expected integers, got " + c.config.at("dims").dump());
+    dims.push_back(d.get<int64_t>());
+  }
+  try {
+    return std::make_shared<layers::PermuteLayer>(dims, c.layer_name());
+  } catch (const std::invalid_argument& e) {
+    c.fail("dims", e.what());
+  }
+}
+
 std::shared_ptr<Layer> dropout(const LayerConfig& c) {
   const double rate = c.number("rate", 0.0);
   // A noise_shape only matters when something is dropped (Keras 3.5 wrote a stray
@@ -382,6 +396,7 @@ const std::map<std::string, Factory>& registry() {
       {"Add", add},
       {"GlobalAveragePooling1D", global_average_pooling_1d},
       {"Conv1D", conv1d},
+      {"Permute", permute},
       {"Embedding", embedding},
       {"PositionEmbedding", position_embedding},
       {"keras_hub>PositionEmbedding", position_embedding},
