@@ -527,6 +527,28 @@ TEST_F(Cli, BadArraysAreNamed) {
                         "none.npz");
 }
 
+// The example configs the README trains stay readable and trainable: the Vision Transformer over
+// MNIST patches (on a tiny IDX set here) and the token classifier (on --arrays).
+TEST_F(Cli, ExampleConfigsTrain) {
+  write_idx_set(dir_ / "data", 40, 20);
+  const std::string examples = std::string(ATTN_SOURCE_DIR) + "/examples/";
+  CliRun vit = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
+                    "mnist_vit.json' --epochs 1 --batch-size 8 --verbose 2 --save '" + file("vit.keras") + "'");
+  ASSERT_EQ(vit.status, 0) << vit.err;
+  CliRun map = attn("attention --data '" + (dir_ / "data").string() + "' --model '" + file("vit.keras") +
+                    "' --out '" + file("vit.png") + "'");
+  ASSERT_EQ(map.status, 0) << map.err;
+  EXPECT_NE(map.out.find("16 queries x 16 keys"), std::string::npos) << map.out;  // 16 patches of 7x7
+
+  attn::Tensor x, y;
+  token_arrays(60, 1, x, y);
+  attn::data::save_npz(file("t.npz"), {{"x_train", x}, {"y_train", y}, {"x_test", x.rows(0, 20)}, {"y_test", y.rows(0, 20)}});
+  CliRun tokens = attn("train --arrays '" + file("t.npz") + "' --model '" + examples +
+                       "token_classifier.json' --epochs 2 --verbose 2");
+  ASSERT_EQ(tokens.status, 0) << tokens.err;
+  EXPECT_NE(tokens.out.find("Epoch 2/2"), std::string::npos) << tokens.out;
+}
+
 class SlowCli : public Cli {};
 
 TEST_F(SlowCli, ReferenceRunOnRealMnistSubset) {
