@@ -16,6 +16,7 @@
 #include "attn/io.hpp"
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/conv1d.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
@@ -842,7 +843,17 @@ TEST(KerasFile, PythonLayoutCheck) {
     t.build_optimizer();
     save_model(t, dir.file("tokens.keras"));
   }
-  for (const char* f : {"attn.keras", "mlp.keras", "tokens.keras"}) {
+  // A series: Permute, Conv1D with and without bias.
+  {
+    auto series = Input({5, 12});
+    auto x = layers::Permute({2, 1})(series);
+    x = layers::Conv1D(3, 1, {.use_bias = false})(layers::Conv1D(4, 3, {.padding = "causal", .activation = "relu"})(x));
+    Model c(series, layers::Dense(2)(layers::Flatten()(x)));
+    c.compile(optimizers::Adam(), losses::MeanSquaredError());
+    c.build_optimizer();
+    save_model(c, dir.file("series.keras"));
+  }
+  for (const char* f : {"attn.keras", "mlp.keras", "tokens.keras", "series.keras"}) {
     const std::string cmd = "/usr/bin/python3 " + script + " " + dir.file(f);
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }

@@ -90,6 +90,12 @@ def expected_vars(layer):
             if cfg.get(flag, True):
                 out[f"vars/{i}"] = (d,)
                 i += 1
+    elif cls == "Conv1D":  # kernel (kernel_size, channels, filters)
+        k = cfg["kernel_size"]
+        k = k[0] if isinstance(k, list) else k
+        out["vars/0"] = (k, last_dim(build["input_shape"]), cfg["filters"])
+        if cfg.get("use_bias", True):
+            out["vars/1"] = (cfg["filters"],)
     elif cls == "Embedding":
         out["vars/0"] = (cfg["input_dim"], cfg["output_dim"])
     elif cls == "PositionEmbedding":
