@@ -206,7 +206,9 @@ Samples array_samples(std::map<std::string, Tensor>& arrays, const Model& model,
     if (y.rank() < 1 || y.dim(0) != arrays.at("x_" + split).dim(0))
       throw std::runtime_error(flags.arrays + ": x_" + split + " holds " + std::to_string(arrays.at("x_" + split).dim(0)) +
                                " samples but y_" + split + " has shape " + shape_to_string(y.shape()));
-    s.y = y.rank() == 1 ? labels_for(model, y, limit, flags.arrays + " (y_" + split + ")") : limit_rows(y, limit);
+    // Class ids for a cross-entropy; anything else (regression targets) goes to fit's own checks.
+    const bool class_ids = y.rank() == 1 && (!model.loss() || model.loss()->is_crossentropy());
+    s.y = class_ids ? labels_for(model, y, limit, flags.arrays + " (y_" + split + ")") : limit_rows(y, limit);
   }
   return s;
 }

@@ -549,6 +549,40 @@ TEST_F(Cli, ExampleConfigsTrain) {
   EXPECT_NE(tokens.out.find("Epoch 2/2"), std::string::npos) << tokens.out;
 }
 
+// Not only classifiers: a linear regression (MeanSquaredError) on float targets, rank 1 and 2.
+TEST_F(Cli, RegressionOnArrays) {
+  for (const int64_t outputs : {1, 3}) {
+    SCOPED_TRACE(std::to_string(outputs) + " outputs");
+    namespace L = attn::layers;
+    auto in = attn::Input({4});
+    attn::Model model(in, L::Dense(outputs)(in));
+    model.compile(attn::optimizers::Adam({.learning_rate = 0.05f}), attn::losses::MeanSquaredError());
+    attn::io::save_model(model, file("linear.keras"));
+    // y_j = sum_i (i + 1 + j) x_i - 0.5, for x in [-1, 1].
+    attn::Tensor x({200, 4}), y(outputs == 1 ? attn::Shape{200} : attn::Shape{200, outputs});
+    std::mt19937 gen(5);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (int64_t i = 0; i < x.size(); ++i) x[i] = u(gen);
+    for (int64_t s = 0; s < 200; ++s)
+      for (int64_t j = 0; j < outputs; ++j) {
+        float t = -0.5f;
+        for (int64_t i = 0; i < 4; ++i) t += static_cast<float>(i + 1 + j) * x[s * 4 + i];
+        y[s * outputs + j] = t;
+      }
+    attn::data::save_npz(file("r.npz"), {{"x_train", x}, {"y_train", y}, {"x_test", x.rows(0, 50)}, {"y_test", y.rows(0, 50)}});
+    const std::string arrays = " --arrays '" + file("r.npz") + "' ";
+    CliRun train = attn("train --model '" + file("linear.keras") + "'" + arrays + "--epochs 40 --batch-size 20 --verbose 0 "
+                        "--save '" + file("fit.keras") + "'");
+    ASSERT_EQ(train.status, 0) << train.err;
+    CliRun eval = attn("evaluate --model '" + file("fit.keras") + "'" + arrays);
+    ASSERT_EQ(eval.status, 0) << eval.err;
+    EXPECT_LT(std::stod(eval.out.substr(eval.out.find("loss: ") + 6)), 0.01) << eval.out;  // untrained: about 10
+    CliRun pred = attn("predict --model '" + file("fit.keras") + "'" + arrays + "--out '" + file("p.npy") + "'");
+    ASSERT_EQ(pred.status, 0) << pred.err;
+    EXPECT_NE(pred.out.find("outputs of shape (50, " + std::to_string(outputs) + ")"), std::string::npos) << pred.out;
+  }
+}
+
 class SlowCli : public Cli {};
 
 TEST_F(SlowCli, ReferenceRunOnRealMnistSubset) {
