@@ -317,6 +317,19 @@ std::shared_ptr<Layer> global_average_pooling_1d(const LayerConfig& c) {
       .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
 }
 
+std::shared_ptr<Layer> global_max_pooling_1d(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last" && fmt != "channels_first")
+    c.fail("data_format", "expected channels_last or channels_first, got '" + fmt + "'");
+  return std::make_shared<layers::GlobalMaxPooling1DLayer>(layers::GlobalAveragePooling1DOptions{
+      .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
+}
+
+std::shared_ptr<Layer> concatenate(const LayerConfig& c) {
+  const int64_t axis = c.has("axis") ? c.integer("axis") : -1;
+  return std::make_shared<layers::ConcatenateLayer>(axis, c.layer_name());
+}
+
 // A one-element list (Keras 3 and tf.keras write tuples) or a bare integer.
 int64_t single_integer(const LayerConfig& c, const std::string& key, int64_t def) {
   if (!c.has(key)) return def;
@@ -397,6 +410,8 @@ const std::map<std::string, Factory>& registry() {
       {"GlobalAveragePooling1D", global_average_pooling_1d},
       {"Conv1D", conv1d},
       {"Permute", permute},
+      {"GlobalMaxPooling1D", global_max_pooling_1d},
+      {"Concatenate", concatenate},
       {"Embedding", embedding},
       {"PositionEmbedding", position_embedding},
       {"keras_hub>PositionEmbedding", position_embedding},

@@ -1,5 +1,8 @@
 // Add: forward sums the inputs; backward hands the output's gradient to each of them.
+// Concatenate: forward copies each input's block into its place; backward adds it back out.
 #include "attn/layers/merging.hpp"
+
+#include <cstring>
 
 namespace attn::layers {
 
@@ -42,6 +45,79 @@ void AddLayer::backward(BackwardContext& ctx) {
   for (float* dx : ctx.input_grads)
     if (dx)
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
+}
+
+std::vector<Shape> ConcatenateLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+  if (in.size() < 2) fail("expects a list of at least 2 inputs, got " + std::to_string(in.size()));
+  const auto rank = static_cast<int64_t>(in[0].size());
+  // Keras' axis counts the batch axis: 1 is the first sample axis, -1 the last.
+  const int64_t axis = axis_ < 0 ? axis_ + rank + 1 : axis_;
+  if (rank == 0 || axis < 1 || axis > rank)
+    fail("axis " + std::to_string(axis_) + " is not an axis of inputs " + batch_shape_to_string(in[0]) +
+         " (the batch axis cannot be joined)");
+  sample_axis_ = static_cast<size_t>(axis - 1);
+  Shape out = in[0];
+  out[sample_axis_] = 0;
+  for (const Shape& s : in) {
+    bool same = s.size() == in[0].size();
+    for (size_t a = 0; same && a < s.size(); ++a) same = a == sample_axis_ || s[a] == in[0][a];
+    if (!same)
+      fail("inputs must match except along axis " + std::to_string(axis_) + ", got " + batch_shape_to_string(in[0]) +
+           " and " + batch_shape_to_string(s));
+    out[sample_axis_] += s[sample_axis_];
+  }
+  outer_ = 1;
+  for (size_t a = 0; a < sample_axis_; ++a) outer_ *= out[a];
+  int64_t inner = 1;
+  for (size_t a = sample_axis_ + 1; a < out.size(); ++a) inner *= out[a];
+  block_.clear();
+  for (const Shape& s : in) block_.push_back(s[sample_axis_] * inner);
+  out_block_ = out[sample_axis_] * inner;
+  return {out};
+}
+
+Node ConcatenateLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  Node mask;
+  for (const Node& n : inputs) {
+    if (!n->keras_mask) continue;
+    if (mask && mask != n->keras_mask)
+      fail("inputs carry different Keras masks; attn does not combine masks (give them one mask)");
+    mask = n->keras_mask;
+  }
+  if (mask && sample_axis_ + 1 != inputs[0]->shape.size())
+    fail("joining masked inputs along their steps is not supported (Keras would join their masks too)");
+  return mask;
+}
+
+void ConcatenateLayer::forward(ForwardContext& ctx) {
+  for (int64_t o = 0; o < ctx.batch * outer_; ++o) {
+    float* y = ctx.outputs[0] + o * out_block_;
+    for (size_t k = 0; k < ctx.inputs.size(); ++k) {
+      std::memcpy(y, ctx.inputs[k] + o * block_[k], block_[k] * sizeof(float));
+      y += block_[k];
+    }
+  }
+}
+
+void ConcatenateLayer::backward(BackwardContext& ctx) {
+  const float* dy_all = ctx.output_grads[0];
+  if (!dy_all) return;
+  for (int64_t o = 0; o < ctx.batch * outer_; ++o) {
+    const float* dy = dy_all + o * out_block_;
+    for (size_t k = 0; k < ctx.input_grads.size(); ++k) {
+      if (float* dx = ctx.input_grads[k]) {
+        dx += o * block_[k];
+        for (int64_t i = 0; i < block_[k]; ++i) dx[i] += dy[i];
+      }
+      dy += block_[k];
+    }
+  }
+}
+
+nlohmann::json ConcatenateLayer::get_config() const {
+  nlohmann::json c = Layer::get_config();
+  c["axis"] = axis_;
+  return c;
 }
 
 }  // namespace attn::layers

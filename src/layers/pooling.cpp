@@ -1,5 +1,5 @@
 // GlobalAveragePooling1D: sums in double, one division per feature; with a mask, over the kept
-// steps only.
+// steps only. GlobalMaxPooling1D: the maximum, its gradient shared among the steps that hold it.
 #include "attn/layers/pooling.hpp"
 
 #include <limits>
@@ -71,6 +71,70 @@ void GlobalAveragePooling1DLayer::backward(BackwardContext& ctx) {
       for (int64_t f = 0; f < features_; ++f) dxb[f * feature_stride_] += dy[b * features_ + f] * inv;
     }
   }
+}
+
+GlobalMaxPooling1DLayer::GlobalMaxPooling1DLayer(GlobalAveragePooling1DOptions options)
+    : Layer("global_max_pooling1d", options.name), options_(std::move(options)) {
+  if (options_.data_format != "channels_last" && options_.data_format != "channels_first")
+    fail("data_format must be \"channels_last\" or \"channels_first\", got \"" + options_.data_format + "\"");
+}
+
+std::vector<Shape> GlobalMaxPooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
+  if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
+  const bool first = options_.data_format == "channels_first";
+  if (in[0].size() != 2)
+    fail(std::string("input must be (batch, ") + (first ? "features, steps" : "steps, features") + "), got " +
+         batch_shape_to_string(in[0]));
+  if (call.mask || call.query_mask || call.value_mask || call.key_mask || call.attention_mask)
+    fail("takes no mask");
+  steps_ = in[0][first ? 1 : 0];
+  features_ = in[0][first ? 0 : 1];
+  step_stride_ = first ? 1 : features_;
+  feature_stride_ = first ? steps_ : 1;
+  if (options_.keepdims) return {first ? Shape{features_, 1} : Shape{1, features_}};
+  return {{features_}};
+}
+
+void GlobalMaxPooling1DLayer::forward(ForwardContext& ctx) {
+  for (int64_t b = 0; b < ctx.batch; ++b) {
+    const float* x = ctx.inputs[0] + b * steps_ * features_;
+    float* y = ctx.outputs[0] + b * features_;
+    for (int64_t f = 0; f < features_; ++f) {
+      const float* xf = x + f * feature_stride_;
+      float m = xf[0];
+      for (int64_t t = 1; t < steps_; ++t) {
+        const float v = xf[t * step_stride_];
+        if (v > m || v != v) m = v;  // a NaN anywhere makes the maximum NaN, as TensorFlow's reduce_max
+      }
+      y[f] = m;
+    }
+  }
+}
+
+void GlobalMaxPooling1DLayer::backward(BackwardContext& ctx) {
+  float* dx_all = ctx.input_grads[0];
+  const float* dy = ctx.output_grads[0];
+  if (!dx_all || !dy) return;
+  for (int64_t b = 0; b < ctx.batch; ++b) {
+    const float* x = ctx.inputs[0] + b * steps_ * features_;
+    float* dx = dx_all + b * steps_ * features_;
+    for (int64_t f = 0; f < features_; ++f) {
+      const float m = ctx.outputs[0][b * features_ + f];
+      int64_t ties = 0;
+      for (int64_t t = 0; t < steps_; ++t) ties += x[t * step_stride_ + f * feature_stride_] == m;
+      if (ties == 0) continue;  // a NaN maximum: no step equals it
+      const float share = dy[b * features_ + f] / static_cast<float>(ties);
+      for (int64_t t = 0; t < steps_; ++t)
+        if (x[t * step_stride_ + f * feature_stride_] == m) dx[t * step_stride_ + f * feature_stride_] += share;
+    }
+  }
+}
+
+nlohmann::json GlobalMaxPooling1DLayer::get_config() const {
+  nlohmann::json c = Layer::get_config();
+  c["data_format"] = options_.data_format;
+  c["keepdims"] = options_.keepdims;
+  return c;
 }
 
 nlohmann::json GlobalAveragePooling1DLayer::get_config() const {

@@ -2,6 +2,10 @@
 // Keras' broadcasting of size-1 axes is refused). The residual connection of a Transformer block.
 // Its output's mask is the AND of the inputs' masks (Merge.compute_mask); attn takes inputs that
 // carry one mask, or none.
+// Concatenate: the inputs joined along one axis (keras/src/layers/merging/concatenate.py; axis
+// counts the batch axis, -1 the last), every other axis equal. Masks: as for Add, one mask among
+// the inputs, and only when joining the last axis (features), where Keras' concatenated mask
+// reduces to it; a mask joined along the steps is refused.
 #pragma once
 
 #include "attn/layer.hpp"
@@ -27,6 +31,34 @@ class AddLayer : public Layer {
 class Add : public LayerHandle<AddLayer> {
  public:
   explicit Add(std::string name = "") : LayerHandle(std::make_shared<AddLayer>(std::move(name))) {}
+};
+
+class ConcatenateLayer : public Layer {
+ public:
+  explicit ConcatenateLayer(int64_t axis = -1, std::string name = "")
+      : Layer("concatenate", std::move(name)), axis_(axis) {}
+  std::string class_name() const override { return "Concatenate"; }
+  bool forward_is_per_sample() const override { return true; }
+  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  int64_t axis_;
+  size_t sample_axis_ = 0;     // axis_ among the sample's axes (the batch axis not counted)
+  int64_t outer_ = 1;           // product of the sample axes before it
+  std::vector<int64_t> block_;  // per input: its values per outer index (its axis length x inner)
+  int64_t out_block_ = 0;       // the output's values per outer index
+};
+
+class Concatenate : public LayerHandle<ConcatenateLayer> {
+ public:
+  explicit Concatenate(int64_t axis = -1, std::string name = "")
+      : LayerHandle(std::make_shared<ConcatenateLayer>(axis, std::move(name))) {}
 };
 
 }  // namespace attn::layers

@@ -4,6 +4,9 @@
 // Transformer example pools that way). With a mask (the input's Keras mask, or
 // CallOptions::mask; channels_last only) the mean over the kept steps only: sum / count, so a
 // sample with every step masked gives 0 / 0 = NaN, as Keras does. The output has no mask.
+// GlobalMaxPooling1D: the largest value over the steps, per feature (the same data formats and
+// keepdims). Its gradient goes to the steps holding that value, shared equally among ties, as
+// TensorFlow's and JAX's max gradients share it. Keras 3 passes it no mask.
 #pragma once
 
 #include "attn/layer.hpp"
@@ -41,10 +44,33 @@ class GlobalAveragePooling1DLayer : public Layer {
   int64_t step_stride_ = 0, feature_stride_ = 0;
 };
 
+class GlobalMaxPooling1DLayer : public Layer {
+ public:
+  explicit GlobalMaxPooling1DLayer(GlobalAveragePooling1DOptions options = {});
+  std::string class_name() const override { return "GlobalMaxPooling1D"; }
+  bool forward_is_per_sample() const override { return true; }
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+  nlohmann::json get_config() const override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  GlobalAveragePooling1DOptions options_;
+  int64_t steps_ = 0, features_ = 0, step_stride_ = 0, feature_stride_ = 0;
+};
+
 class GlobalAveragePooling1D : public LayerHandle<GlobalAveragePooling1DLayer> {
  public:
   explicit GlobalAveragePooling1D(GlobalAveragePooling1DOptions options = {})
       : LayerHandle(std::make_shared<GlobalAveragePooling1DLayer>(std::move(options))) {}
+};
+
+class GlobalMaxPooling1D : public LayerHandle<GlobalMaxPooling1DLayer> {
+ public:
+  explicit GlobalMaxPooling1D(GlobalAveragePooling1DOptions options = {})
+      : LayerHandle(std::make_shared<GlobalMaxPooling1DLayer>(std::move(options))) {}
 };
 
 }  // namespace attn::layers
