@@ -16,6 +16,7 @@
 #include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/pooling.hpp"
+#include "attn/layers/pooling1d.hpp"
 #include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "attn/losses.hpp"

@@ -17,6 +17,7 @@
 #include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/pooling.hpp"
+#include "attn/layers/pooling1d.hpp"
 #include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "io/io_internal.hpp"
@@ -400,6 +401,25 @@ std::shared_ptr<Layer> position_embedding(const LayerConfig& c) {
   }
 }
 
+// MaxPooling1D and AveragePooling1D: pool_size and strides as one-element lists or integers
+// (strides null: pool_size, as Keras).
+template <class PoolingLayer>
+std::shared_ptr<Layer> pooling_1d(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
+  const int64_t pool_size = single_integer(c, "pool_size", 2);
+  layers::Pooling1DOptions o;
+  o.name = c.layer_name();
+  o.strides = c.has("strides") && !c.config.at("strides").is_null() ? single_integer(c, "strides", 0) : 0;
+  o.padding = c.string("padding", "valid");
+  if (c.has("strides") && o.strides <= 0) c.fail("strides", "must be positive, got " + c.config.at("strides").dump());
+  try {
+    return std::make_shared<PoolingLayer>(pool_size, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(pool_size <= 0 ? "pool_size" : "padding", e.what());
+  }
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
@@ -412,6 +432,8 @@ const std::map<std::string, Factory>& registry() {
       {"Permute", permute},
       {"GlobalMaxPooling1D", global_max_pooling_1d},
       {"Concatenate", concatenate},
+      {"MaxPooling1D", pooling_1d<layers::MaxPooling1DLayer>},
+      {"AveragePooling1D", pooling_1d<layers::AveragePooling1DLayer>},
       {"Embedding", embedding},
       {"PositionEmbedding", position_embedding},
       {"keras_hub>PositionEmbedding", position_embedding},
