@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "attn/attn.hpp"
+#include "layer_once.hpp"
 #include "reload_check.hpp"
 
 namespace {
@@ -158,29 +159,12 @@ TEST_F(KerasMasks, PoolingGradientGoesToTheKeptStepsOnly) {
   attn::CallOptions call;
   call.mask = keep;
   layer->call({in}, call);
-  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
   const std::vector<float> mask = {1, 0, 1};
-  std::vector<float> y(2), dy = {0.5f, -1.0f}, dx(6, 0.0f);
-  attn::ForwardContext f;
-  f.batch = 1;
-  f.call = &call;
-  f.inputs = {x.data()};
-  f.outputs = {y.data()};
-  f.mask = mask.data();
-  layer->forward(f);
-  EXPECT_FLOAT_EQ(y[0], (1.0f + 5.0f) / 2);
-  EXPECT_FLOAT_EQ(y[1], (2.0f + 6.0f) / 2);
-  attn::BackwardContext b;
-  b.batch = 1;
-  b.call = &call;
-  b.inputs = {x.data()};
-  b.outputs = {y.data()};
-  b.output_grads = {dy.data()};
-  b.input_grads = {dx.data()};
-  b.mask = mask.data();
-  layer->backward(b);
+  const auto once = attn::testing::run_layer_once(*layer, {1, 2, 3, 4, 5, 6}, 1, 2, {0.5f, -1.0f}, mask.data(), call);
+  EXPECT_FLOAT_EQ(once.y[0], (1.0f + 5.0f) / 2);
+  EXPECT_FLOAT_EQ(once.y[1], (2.0f + 6.0f) / 2);
   const std::vector<float> want = {0.25f, -0.5f, 0, 0, 0.25f, -0.5f};
-  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(dx[i], want[i]) << i;
+  for (int i = 0; i < 6; ++i) EXPECT_FLOAT_EQ(once.dx[i], want[i]) << i;
 }
 
 TEST_F(KerasMasks, PaddedSequencesTrainAndReadBackWithTheirMasks) {

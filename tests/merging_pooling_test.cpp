@@ -12,6 +12,7 @@
 
 #include "attn/attn.hpp"
 #include "gradient_check.hpp"
+#include "layer_once.hpp"
 #include "reload_check.hpp"
 
 namespace {
@@ -82,33 +83,15 @@ TEST_F(MergingPooling, GlobalMaxPoolingTakesTheMaximumAndSharesTies) {
   // Steps (1, 5), (4, 5), (4, -1): maxima 4 and 5, each held by two steps.
   const Tensor x({1, 3, 2}, {1, 5, 4, 5, 4, -1});
   EXPECT_EQ(model.predict(x).to_vector(), (std::vector<float>{4, 5}));
-  std::vector<float> y(2), dx(6, 0.0f);
-  attn::CallOptions call;
-  attn::ForwardContext f;
-  f.batch = 1;
-  f.call = &call;
-  f.inputs = {x.data()};
-  f.outputs = {y.data()};
-  layer->forward(f);
-  const std::vector<float> dy = {2.0f, -6.0f};
-  attn::BackwardContext b;
-  b.batch = 1;
-  b.call = &call;
-  b.inputs = {x.data()};
-  b.outputs = {y.data()};
-  b.output_grads = {dy.data()};
-  b.input_grads = {dx.data()};
-  layer->backward(b);
-  EXPECT_EQ(dx, (std::vector<float>{0, -3, 1, -3, 1, 0}));  // each tie gets half
+  const auto once = attn::testing::run_layer_once(*layer, x.to_vector(), 1, 2, {2.0f, -6.0f});
+  EXPECT_EQ(once.dx, (std::vector<float>{0, -3, 1, -3, 1, 0}));  // each tie gets half
 
   // A NaN among the steps makes that feature's maximum NaN (model entry points refuse NaN
   // inputs, but a layer before may make one).
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  const std::vector<float> with_nan = {1, 2, nan, 0, 3, 1};
-  f.inputs = {with_nan.data()};
-  layer->forward(f);
-  EXPECT_TRUE(std::isnan(y[0]));
-  EXPECT_EQ(y[1], 2.0f);
+  const auto with_nan = attn::testing::run_layer_once(*layer, {1, 2, nan, 0, 3, 1}, 1, 2);
+  EXPECT_TRUE(std::isnan(with_nan.y[0]));
+  EXPECT_EQ(with_nan.y[1], 2.0f);
 
   auto first = attn::Input({2, 3});  // channels_first: (features, steps)
   attn::Model pool_first(first, L::GlobalMaxPooling1D({.data_format = "channels_first"})(first));
@@ -120,7 +103,7 @@ TEST_F(MergingPooling, GlobalMaxPoolingGradients) {
   for (const char* format : {"channels_last", "channels_first"}) {
     SCOPED_TRACE(format);
     GradCheck g;  // random inputs: no ties, so finite differences see one step per feature
-    g.layer = std::make_shared<L::GlobalMaxPooling1DLayer>(L::GlobalAveragePooling1DOptions{.data_format = format});
+    g.layer = std::make_shared<L::GlobalMaxPooling1DLayer>(L::GlobalPooling1DOptions{.data_format = format});
     g.input_shapes = {{6, 4}};
     check_layer_gradients(g);
   }

@@ -10,6 +10,7 @@
 
 #include "attn/attn.hpp"
 #include "gradient_check.hpp"
+#include "layer_once.hpp"
 #include "reload_check.hpp"
 
 namespace {
@@ -51,25 +52,7 @@ TEST_F(Pooling1DTest, WindowsByHand) {
 TEST_F(Pooling1DTest, MaxGradientGoesToTheFirstTiedStep) {
   auto layer = std::make_shared<L::MaxPooling1DLayer>(3);
   layer->call({attn::Input({3, 1})});
-  const std::vector<float> x = {0.6f, 0.6f, 0.3f};
-  std::vector<float> y(1), dx(3, 0.0f);
-  const std::vector<float> dy = {1.0f};
-  attn::CallOptions call;
-  attn::ForwardContext f;
-  f.batch = 1;
-  f.call = &call;
-  f.inputs = {x.data()};
-  f.outputs = {y.data()};
-  layer->forward(f);
-  attn::BackwardContext b;
-  b.batch = 1;
-  b.call = &call;
-  b.inputs = {x.data()};
-  b.outputs = {y.data()};
-  b.output_grads = {dy.data()};
-  b.input_grads = {dx.data()};
-  layer->backward(b);
-  EXPECT_EQ(dx, (std::vector<float>{1, 0, 0}));
+  EXPECT_EQ(attn::testing::run_layer_once(*layer, {0.6f, 0.6f, 0.3f}, 1, 1, {1.0f}).dx, (std::vector<float>{1, 0, 0}));
 }
 
 TEST_F(Pooling1DTest, GradientsMatchFiniteDifferences) {

@@ -310,19 +310,13 @@ std::shared_ptr<Layer> layer_normalization(const LayerConfig& c) {
 
 std::shared_ptr<Layer> add(const LayerConfig& c) { return std::make_shared<layers::AddLayer>(c.layer_name()); }
 
-std::shared_ptr<Layer> global_average_pooling_1d(const LayerConfig& c) {
+// GlobalAveragePooling1D and GlobalMaxPooling1D.
+template <class PoolingLayer>
+std::shared_ptr<Layer> global_pooling_1d(const LayerConfig& c) {
   const std::string fmt = c.string("data_format", "channels_last");
   if (fmt != "channels_last" && fmt != "channels_first")
     c.fail("data_format", "expected channels_last or channels_first, got '" + fmt + "'");
-  return std::make_shared<layers::GlobalAveragePooling1DLayer>(layers::GlobalAveragePooling1DOptions{
-      .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
-}
-
-std::shared_ptr<Layer> global_max_pooling_1d(const LayerConfig& c) {
-  const std::string fmt = c.string("data_format", "channels_last");
-  if (fmt != "channels_last" && fmt != "channels_first")
-    c.fail("data_format", "expected channels_last or channels_first, got '" + fmt + "'");
-  return std::make_shared<layers::GlobalMaxPooling1DLayer>(layers::GlobalAveragePooling1DOptions{
+  return std::make_shared<PoolingLayer>(layers::GlobalPooling1DOptions{
       .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
 }
 
@@ -427,10 +421,10 @@ const std::map<std::string, Factory>& registry() {
       {"MultiHeadAttention", multi_head_attention},
       {"LayerNormalization", layer_normalization},
       {"Add", add},
-      {"GlobalAveragePooling1D", global_average_pooling_1d},
+      {"GlobalAveragePooling1D", global_pooling_1d<layers::GlobalAveragePooling1DLayer>},
       {"Conv1D", conv1d},
       {"Permute", permute},
-      {"GlobalMaxPooling1D", global_max_pooling_1d},
+      {"GlobalMaxPooling1D", global_pooling_1d<layers::GlobalMaxPooling1DLayer>},
       {"Concatenate", concatenate},
       {"MaxPooling1D", pooling_1d<layers::MaxPooling1DLayer>},
       {"AveragePooling1D", pooling_1d<layers::AveragePooling1DLayer>},

@@ -16,14 +16,24 @@ std::vector<Shape> AddLayer::compute_build(const std::vector<Shape>& in, const C
   return {in[0]};
 }
 
-Node AddLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
-  Node mask;
+namespace {
+// The one Keras mask among the inputs (Merge.compute_mask ANDs them; attn takes one), or null.
+// Returns false when two inputs carry different masks.
+bool single_mask(const std::vector<Node>& inputs, Node& mask) {
+  mask = nullptr;
   for (const Node& n : inputs) {
     if (!n->keras_mask) continue;
-    if (mask && mask != n->keras_mask)
-      fail("inputs carry different Keras masks; attn does not combine masks (give them one mask)");
+    if (mask && mask != n->keras_mask) return false;
     mask = n->keras_mask;
   }
+  return true;
+}
+constexpr const char* kTwoMasks = "inputs carry different Keras masks; attn does not combine masks (give them one mask)";
+}  // namespace
+
+Node AddLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  Node mask;
+  if (!single_mask(inputs, mask)) fail(kTwoMasks);
   return mask;
 }
 
@@ -78,12 +88,7 @@ std::vector<Shape> ConcatenateLayer::compute_build(const std::vector<Shape>& in,
 
 Node ConcatenateLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
   Node mask;
-  for (const Node& n : inputs) {
-    if (!n->keras_mask) continue;
-    if (mask && mask != n->keras_mask)
-      fail("inputs carry different Keras masks; attn does not combine masks (give them one mask)");
-    mask = n->keras_mask;
-  }
+  if (!single_mask(inputs, mask)) fail(kTwoMasks);
   if (mask && sample_axis_ + 1 != inputs[0]->shape.size())
     fail("joining masked inputs along their steps is not supported (Keras would join their masks too)");
   return mask;

@@ -13,63 +13,64 @@
 
 namespace attn::layers {
 
-struct GlobalAveragePooling1DOptions {
+struct GlobalPooling1DOptions {
   bool keepdims = false;  // output (1, features) instead of (features); (features, 1) channels_first
   std::string name = "";
   std::string data_format = "channels_last";  // or "channels_first"
+};
+using GlobalAveragePooling1DOptions = GlobalPooling1DOptions;
 
+// What the two global poolings share: the data format, keepdims, and where step t of feature f
+// sits in a sample (t * step_stride_ + f * feature_stride_).
+class GlobalPooling1DLayer : public Layer {
+ public:
+  // class_name is kept here: the constructor's errors name it.
+  GlobalPooling1DLayer(std::string class_name, std::string prefix, GlobalPooling1DOptions options);
+  std::string class_name() const override { return class_name_; }
+  bool forward_is_per_sample() const override { return true; }
+  nlohmann::json get_config() const override;
+
+ protected:
+  // Reads the input's steps and features; returns the output shape.
+  Shape build_layout(const std::vector<Shape>& in);
+
+  std::string class_name_;
+  GlobalPooling1DOptions options_;
+  int64_t steps_ = 0, features_ = 0, step_stride_ = 0, feature_stride_ = 0;
 };
 
-class GlobalAveragePooling1DLayer : public Layer {
+class GlobalAveragePooling1DLayer : public GlobalPooling1DLayer {
  public:
-  explicit GlobalAveragePooling1DLayer(GlobalAveragePooling1DOptions options = {})
-      : Layer("global_average_pooling1d", options.name), options_(std::move(options)) {
-    if (options_.data_format != "channels_last" && options_.data_format != "channels_first")
-      fail("data_format must be \"channels_last\" or \"channels_first\", got \"" + options_.data_format + "\"");
-  }
-  std::string class_name() const override { return "GlobalAveragePooling1D"; }
-  bool forward_is_per_sample() const override { return true; }
+  explicit GlobalAveragePooling1DLayer(GlobalPooling1DOptions options = {})
+      : GlobalPooling1DLayer("GlobalAveragePooling1D", "global_average_pooling1d", std::move(options)) {}
   void take_input_masks(const std::vector<Node>& inputs, CallOptions& options) const override;
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
-  nlohmann::json get_config() const override;
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
-
- private:
-  GlobalAveragePooling1DOptions options_;
-  int64_t steps_ = 0, features_ = 0;
-  // Where step t of feature f sits in a sample: t * step_stride_ + f * feature_stride_.
-  int64_t step_stride_ = 0, feature_stride_ = 0;
 };
 
-class GlobalMaxPooling1DLayer : public Layer {
+class GlobalMaxPooling1DLayer : public GlobalPooling1DLayer {
  public:
-  explicit GlobalMaxPooling1DLayer(GlobalAveragePooling1DOptions options = {});
-  std::string class_name() const override { return "GlobalMaxPooling1D"; }
-  bool forward_is_per_sample() const override { return true; }
+  explicit GlobalMaxPooling1DLayer(GlobalPooling1DOptions options = {})
+      : GlobalPooling1DLayer("GlobalMaxPooling1D", "global_max_pooling1d", std::move(options)) {}
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
-  nlohmann::json get_config() const override;
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
-
- private:
-  GlobalAveragePooling1DOptions options_;
-  int64_t steps_ = 0, features_ = 0, step_stride_ = 0, feature_stride_ = 0;
 };
 
 class GlobalAveragePooling1D : public LayerHandle<GlobalAveragePooling1DLayer> {
  public:
-  explicit GlobalAveragePooling1D(GlobalAveragePooling1DOptions options = {})
+  explicit GlobalAveragePooling1D(GlobalPooling1DOptions options = {})
       : LayerHandle(std::make_shared<GlobalAveragePooling1DLayer>(std::move(options))) {}
 };
 
 class GlobalMaxPooling1D : public LayerHandle<GlobalMaxPooling1DLayer> {
  public:
-  explicit GlobalMaxPooling1D(GlobalAveragePooling1DOptions options = {})
+  explicit GlobalMaxPooling1D(GlobalPooling1DOptions options = {})
       : LayerHandle(std::make_shared<GlobalMaxPooling1DLayer>(std::move(options))) {}
 };
 
