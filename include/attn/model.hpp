@@ -34,8 +34,13 @@ struct CompileOptions {
   bool warn = true;  // print the one-line warning about a sigmoid/softmax head with from_logits
 };
 
+// Keras' validation_data=(x, y): one array per model input, in the model's input order, and the
+// labels. Dataset{x, y} for a model of one input; Dataset{{x1, x2}, y} for two.
 struct Dataset {
-  Tensor x;
+  Dataset() = default;
+  Dataset(Tensor x, Tensor labels) : xs{std::move(x)}, y(std::move(labels)) {}
+  Dataset(std::vector<Tensor> inputs, Tensor labels) : xs(std::move(inputs)), y(std::move(labels)) {}
+  std::vector<Tensor> xs;
   Tensor y;
 };
 

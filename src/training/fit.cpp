@@ -393,10 +393,8 @@ History Model::fit(const std::vector<Tensor>& xs_all, const Tensor& y_all, FitOp
   std::vector<Tensor> val_xs;
   Tensor val_y;
   if (options.validation_data) {
-    if (inputs_.size() > 1)
-      throw std::invalid_argument("fit: validation_data holds one input array but the model has " +
-                                  std::to_string(inputs_.size()) + " inputs (use validation_split)");
-    val_xs = {options.validation_data->x};
+    val_xs = options.validation_data->xs;
+    if (val_xs.empty()) throw std::invalid_argument("fit (validation data): no input arrays");
     val_y = options.validation_data->y;
   } else if (options.validation_split > 0.0) {
     const int64_t split = static_cast<int64_t>(std::floor(double(n_all) * (1.0 - options.validation_split)));
