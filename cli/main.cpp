@@ -320,8 +320,11 @@ int main(int argc, char** argv) {
   double learning_rate = 0.001;
   uint64_t seed = 1337;
   bool no_validation = false;
-  auto* train_data = train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)")->check(kNonEmpty);
-  train->add_option("--arrays", tdata.arrays, "a NumPy .npz of x_train, y_train, x_test, y_test for any model, used as stored (instead of MNIST)")
+  auto* train_data =
+      train->add_option("--data", tdata.dir, "MNIST directory (IDX files or mnist.npz)")->check(kNonEmpty);
+  train
+      ->add_option("--arrays", tdata.arrays,
+                   "a NumPy .npz of x_train, y_train, x_test, y_test for any model, used as stored (instead of MNIST)")
       ->check(CLI::ExistingFile)
       ->excludes(train_data);
   auto* model_flag = train->add_option("--model", model_path,
@@ -613,8 +616,12 @@ int main(int argc, char** argv) {
       const std::vector<std::string> held = adata.arrays.empty() ? std::vector<std::string>{}
                                                                  : data::npz_array_names(adata.arrays);
       const bool labelled = adata.arrays.empty() || std::count(held.begin(), held.end(), "y_test");
-      LoadedData loaded = read_data(adata, {.test_labels = labelled});
-      const SplitData data = samples_for(model, loaded, adata, {.test_labels = labelled});
+      // Only the samples up to the one drawn are scaled and checked (the 10,000 test images are
+      // read either way; a shorter set still reports its own size below).
+      DataFlags up_to_index = adata;
+      up_to_index.limit_test = att_index + 1;
+      LoadedData loaded = read_data(up_to_index, {.test_labels = labelled});
+      const SplitData data = samples_for(model, loaded, up_to_index, {.test_labels = labelled});
       const int64_t count = data.test.x.rank() > 0 ? data.test.x.dim(0) : 0;
       if (att_index >= count)
         throw std::runtime_error("--index " + std::to_string(att_index) + ": the test set has " +
