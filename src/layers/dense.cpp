@@ -4,17 +4,19 @@
 // instead (forward_team / backward_team), so each thread reads and updates only its share.
 #include "attn/layers/dense.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "kernels/activations.hpp"
 #include "kernels/dense_gemm.hpp"
+#include "kernels/matmul.hpp"
 
 namespace attn::layers {
 
 using kernels::Activation;
+using kernels::matmul;
+using kernels::matmul_add_grad_input;
+using kernels::matmul_add_grad_weight;
 
 namespace {
 
@@ -25,39 +27,6 @@ constexpr int64_t kBackwardBlockRows = 16;
 
 // Below this many weights a thread's share of W is too small to pay for the team's barriers.
 constexpr int64_t kTeamMinWeights = 16384;
-
-// y[m,n] = bias + x[m,k] w[k,n] (x rows ldx apart; bias may be null).
-void product(const float* x, int64_t ldx, const float* w, const float* bias, float* y, int64_t m, int64_t k,
-             int64_t n) {
-  if (m <= kernels::kDenseSmallRows || k == 0) return kernels::dense_forward(x, w, bias, y, m, k, n, ldx);
-  for (int64_t r = 0; r < m; ++r) {
-    if (bias)
-      std::memcpy(y + r * n, bias, n * sizeof(float));
-    else
-      std::memset(y + r * n, 0, n * sizeof(float));
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-              1.0f, x, static_cast<int>(ldx), w, static_cast<int>(n), 1.0f, y, static_cast<int>(n));
-}
-
-// dw[k,n] += x[m,k]^T dz[m,n] (x rows ldx apart); with overwrite, dw = x^T dz.
-void add_grad_weight(const float* x, int64_t ldx, const float* dz, float* dw, int64_t m, int64_t k, int64_t n,
-                     bool overwrite = false) {
-  if (k == 0) return;
-  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_weight(x, dz, dw, m, k, n, ldx, overwrite);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(k), static_cast<int>(n), static_cast<int>(m),
-              1.0f, x, static_cast<int>(ldx), dz, static_cast<int>(n), overwrite ? 0.0f : 1.0f, dw, static_cast<int>(n));
-}
-
-// dx[m,k] += dz[m,n] w[k,n]^T (dx rows ldx apart); with overwrite, dx = dz w^T.
-void add_grad_input(const float* dz, const float* w, float* dx, int64_t ldx, int64_t m, int64_t k, int64_t n,
-                    bool overwrite = false) {
-  if (k == 0) return;
-  if (m <= kernels::kDenseSmallRows) return kernels::dense_grad_input(dz, w, dx, m, k, n, ldx, overwrite);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(k), static_cast<int>(n),
-              1.0f, dz, static_cast<int>(n), w, static_cast<int>(n), overwrite ? 0.0f : 1.0f, dx,
-              static_cast<int>(ldx));
-}
 
 // Thread t's share [begin, end) of `count` items.
 std::pair<int64_t, int64_t> share(int64_t count, int t, int threads) {
@@ -118,8 +87,8 @@ void DenseLayer::forward(ForwardContext& ctx) {
   if (ctx.team)
     forward_team(ctx, z);
   else
-    product(x, in_features_, weights_[0].value.data(), options_.use_bias ? weights_[1].value.data() : nullptr, z, rows,
-            in_features_, units_);
+    matmul(x, in_features_, weights_[0].value.data(), options_.use_bias ? weights_[1].value.data() : nullptr, z, rows,
+           in_features_, units_);
   if (act != Activation::kLinear) {
     if (ctx.logits) std::memcpy(ctx.logits, z, rows * units_ * sizeof(float));
     kernels::activation_forward(act, z, y, act == Activation::kSoftmax ? rows : 1,
@@ -145,7 +114,7 @@ void DenseLayer::backward(BackwardContext& ctx) {
   if (ctx.team) return backward_team(ctx, dz);
   const float* x = ctx.inputs[0];
   if (ctx.param_grads && trainable_) {
-    add_grad_weight(x, in_features_, dz, ctx.param_grads + weights_[0].offset, rows, in_features_, units_);
+    matmul_add_grad_weight(x, in_features_, dz, ctx.param_grads + weights_[0].offset, rows, in_features_, units_);
     if (options_.use_bias) {
       float* dbias = ctx.param_grads + weights_[1].offset;
       for (int64_t r = 0; r < rows; ++r)
@@ -153,7 +122,7 @@ void DenseLayer::backward(BackwardContext& ctx) {
     }
   }
   if (ctx.input_grads[0])
-    add_grad_input(dz, weights_[0].value.data(), ctx.input_grads[0], in_features_, rows, in_features_, units_);
+    matmul_add_grad_input(dz, weights_[0].value.data(), ctx.input_grads[0], in_features_, rows, in_features_, units_);
 }
 
 // Team forward: thread t multiplies its input features [k0, k1) of every sample by its rows of
@@ -170,8 +139,8 @@ void DenseLayer::forward_team(ForwardContext& ctx, float* z) {
   const int64_t first = team.slice_begin * rows_per_sample_, mine = ctx.batch * rows_per_sample_;
   const auto rows_of = [&](int64_t r0, int64_t r1) {
     if (r1 > r0)
-      product(team.inputs[0] + r0 * in_features_ + k0, in_features_, w, nullptr, partial + r0 * units_, r1 - r0,
-              k1 - k0, units_);
+      matmul(team.inputs[0] + r0 * in_features_ + k0, in_features_, w, nullptr, partial + r0 * units_, r1 - r0,
+             k1 - k0, units_);
   };
   if (team.inputs_ready) {
     rows_of(0, all_rows);  // one pass: each row of W is loaded once per block of rows
@@ -243,11 +212,12 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   // gradient rows, then (fused) the optimizer step on them, all on one thread.
   const auto rows_of_w = [&](int64_t r0, int64_t r1) {
     if (team.input_grads[0])
-      add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0, units_,
-                     team.write_input_grads);
+      matmul_add_grad_input(dz_all, w + r0 * units_, team.input_grads[0] + r0, in_features_, all_rows, r1 - r0,
+                            units_, team.write_input_grads);
     if (trainable_) {
       // Fused, these rows were not cleared beforehand (see Team::update): written, not added to.
-      add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_, update);
+      matmul_add_grad_weight(team.inputs[0] + r0, in_features_, dz_all, dw + r0 * units_, all_rows, r1 - r0, units_,
+                             update);
       if (update) team.update->apply(weights_[0].offset + r0 * units_, weights_[0].offset + r1 * units_);
     }
   };
