@@ -17,6 +17,7 @@
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
 #include "attn/layers/conv1d.hpp"
+#include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
@@ -25,6 +26,7 @@
 #include "attn/layers/merging.hpp"
 #include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/pooling.hpp"
+#include "attn/layers/pooling2d.hpp"
 #include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "attn/random.hpp"
@@ -463,9 +465,9 @@ std::string keras_with_config(const TempDir& dir, const std::string& name, const
 TEST(ModelFileErrors, UnsupportedLayerOptionActivationNameTheFile) {
   TempDir dir;
   json conv = dense_model_config({{"name", "d"}, {"units", 2}});
-  conv["config"]["layers"][1]["class_name"] = "Conv2D";
+  conv["config"]["layers"][1]["class_name"] = "LSTM";
   std::string p = keras_with_config(dir, "conv.keras", conv);
-  EXPECT_FILE_ERROR(load_model(p), p, "unsupported layer Conv2D");
+  EXPECT_FILE_ERROR(load_model(p), p, "unsupported layer LSTM");
   p = keras_with_config(dir, "act.keras", dense_model_config({{"name", "d"}, {"units", 2}, {"activation", "swishy"}}));
   EXPECT_FILE_ERROR(load_model(p), p, "'activation'");
   p = keras_with_config(dir, "reg.keras",
@@ -853,7 +855,17 @@ TEST(KerasFile, PythonLayoutCheck) {
     c.build_optimizer();
     save_model(c, dir.file("series.keras"));
   }
-  for (const char* f : {"attn.keras", "mlp.keras", "tokens.keras", "series.keras"}) {
+  // An image: Conv2D with and without bias, 2D poolings.
+  {
+    auto image = Input({9, 8, 2});
+    auto x = layers::Conv2D(4, {3, 2}, {.padding = "same", .activation = "relu"})(image);
+    x = layers::Conv2D(3, 1, {.use_bias = false})(layers::MaxPooling2D(2)(x));
+    Model c(image, layers::Dense(2)(layers::GlobalAveragePooling2D()(x)));
+    c.compile(optimizers::Adam(), losses::MeanSquaredError());
+    c.build_optimizer();
+    save_model(c, dir.file("image.keras"));
+  }
+  for (const char* f : {"attn.keras", "mlp.keras", "tokens.keras", "series.keras", "image.keras"}) {
     const std::string cmd = "/usr/bin/python3 " + script + " " + dir.file(f);
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }

@@ -3,6 +3,7 @@
 // refuse or that need the raw gradient.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "attn/layer.hpp"
@@ -20,12 +21,17 @@ inline LayerOnce run_layer_once(Layer& layer, const std::vector<float>& x, int64
                                 const CallOptions& call = {}) {
   LayerOnce r;
   r.y.assign(y_size, 0.0f);
+  // What the executor gives a layer: its saved floats (kept from forward to backward) and scratch.
+  std::vector<float> saved(std::max<int64_t>(1, batch * layer.saved_floats_per_sample(call)));
+  std::vector<float> scratch(std::max<int64_t>(1, layer.scratch_floats(batch, call)));
   ForwardContext f;
   f.batch = batch;
   f.call = &call;
   f.inputs = {x.data()};
   f.outputs = {r.y.data()};
   f.mask = mask;
+  f.saved = saved.data();
+  f.scratch = scratch.data();
   layer.forward(f);
   if (dy.empty()) return r;
   r.dx.assign(x.size(), 0.0f);
@@ -37,6 +43,8 @@ inline LayerOnce run_layer_once(Layer& layer, const std::vector<float>& x, int64
   b.output_grads = {dy.data()};
   b.input_grads = {r.dx.data()};
   b.mask = mask;
+  b.saved = saved.data();
+  b.scratch = scratch.data();
   layer.backward(b);
   return r;
 }

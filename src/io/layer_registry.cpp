@@ -9,6 +9,7 @@
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
 #include "attn/layers/conv1d.hpp"
+#include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
@@ -18,6 +19,7 @@
 #include "attn/layers/multi_head_attention.hpp"
 #include "attn/layers/pooling.hpp"
 #include "attn/layers/pooling1d.hpp"
+#include "attn/layers/pooling2d.hpp"
 #include "attn/layers/position_embedding.hpp"
 #include "attn/layers/reshaping.hpp"
 #include "io/io_internal.hpp"
@@ -334,33 +336,44 @@ int64_t single_integer(const LayerConfig& c, const std::string& key, int64_t def
   c.fail(key, "expected one integer, got " + v.dump());
 }
 
-std::shared_ptr<Layer> conv1d(const LayerConfig& c) {
+// What Conv1D and Conv2D read alike: refusals of what is not implemented, then the options both
+// have.
+template <class ConvOptions>
+ConvOptions conv_options(const LayerConfig& c) {
   for (const char* k : {"kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint", "lora_rank",
                         "dora_rank"})
     if (c.has(k)) c.require_null(k);
   const std::string fmt = c.string("data_format", "channels_last");
   if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
   if (single_integer(c, "groups", 1) != 1) c.fail("groups", "only 1 is supported, got " + c.config.at("groups").dump());
-  layers::Conv1DOptions o;
+  ConvOptions o;
   o.name = c.layer_name();
-  o.strides = single_integer(c, "strides", 1);
   o.padding = c.string("padding", "valid");
-  o.dilation_rate = single_integer(c, "dilation_rate", 1);
   o.activation = c.activation("activation", "linear");
   o.use_bias = c.boolean("use_bias", true);
   o.kernel_initializer = c.initializer("kernel_initializer", "glorot_uniform");
   o.bias_initializer = c.initializer("bias_initializer", "zeros");
+  return o;
+}
+
+// The option a convolution's constructor refused, from its message.
+const char* refused_conv_option(const std::string& what, int64_t filters) {
+  return filters <= 0                                     ? "filters"
+         : what.find("kernel_size") != std::string::npos ? "kernel_size"
+         : what.find("padding") != std::string::npos     ? "padding"
+         : what.find("activation") != std::string::npos  ? "activation"
+                                                         : "strides";
+}
+
+std::shared_ptr<Layer> conv1d(const LayerConfig& c) {
+  auto o = conv_options<layers::Conv1DOptions>(c);
+  o.strides = single_integer(c, "strides", 1);
+  o.dilation_rate = single_integer(c, "dilation_rate", 1);
   const int64_t filters = c.integer("filters"), kernel_size = single_integer(c, "kernel_size", 0);
   try {
     return std::make_shared<layers::Conv1DLayer>(filters, kernel_size, o);
   } catch (const std::invalid_argument& e) {
-    const std::string what = e.what();
-    const char* option = filters <= 0                                  ? "filters"
-                         : kernel_size <= 0                            ? "kernel_size"
-                         : what.find("padding") != std::string::npos    ? "padding"
-                         : what.find("activation") != std::string::npos ? "activation"
-                                                                        : "strides";
-    c.fail(option, what);
+    c.fail(refused_conv_option(e.what(), filters), e.what());
   }
 }
 
@@ -414,6 +427,62 @@ std::shared_ptr<Layer> pooling_1d(const LayerConfig& c) {
   }
 }
 
+// A two-element list (rows, columns), as Keras 3 and tf.keras write tuples, or a bare integer
+// for both axes.
+std::array<int64_t, 2> integer_pair(const LayerConfig& c, const std::string& key, std::array<int64_t, 2> def) {
+  if (!c.has(key)) return def;
+  const auto& v = c.config.at(key);
+  if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer())
+    return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+  if (v.is_number_integer()) return {v.get<int64_t>(), v.get<int64_t>()};
+  c.fail(key, "expected two integers or one, got " + v.dump());
+}
+
+// MaxPooling2D and AveragePooling2D: pool_size and strides as pairs or integers (strides null:
+// pool_size, as Keras).
+template <class PoolingLayer>
+std::shared_ptr<Layer> pooling_2d(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last") c.fail("data_format", "only channels_last is supported, got '" + fmt + "'");
+  const auto pool_size = integer_pair(c, "pool_size", {2, 2});
+  layers::Pooling2DOptions o;
+  o.name = c.layer_name();
+  const bool strides_given = c.has("strides") && !c.config.at("strides").is_null();
+  if (strides_given) o.strides = integer_pair(c, "strides", {0, 0});
+  o.padding = c.string("padding", "valid");
+  if (strides_given && (o.strides[0] <= 0 || o.strides[1] <= 0))
+    c.fail("strides", "must be positive, got " + c.config.at("strides").dump());
+  try {
+    return std::make_shared<PoolingLayer>(pool_size, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(pool_size[0] <= 0 || pool_size[1] <= 0 ? "pool_size" : "padding", e.what());
+  }
+}
+
+// GlobalAveragePooling2D and GlobalMaxPooling2D.
+template <class PoolingLayer>
+std::shared_ptr<Layer> global_pooling_2d(const LayerConfig& c) {
+  const std::string fmt = c.string("data_format", "channels_last");
+  if (fmt != "channels_last" && fmt != "channels_first")
+    c.fail("data_format", "expected channels_last or channels_first, got '" + fmt + "'");
+  return std::make_shared<PoolingLayer>(layers::GlobalPooling2DOptions{
+      .keepdims = c.boolean("keepdims", false), .name = c.layer_name(), .data_format = fmt});
+}
+
+// Conv2D: kernel_size, strides and dilation_rate as pairs or integers.
+std::shared_ptr<Layer> conv2d(const LayerConfig& c) {
+  auto o = conv_options<layers::Conv2DOptions>(c);
+  o.strides = integer_pair(c, "strides", {1, 1});
+  o.dilation_rate = integer_pair(c, "dilation_rate", {1, 1});
+  const int64_t filters = c.integer("filters");
+  const auto kernel_size = integer_pair(c, "kernel_size", {0, 0});
+  try {
+    return std::make_shared<layers::Conv2DLayer>(filters, kernel_size, o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(refused_conv_option(e.what(), filters), e.what());
+  }
+}
+
 const std::map<std::string, Factory>& registry() {
   static const std::map<std::string, Factory> r = {
       {"Dense", dense},   {"Flatten", flatten},       {"Reshape", reshape},
@@ -423,11 +492,16 @@ const std::map<std::string, Factory>& registry() {
       {"Add", add},
       {"GlobalAveragePooling1D", global_pooling_1d<layers::GlobalAveragePooling1DLayer>},
       {"Conv1D", conv1d},
+      {"Conv2D", conv2d},
       {"Permute", permute},
       {"GlobalMaxPooling1D", global_pooling_1d<layers::GlobalMaxPooling1DLayer>},
       {"Concatenate", concatenate},
       {"MaxPooling1D", pooling_1d<layers::MaxPooling1DLayer>},
       {"AveragePooling1D", pooling_1d<layers::AveragePooling1DLayer>},
+      {"MaxPooling2D", pooling_2d<layers::MaxPooling2DLayer>},
+      {"AveragePooling2D", pooling_2d<layers::AveragePooling2DLayer>},
+      {"GlobalAveragePooling2D", global_pooling_2d<layers::GlobalAveragePooling2DLayer>},
+      {"GlobalMaxPooling2D", global_pooling_2d<layers::GlobalMaxPooling2DLayer>},
       {"Embedding", embedding},
       {"PositionEmbedding", position_embedding},
       {"keras_hub>PositionEmbedding", position_embedding},

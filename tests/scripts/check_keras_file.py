@@ -96,6 +96,12 @@ def expected_vars(layer):
         out["vars/0"] = (k, last_dim(build["input_shape"]), cfg["filters"])
         if cfg.get("use_bias", True):
             out["vars/1"] = (cfg["filters"],)
+    elif cls == "Conv2D":  # kernel (rows, columns, channels, filters)
+        k = cfg["kernel_size"]
+        k = k if isinstance(k, list) else [k, k]
+        out["vars/0"] = (k[0], k[1], last_dim(build["input_shape"]), cfg["filters"])
+        if cfg.get("use_bias", True):
+            out["vars/1"] = (cfg["filters"],)
     elif cls == "Embedding":
         out["vars/0"] = (cfg["input_dim"], cfg["output_dim"])
     elif cls == "PositionEmbedding":

@@ -1,0 +1,216 @@
+// Conv2D as a matrix product per sample: the sample's patch matrix (a row per output position)
+// times the kernel, seen as a (kh * kw * channels, filters) matrix, through the same small-row
+// kernels or sgemm as Dense. Backward gathers the patches again rather than keeping them: a
+// gather costs far less than the products, and saved patches would be kh * kw times the input.
+#include "attn/layers/conv2d.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/activations.hpp"
+#include "kernels/matmul.hpp"
+
+namespace attn::layers {
+
+using kernels::Activation;
+
+Conv2DLayer::Conv2DLayer(int64_t filters, std::array<int64_t, 2> kernel_size, Conv2DOptions options)
+    : Layer("conv2d", options.name), filters_(filters), kernel_size_(kernel_size), options_(std::move(options)) {
+  const auto pair = [](std::array<int64_t, 2> v) {
+    std::string s = "(";  // appended, not "(" + ...: GCC 12 warns falsely (-Wrestrict) on that
+    return s.append(std::to_string(v[0])).append(", ").append(std::to_string(v[1])).append(")");
+  };
+  if (filters_ <= 0) fail("filters must be positive, got " + std::to_string(filters_));
+  if (kernel_size_[0] <= 0 || kernel_size_[1] <= 0) fail("kernel_size must be positive, got " + pair(kernel_size_));
+  if (options_.strides[0] <= 0 || options_.strides[1] <= 0)
+    fail("strides must be positive, got " + pair(options_.strides));
+  if (options_.dilation_rate[0] <= 0 || options_.dilation_rate[1] <= 0)
+    fail("dilation_rate must be positive, got " + pair(options_.dilation_rate));
+  if (std::max(options_.strides[0], options_.strides[1]) > 1 &&
+      std::max(options_.dilation_rate[0], options_.dilation_rate[1]) > 1)
+    fail("strides > 1 with dilation_rate > 1 is not supported (as in Keras), got strides " + pair(options_.strides) +
+         " and dilation_rate " + pair(options_.dilation_rate));
+  if (options_.padding != "valid" && options_.padding != "same")
+    fail("padding must be \"valid\" or \"same\", got \"" + options_.padding + "\"");
+  activation_ = static_cast<int>(kernels::activation_from_string(options_.activation));
+  activation_name_ = kernels::to_string(static_cast<Activation>(activation_));
+}
+
+std::vector<Shape> Conv2DLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+  if (in.size() != 1) fail("expects 1 input, got " + std::to_string(in.size()));
+  if (in[0].size() != 3 || in[0][0] <= 0 || in[0][1] <= 0 || in[0][2] <= 0)
+    fail("input must be (batch, rows, columns, channels) with known sizes, got " + batch_shape_to_string(in[0]));
+  const bool same = options_.padding == "same";
+  const auto axis = [&](int i) {
+    Axis a;
+    a.in = in[0][i];
+    a.kernel = kernel_size_[i];
+    a.stride = options_.strides[i];
+    a.dilation = options_.dilation_rate[i];
+    const int64_t span = (a.kernel - 1) * a.dilation + 1;
+    if (same) {
+      a.out = (a.in - 1) / a.stride + 1;
+      a.pad_before = std::max<int64_t>(0, (a.out - 1) * a.stride + span - a.in) / 2;
+    } else {
+      a.out = a.in >= span ? (a.in - span) / a.stride + 1 : 0;
+    }
+    if (a.out <= 0)
+      fail(std::string("kernel of ") + std::to_string(a.kernel) + " taps (dilation " + std::to_string(a.dilation) +
+           ") spans more than the " + std::to_string(a.in) + " input " + (i == 0 ? "rows" : "columns") +
+           " with \"valid\" padding");
+    return a;
+  };
+  rows_ = axis(0);
+  cols_ = axis(1);
+  channels_ = in[0][2];
+  if (!built_) {
+    add_weight("kernel", {kernel_size_[0], kernel_size_[1], channels_, filters_}, options_.kernel_initializer);
+    if (options_.use_bias) add_weight("bias", {filters_}, options_.bias_initializer);
+  }
+  return {{rows_.out, cols_.out, filters_}};
+}
+
+bool Conv2DLayer::pointwise() const {
+  return kernel_size_[0] == 1 && kernel_size_[1] == 1 && options_.strides[0] == 1 && options_.strides[1] == 1;
+}
+
+int64_t Conv2DLayer::saved_floats_per_sample(const CallOptions&) const {
+  // The pre-activation, for the activation's derivative (none for linear).
+  return static_cast<Activation>(activation_) == Activation::kLinear ? 0 : rows_.out * cols_.out * filters_;
+}
+
+int64_t Conv2DLayer::scratch_floats(int64_t, const CallOptions&) const {
+  // One sample at a time: its patches and their gradients, and d(pre-activation).
+  const int64_t positions = rows_.out * cols_.out;
+  const int64_t patch_floats = pointwise() ? 0 : positions * kernel_size_[0] * kernel_size_[1] * channels_;
+  return 2 * patch_floats + positions * filters_;
+}
+
+void Conv2DLayer::gather_patches(const float* x, float* patches) const {
+  const int64_t c = channels_;
+  float* p = patches;
+  for (int64_t i = 0; i < rows_.out; ++i)
+    for (int64_t j = 0; j < cols_.out; ++j)
+      for (int64_t a = 0; a < rows_.kernel; ++a) {
+        const int64_t r = rows_.input_of(i, a);
+        for (int64_t b = 0; b < cols_.kernel; ++b, p += c) {
+          const int64_t col = cols_.input_of(j, b);
+          const bool padding = r < 0 || r >= rows_.in || col < 0 || col >= cols_.in;
+          if (c == 1)  // one float: a library call per value would cost more than the copy
+            *p = padding ? 0.0f : x[r * cols_.in + col];
+          else if (padding)
+            std::memset(p, 0, c * sizeof(float));
+          else
+            std::memcpy(p, x + (r * cols_.in + col) * c, c * sizeof(float));
+        }
+      }
+}
+
+void Conv2DLayer::scatter_patch_grads(const float* patch_grads, float* dx) const {
+  const int64_t c = channels_;
+  const float* g = patch_grads;
+  for (int64_t i = 0; i < rows_.out; ++i)
+    for (int64_t j = 0; j < cols_.out; ++j)
+      for (int64_t a = 0; a < rows_.kernel; ++a) {
+        const int64_t r = rows_.input_of(i, a);
+        for (int64_t b = 0; b < cols_.kernel; ++b, g += c) {
+          const int64_t col = cols_.input_of(j, b);
+          if (r < 0 || r >= rows_.in || col < 0 || col >= cols_.in) continue;
+          float* d = dx + (r * cols_.in + col) * c;
+          for (int64_t k = 0; k < c; ++k) d[k] += g[k];
+        }
+      }
+}
+
+void Conv2DLayer::forward(ForwardContext& ctx) {
+  const auto act = static_cast<Activation>(activation_);
+  const float* kernel = weights_[0].value.data();
+  const float* bias = options_.use_bias ? weights_[1].value.data() : nullptr;
+  const int64_t positions = rows_.out * cols_.out, depth = kernel_size_[0] * kernel_size_[1] * channels_;
+  const int64_t in_floats = rows_.in * cols_.in * channels_, out_floats = positions * filters_;
+  float* y = ctx.outputs[0];
+  float* z = act == Activation::kLinear ? y : ctx.saved;  // pre-activation
+  for (int64_t s = 0; s < ctx.batch; ++s) {
+    const float* x = ctx.inputs[0] + s * in_floats;
+    const float* patches = x;
+    if (!pointwise()) {
+      gather_patches(x, ctx.scratch);
+      patches = ctx.scratch;
+    }
+    kernels::matmul(patches, depth, kernel, bias, z + s * out_floats, positions, depth, filters_);
+  }
+  if (act == Activation::kLinear) return;
+  const bool softmax = act == Activation::kSoftmax;
+  kernels::activation_forward(act, z, y, softmax ? ctx.batch * positions : 1,
+                              softmax ? filters_ : ctx.batch * out_floats);
+}
+
+void Conv2DLayer::backward(BackwardContext& ctx) {
+  if (ctx.batch == 0 || !ctx.output_grads[0]) return;
+  const auto act = static_cast<Activation>(activation_);
+  const bool softmax = act == Activation::kSoftmax;
+  const bool through_activation = act != Activation::kLinear && !ctx.output_grad_is_logits;
+  const int64_t positions = rows_.out * cols_.out, depth = kernel_size_[0] * kernel_size_[1] * channels_;
+  const int64_t in_floats = rows_.in * cols_.in * channels_, out_floats = positions * filters_;
+  const float* kernel = weights_[0].value.data();
+  const bool weight_grads = ctx.param_grads && trainable_;
+  float* dkernel = weight_grads ? ctx.param_grads + weights_[0].offset : nullptr;
+  float* dbias = weight_grads && options_.use_bias ? ctx.param_grads + weights_[1].offset : nullptr;
+  const int64_t patch_floats = pointwise() ? 0 : positions * depth;
+  float* patches = ctx.scratch;
+  float* patch_grads = ctx.scratch + patch_floats;
+  float* dz_buffer = ctx.scratch + 2 * patch_floats;
+  for (int64_t s = 0; s < ctx.batch; ++s) {
+    const float* dz = ctx.output_grads[0] + s * out_floats;
+    if (through_activation) {
+      std::memset(dz_buffer, 0, out_floats * sizeof(float));
+      kernels::activation_backward(act, ctx.saved + s * out_floats, ctx.outputs[0] + s * out_floats, dz, dz_buffer,
+                                   softmax ? positions : 1, softmax ? filters_ : out_floats);
+      dz = dz_buffer;
+    }
+    const float* x = ctx.inputs[0] + s * in_floats;
+    if (dbias)
+      for (int64_t p = 0; p < positions; ++p)
+        for (int64_t f = 0; f < filters_; ++f) dbias[f] += dz[p * filters_ + f];
+    if (dkernel) {
+      const float* p = x;
+      if (!pointwise()) {
+        gather_patches(x, patches);
+        p = patches;
+      }
+      kernels::matmul_add_grad_weight(p, depth, dz, dkernel, positions, depth, filters_);
+    }
+    if (!ctx.input_grads[0]) continue;
+    float* dx = ctx.input_grads[0] + s * in_floats;
+    if (pointwise()) {
+      kernels::matmul_add_grad_input(dz, kernel, dx, channels_, positions, channels_, filters_);
+    } else {
+      kernels::matmul_add_grad_input(dz, kernel, patch_grads, depth, positions, depth, filters_, true);
+      scatter_patch_grads(patch_grads, dx);
+    }
+  }
+}
+
+nlohmann::json Conv2DLayer::get_config() const {
+  const auto pair = [](std::array<int64_t, 2> v) { return nlohmann::json::array({v[0], v[1]}); };
+  nlohmann::json c = Layer::get_config();
+  c["filters"] = filters_;
+  c["kernel_size"] = pair(kernel_size_);
+  c["strides"] = pair(options_.strides);
+  c["padding"] = options_.padding;
+  c["data_format"] = "channels_last";
+  c["dilation_rate"] = pair(options_.dilation_rate);
+  c["groups"] = 1;
+  c["activation"] = activation_name_;
+  c["use_bias"] = options_.use_bias;
+  c["kernel_initializer"] = initializer_config(options_.kernel_initializer);
+  c["bias_initializer"] = initializer_config(options_.bias_initializer);
+  c["kernel_regularizer"] = nullptr;
+  c["bias_regularizer"] = nullptr;
+  c["activity_regularizer"] = nullptr;
+  c["kernel_constraint"] = nullptr;
+  c["bias_constraint"] = nullptr;
+  return c;
+}
+
+}  // namespace attn::layers
