@@ -21,8 +21,14 @@ inline uint64_t mix64(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
+// hash_combine in two parts, for loops over b with (key, a) fixed: the prefix once, then
+// hash_combine_from(prefix, b, c) per element gives hash_combine(key, a, b, c) bit for bit.
+inline uint64_t hash_prefix(uint64_t key, uint64_t a) { return mix64(key ^ mix64(a)); }
+inline uint64_t hash_combine_from(uint64_t prefix, uint64_t b, uint64_t c = 0) {
+  return mix64(mix64(prefix ^ b) ^ c);
+}
 inline uint64_t hash_combine(uint64_t key, uint64_t a, uint64_t b = 0, uint64_t c = 0) {
-  return mix64(mix64(mix64(key ^ mix64(a)) ^ b) ^ c);
+  return hash_combine_from(hash_prefix(key, a), b, c);
 }
 // Uniform in [0, 1) from 24 bits of a hash.
 inline float hash_uniform(uint64_t h) { return static_cast<float>(h >> 40) * (1.0f / 16777216.0f); }

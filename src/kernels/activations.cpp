@@ -77,7 +77,10 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
       return;
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        const float g = dy[i];  // read before the test: the loop then has no branch and vectorizes
+        dx[i] += x[i] > 0.0f ? g : 0.0f;
+      }
       return;
     case Activation::kSigmoid:
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i] * (1.0f - y[i]);

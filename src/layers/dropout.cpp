@@ -17,9 +17,10 @@ std::vector<Shape> DropoutLayer::compute_build(const std::vector<Shape>& in, con
   return {in[0]};
 }
 
-float DropoutLayer::keep_factor(uint64_t seed, int64_t sample, int64_t i) const {
+// The mask is hash_combine(step seed, sample, i), its per-sample part hashed once per sample.
+float DropoutLayer::keep_factor(uint64_t sample_key, int64_t i) const {
   if (rate_ >= 1.0f) return 0.0f;
-  float u = hash_uniform(hash_combine(seed, static_cast<uint64_t>(sample), static_cast<uint64_t>(i)));
+  float u = hash_uniform(hash_combine_from(sample_key, static_cast<uint64_t>(i)));
   return u < rate_ ? 0.0f : 1.0f / (1.0f - rate_);
 }
 
@@ -30,9 +31,10 @@ void DropoutLayer::forward(ForwardContext& ctx) {
     std::memcpy(y, x, ctx.batch * sample_size_ * sizeof(float));
     return;
   }
-  for (int64_t b = 0; b < ctx.batch; ++b)
-    for (int64_t i = 0; i < sample_size_; ++i)
-      y[b * sample_size_ + i] = x[b * sample_size_ + i] * keep_factor(ctx.seed, ctx.sample_offset + b, i);
+  for (int64_t b = 0; b < ctx.batch; ++b) {
+    const uint64_t key = hash_prefix(ctx.seed, static_cast<uint64_t>(ctx.sample_offset + b));
+    for (int64_t i = 0; i < sample_size_; ++i) y[b * sample_size_ + i] = x[b * sample_size_ + i] * keep_factor(key, i);
+  }
 }
 
 void DropoutLayer::backward(BackwardContext& ctx) {
@@ -40,11 +42,13 @@ void DropoutLayer::backward(BackwardContext& ctx) {
   float* dx = ctx.input_grads[0];
   const float* dy = ctx.output_grads[0];
   const bool identity = !ctx.training || rate_ == 0.0f;
-  for (int64_t b = 0; b < ctx.batch; ++b)
+  for (int64_t b = 0; b < ctx.batch; ++b) {
+    const uint64_t key = hash_prefix(ctx.seed, static_cast<uint64_t>(ctx.sample_offset + b));
     for (int64_t i = 0; i < sample_size_; ++i) {
       int64_t k = b * sample_size_ + i;
-      dx[k] += identity ? dy[k] : dy[k] * keep_factor(ctx.seed, ctx.sample_offset + b, i);
+      dx[k] += identity ? dy[k] : dy[k] * keep_factor(key, i);
     }
+  }
 }
 
 nlohmann::json DropoutLayer::get_config() const {

@@ -27,7 +27,8 @@ class DropoutLayer : public Layer {
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
 
  private:
-  float keep_factor(uint64_t seed, int64_t sample, int64_t i) const;
+  // Element i's multiplier in the sample whose hash_prefix(step seed, sample) is sample_key.
+  float keep_factor(uint64_t sample_key, int64_t i) const;
   float rate_;
   int64_t sample_size_ = 0;
 };
