@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side timings, in ONE run, of:
-#   attn          build/attn (CLI, one epoch: the reference model and bench/rows_encoder.json),
+#   attn          build/attn (CLI, one epoch: the reference model, bench/rows_encoder.json and
+#                 examples/mnist_cnn.json),
 #                 build/bench_attention and build/bench_mha
 #                 (Google Benchmark)
 #   torch-best    Debian's PyTorch with tcmalloc preloaded and the OpenMP build of OpenBLAS
@@ -229,6 +230,11 @@ for ((r = 1; r <= repeat; r++)); do
     attn_train "encoder train-step B=32" "$t" 32 "$attn_limit" --model "$here/rows_encoder.json"
     torch_run best "encoder train-step B=32" "$t" --what encoder-steps --steps "$best_steps" --warmup 3
     [[ $do_shipped == 1 ]] && torch_run shipped "encoder train-step B=32" "$t" --what encoder-steps --steps "$shipped_steps" --warmup "$shipped_warmup"
+    # Keras' MNIST convnet (examples/mnist_cnn.json, its twin in peer_torch.py), batch 128 as
+    # in Keras' example: Conv2D, MaxPooling2D and Dropout.
+    attn_train "convnet train-step B=128" "$t" 128 "$(( (attn_limit / 20) * 128 ))" --model "$root/examples/mnist_cnn.json"
+    torch_run best "convnet train-step B=128" "$t" --what cnn-steps --steps "$best_steps" --warmup 3
+    [[ $do_shipped == 1 ]] && torch_run shipped "convnet train-step B=128" "$t" --what cnn-steps --steps "$shipped_steps" --warmup "$shipped_warmup"
     if [[ $do_attention == 1 ]]; then
       # Both sides on dense random inputs with full gradients: the same work. (attn's exact
       # zero-aware path on real MNIST batches is BM_AttentionReferenceModel; torch has no twin.)

@@ -189,6 +189,24 @@ class RowsEncoder(torch.nn.Module):
         return self.out(x.flatten(1))
 
 
+class MnistConvnet(torch.nn.Module):
+    """Twin of examples/mnist_cnn.json, Keras' "Simple MNIST convnet": Conv2D(32, 3, relu),
+    MaxPooling2D(2), Conv2D(64, 3, relu), MaxPooling2D(2), Flatten, Dropout(0.5), Dense(10)
+    logits (the softmax lives in the cross-entropy). PyTorch's own NCHW layout, its best case."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 32, 3)
+        self.conv2 = torch.nn.Conv2d(32, 64, 3)
+        self.drop = torch.nn.Dropout(0.5)
+        self.out = torch.nn.Linear(5 * 5 * 64, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x.reshape(-1, 1, 28, 28))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.out(self.drop(x.flatten(1)))
+
+
 def make_optimizer(model):
     return torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
@@ -215,7 +233,7 @@ def batches(n, batch, steps, offset=0):
 def run_train_steps(args, base):
     x, y, source = load_mnist("train", args.data_dir)
     torch.manual_seed(0)
-    model = RowsEncoder() if args.what == "encoder-steps" else AttentionANN()
+    model = {"encoder-steps": RowsEncoder, "cnn-steps": MnistConvnet}.get(args.what, AttentionANN)()
     opt = make_optimizer(model)
     perm = torch.randperm(x.shape[0])
     x, y = x[perm].contiguous(), y[perm].contiguous()
@@ -426,7 +444,8 @@ def run_matmul(args, base):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--what", choices=["train-steps", "encoder-steps", "epoch", "attention", "mha", "matmul", "env"],
+    p.add_argument("--what", choices=["train-steps", "encoder-steps", "cnn-steps", "epoch", "attention", "mha", "matmul",
+                                      "env"],
                    default="train-steps")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=None,
@@ -455,6 +474,7 @@ def main():
     defaults = {
         "train-steps": dict(steps=20, warmup=3, batch=20),
         "encoder-steps": dict(steps=20, warmup=3, batch=32),
+        "cnn-steps": dict(steps=20, warmup=3, batch=128),
         "epoch": dict(steps=0, warmup=3, batch=20),
         "attention": dict(steps=10, warmup=2, batch=20),
         "mha": dict(steps=10, warmup=2, batch=8),
@@ -478,7 +498,7 @@ def main():
         torch.set_flush_denormal(True)
 
     t0 = time.perf_counter()
-    if args.what in ("train-steps", "encoder-steps"):
+    if args.what in ("train-steps", "encoder-steps", "cnn-steps"):
         run_train_steps(args, base)
     elif args.what == "epoch":
         run_epoch(args, base)
