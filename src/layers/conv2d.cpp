@@ -1,7 +1,8 @@
-// Conv2D as a matrix product per sample: the sample's patch matrix (a row per output position)
-// times the kernel, seen as a (kh * kw * channels, filters) matrix, through the same small-row
-// kernels or sgemm as Dense. Backward gathers the patches again rather than keeping them: a
-// gather costs far less than the products, and saved patches would be kh * kw times the input.
+// Conv2D as matrix products: the patch matrices (a row per output position) of a few samples
+// at a time times the kernel, seen as a (kh * kw * channels, filters) matrix, through the same
+// small-row kernels or sgemm as Dense. Backward gathers the patches again rather than keeping
+// them: a gather costs far less than the products, and saved patches would be kh * kw times the
+// input.
 #include "attn/layers/conv2d.hpp"
 
 #include <algorithm>
@@ -79,9 +80,15 @@ int64_t Conv2DLayer::saved_floats_per_sample(const CallOptions&) const {
   return static_cast<Activation>(activation_) == Activation::kLinear ? 0 : rows_.out * cols_.out * filters_;
 }
 
-int64_t Conv2DLayer::scratch_floats(int64_t, const CallOptions&) const {
-  // One sample at a time: its patches and their gradients, and d(pre-activation).
-  const int64_t positions = rows_.out * cols_.out;
+int64_t Conv2DLayer::samples_per_product(int64_t batch) const {
+  // A pointwise layer's products read the input in place: the whole slice at once.
+  if (pointwise()) return std::max<int64_t>(1, batch);
+  return std::clamp<int64_t>(kProductRows / (rows_.out * cols_.out), 1, std::max<int64_t>(1, batch));
+}
+
+int64_t Conv2DLayer::scratch_floats(int64_t batch, const CallOptions&) const {
+  // A product's worth of samples: their patches and the patches' gradients, and d(pre-activation).
+  const int64_t positions = samples_per_product(batch) * rows_.out * cols_.out;
   const int64_t patch_floats = pointwise() ? 0 : positions * kernel_size_[0] * kernel_size_[1] * channels_;
   return 2 * patch_floats + positions * filters_;
 }
@@ -128,16 +135,17 @@ void Conv2DLayer::forward(ForwardContext& ctx) {
   const float* bias = options_.use_bias ? weights_[1].value.data() : nullptr;
   const int64_t positions = rows_.out * cols_.out, depth = kernel_size_[0] * kernel_size_[1] * channels_;
   const int64_t in_floats = rows_.in * cols_.in * channels_, out_floats = positions * filters_;
+  const int64_t per_product = samples_per_product(ctx.batch);
   float* y = ctx.outputs[0];
   float* z = act == Activation::kLinear ? y : ctx.saved;  // pre-activation
-  for (int64_t s = 0; s < ctx.batch; ++s) {
-    const float* x = ctx.inputs[0] + s * in_floats;
-    const float* patches = x;
+  for (int64_t s0 = 0; s0 < ctx.batch; s0 += per_product) {
+    const int64_t n = std::min(per_product, ctx.batch - s0);
+    const float* patches = ctx.inputs[0] + s0 * in_floats;
     if (!pointwise()) {
-      gather_patches(x, ctx.scratch);
+      for (int64_t s = 0; s < n; ++s) gather_patches(patches + s * in_floats, ctx.scratch + s * positions * depth);
       patches = ctx.scratch;
     }
-    kernels::matmul(patches, depth, kernel, bias, z + s * out_floats, positions, depth, filters_);
+    kernels::matmul(patches, depth, kernel, bias, z + s0 * out_floats, n * positions, depth, filters_);
   }
   if (act == Activation::kLinear) return;
   const bool softmax = act == Activation::kSoftmax;
@@ -152,41 +160,43 @@ void Conv2DLayer::backward(BackwardContext& ctx) {
   const bool through_activation = act != Activation::kLinear && !ctx.output_grad_is_logits;
   const int64_t positions = rows_.out * cols_.out, depth = kernel_size_[0] * kernel_size_[1] * channels_;
   const int64_t in_floats = rows_.in * cols_.in * channels_, out_floats = positions * filters_;
+  const int64_t per_product = samples_per_product(ctx.batch);
   const float* kernel = weights_[0].value.data();
   const bool weight_grads = ctx.param_grads && trainable_;
   float* dkernel = weight_grads ? ctx.param_grads + weights_[0].offset : nullptr;
   float* dbias = weight_grads && options_.use_bias ? ctx.param_grads + weights_[1].offset : nullptr;
-  const int64_t patch_floats = pointwise() ? 0 : positions * depth;
+  const int64_t patch_floats = pointwise() ? 0 : per_product * positions * depth;
   float* patches = ctx.scratch;
   float* patch_grads = ctx.scratch + patch_floats;
   float* dz_buffer = ctx.scratch + 2 * patch_floats;
-  for (int64_t s = 0; s < ctx.batch; ++s) {
-    const float* dz = ctx.output_grads[0] + s * out_floats;
+  for (int64_t s0 = 0; s0 < ctx.batch; s0 += per_product) {
+    const int64_t n = std::min(per_product, ctx.batch - s0), rows = n * positions;
+    const float* dz = ctx.output_grads[0] + s0 * out_floats;
     if (through_activation) {
-      std::memset(dz_buffer, 0, out_floats * sizeof(float));
-      kernels::activation_backward(act, ctx.saved + s * out_floats, ctx.outputs[0] + s * out_floats, dz, dz_buffer,
-                                   softmax ? positions : 1, softmax ? filters_ : out_floats);
+      std::memset(dz_buffer, 0, n * out_floats * sizeof(float));
+      kernels::activation_backward(act, ctx.saved + s0 * out_floats, ctx.outputs[0] + s0 * out_floats, dz, dz_buffer,
+                                   softmax ? rows : 1, softmax ? filters_ : n * out_floats);
       dz = dz_buffer;
     }
-    const float* x = ctx.inputs[0] + s * in_floats;
+    const float* x = ctx.inputs[0] + s0 * in_floats;
     if (dbias)
-      for (int64_t p = 0; p < positions; ++p)
+      for (int64_t p = 0; p < rows; ++p)
         for (int64_t f = 0; f < filters_; ++f) dbias[f] += dz[p * filters_ + f];
     if (dkernel) {
       const float* p = x;
       if (!pointwise()) {
-        gather_patches(x, patches);
+        for (int64_t s = 0; s < n; ++s) gather_patches(x + s * in_floats, patches + s * positions * depth);
         p = patches;
       }
-      kernels::matmul_add_grad_weight(p, depth, dz, dkernel, positions, depth, filters_);
+      kernels::matmul_add_grad_weight(p, depth, dz, dkernel, rows, depth, filters_);
     }
     if (!ctx.input_grads[0]) continue;
-    float* dx = ctx.input_grads[0] + s * in_floats;
+    float* dx = ctx.input_grads[0] + s0 * in_floats;
     if (pointwise()) {
-      kernels::matmul_add_grad_input(dz, kernel, dx, channels_, positions, channels_, filters_);
+      kernels::matmul_add_grad_input(dz, kernel, dx, channels_, rows, channels_, filters_);
     } else {
-      kernels::matmul_add_grad_input(dz, kernel, patch_grads, depth, positions, depth, filters_, true);
-      scatter_patch_grads(patch_grads, dx);
+      kernels::matmul_add_grad_input(dz, kernel, patch_grads, depth, rows, depth, filters_, true);
+      for (int64_t s = 0; s < n; ++s) scatter_patch_grads(patch_grads + s * positions * depth, dx + s * in_floats);
     }
   }
 }

@@ -51,8 +51,13 @@ class Conv2DLayer : public Layer {
     // Input index of output o's tap t (outside [0, in) when it falls in the padding).
     int64_t input_of(int64_t o, int64_t t) const { return o * stride + t * dilation - pad_before; }
   };
+  // Patch rows per product: samples are gathered into products of about this many rows (at
+  // least one sample). On Keras' MNIST convnet 128-512 rows ran 19-22 ms a step at batch 128,
+  // one sample per product 23, 4096 rows 23 (their patches no longer stay in cache).
+  static constexpr int64_t kProductRows = 256;
   // A 1x1 kernel at stride 1 reads each input position once: the input is its own patch matrix.
   bool pointwise() const;
+  int64_t samples_per_product(int64_t batch) const;
   // One sample's patch matrix: a row per output position, (kh, kw, channels) values per row, 0
   // where a tap falls in the padding. The layout of the kernel's rows, so Z = P @ kernel.
   void gather_patches(const float* x, float* patches) const;
