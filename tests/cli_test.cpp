@@ -528,7 +528,8 @@ TEST_F(Cli, BadArraysAreNamed) {
 }
 
 // The example configs the README trains stay readable and trainable: the Vision Transformer over
-// MNIST patches (on a tiny IDX set here) and the token classifier (on --arrays).
+// MNIST patches and the two convnets (on a tiny IDX set here), and the token classifier (on
+// --arrays).
 TEST_F(Cli, ExampleConfigsTrain) {
   write_idx_set(dir_ / "data", 40, 20);
   const std::string examples = std::string(ATTN_SOURCE_DIR) + "/examples/";
@@ -539,6 +540,20 @@ TEST_F(Cli, ExampleConfigsTrain) {
                     "' --out '" + file("vit.png") + "'");
   ASSERT_EQ(map.status, 0) << map.err;
   EXPECT_NE(map.out.find("16 queries x 16 keys"), std::string::npos) << map.out;  // 16 patches of 7x7
+
+  // Keras' MNIST convnet, and a convnet whose 5x5 feature map attends to itself.
+  CliRun cnn = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
+                    "mnist_cnn.json' --epochs 1 --batch-size 8 --verbose 2");
+  ASSERT_EQ(cnn.status, 0) << cnn.err;
+  EXPECT_NE(cnn.out.find("val_accuracy"), std::string::npos) << cnn.out;
+  CliRun cells = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
+                      "mnist_cnn_attention.json' --epochs 1 --batch-size 8 --verbose 0 --save '" +
+                      file("cells.keras") + "'");
+  ASSERT_EQ(cells.status, 0) << cells.err;
+  CliRun cell_map = attn("attention --data '" + (dir_ / "data").string() + "' --model '" + file("cells.keras") +
+                         "' --out '" + file("cells.png") + "'");
+  ASSERT_EQ(cell_map.status, 0) << cell_map.err;
+  EXPECT_NE(cell_map.out.find("25 queries x 25 keys"), std::string::npos) << cell_map.out;
 
   attn::Tensor x, y;
   token_arrays(60, 1, x, y);
