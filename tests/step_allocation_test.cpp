@@ -242,6 +242,27 @@ TEST(StepAllocation, EmbeddingTrainStepAllocatesNothing) {
   }
 }
 
+// A convnet: Conv2D's patch products (through sgemm and the small-row kernels), the 2D
+// poolings, Dropout.
+TEST(StepAllocation, ConvnetTrainStepAllocatesNothing) {
+  namespace L = attn::layers;
+  for (int threads : {1, 2}) {
+    attn::clear_session();
+    attn::set_random_seed(6);
+    auto in = attn::Input({10, 9, 2});
+    auto x = L::MaxPooling2D(2)(L::Conv2D(4, 3, {.padding = "same", .activation = "relu"})(in));
+    x = L::AveragePooling2D(2, {.padding = "same"})(L::Conv2D(6, {2, 2}, {.activation = "tanh"})(x));
+    x = L::Concatenate()({L::GlobalMaxPooling2D()(x), L::GlobalAveragePooling2D()(x)});
+    attn::Model model(in, L::Dense(3)(L::Dropout(0.2f)(x)));
+    model.set_threads(threads);
+    model.compile(attn::optimizers::Adam(), attn::losses::SparseCategoricalCrossentropy({.from_logits = true}));
+    attn::Tensor xt({16, 10, 9, 2}), yt({16});
+    for (int64_t i = 0; i < xt.size(); ++i) xt[i] = std::sin(0.21f * static_cast<float>(i));
+    for (int64_t i = 0; i < 16; ++i) yt[i] = static_cast<float>(i % 3);
+    expect_steps_allocate_nothing(model, xt, yt, threads);
+  }
+}
+
 // fit's own loop around the steps (shuffled gather, running means, the logs handed to
 // callbacks, the progress line at verbose 0 and 2) allocates nothing per step either: a
 // callback counts the allocations between the ends of batches 2 and 7.
