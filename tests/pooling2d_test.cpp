@@ -456,7 +456,8 @@ TEST_F(Pooling2DTest, KerasConfigsAndFiles) {
       l["config"]["pool_size"] = 2;
     }
   const attn::Model back = attn::io::model_from_config(c);
-  for (const auto& l : attn::io::model_to_config(back)["config"]["layers"])
+  const nlohmann::json back_config = attn::io::model_to_config(back);  // kept: the loop reads inside it
+  for (const auto& l : back_config["config"]["layers"])
     if (l["config"]["name"] == "max") {
       EXPECT_EQ(l["config"]["pool_size"], nlohmann::json::array({2, 2}));
       EXPECT_EQ(l["config"]["strides"], nlohmann::json::array({2, 2}));
