@@ -17,13 +17,8 @@ std::vector<Shape> DropoutLayer::compute_build(const std::vector<Shape>& in, con
   return {in[0]};
 }
 
-// The mask is hash_combine(step seed, sample, i), its per-sample part hashed once per sample.
-float DropoutLayer::keep_factor(uint64_t sample_key, int64_t i) const {
-  if (rate_ >= 1.0f) return 0.0f;
-  float u = hash_uniform(hash_combine_from(sample_key, static_cast<uint64_t>(i)));
-  return u < rate_ ? 0.0f : 1.0f / (1.0f - rate_);
-}
-
+// The mask is hash_combine(step seed, sample, i), its per-sample part hashed once per sample; a
+// kept value is scaled by 1 / (1 - rate), worked out once per call.
 void DropoutLayer::forward(ForwardContext& ctx) {
   const float* x = ctx.inputs[0];
   float* y = ctx.outputs[0];
@@ -31,9 +26,12 @@ void DropoutLayer::forward(ForwardContext& ctx) {
     std::memcpy(y, x, ctx.batch * sample_size_ * sizeof(float));
     return;
   }
+  const float scale = kept_scale();
   for (int64_t b = 0; b < ctx.batch; ++b) {
     const uint64_t key = hash_prefix(ctx.seed, static_cast<uint64_t>(ctx.sample_offset + b));
-    for (int64_t i = 0; i < sample_size_; ++i) y[b * sample_size_ + i] = x[b * sample_size_ + i] * keep_factor(key, i);
+    const float* xb = x + b * sample_size_;
+    float* yb = y + b * sample_size_;
+    for (int64_t i = 0; i < sample_size_; ++i) yb[i] = xb[i] * (keep(key, i) ? scale : 0.0f);
   }
 }
 
@@ -41,13 +39,16 @@ void DropoutLayer::backward(BackwardContext& ctx) {
   if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
   float* dx = ctx.input_grads[0];
   const float* dy = ctx.output_grads[0];
-  const bool identity = !ctx.training || rate_ == 0.0f;
+  if (!ctx.training || rate_ == 0.0f) {
+    for (int64_t k = 0; k < ctx.batch * sample_size_; ++k) dx[k] += dy[k];
+    return;
+  }
+  const float scale = kept_scale();
   for (int64_t b = 0; b < ctx.batch; ++b) {
     const uint64_t key = hash_prefix(ctx.seed, static_cast<uint64_t>(ctx.sample_offset + b));
-    for (int64_t i = 0; i < sample_size_; ++i) {
-      int64_t k = b * sample_size_ + i;
-      dx[k] += identity ? dy[k] : dy[k] * keep_factor(key, i);
-    }
+    const float* dyb = dy + b * sample_size_;
+    float* dxb = dx + b * sample_size_;
+    for (int64_t i = 0; i < sample_size_; ++i) dxb[i] += dyb[i] * (keep(key, i) ? scale : 0.0f);
   }
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "attn/layer.hpp"
+#include "attn/random.hpp"
 
 namespace attn::layers {
 
@@ -27,8 +28,11 @@ class DropoutLayer : public Layer {
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
 
  private:
-  // Element i's multiplier in the sample whose hash_prefix(step seed, sample) is sample_key.
-  float keep_factor(uint64_t sample_key, int64_t i) const;
+  // Whether element i is kept in the sample whose hash_prefix(step seed, sample) is sample_key.
+  bool keep(uint64_t sample_key, int64_t i) const {
+    return rate_ < 1.0f && hash_uniform(hash_combine_from(sample_key, static_cast<uint64_t>(i))) >= rate_;
+  }
+  float kept_scale() const { return rate_ < 1.0f ? 1.0f / (1.0f - rate_) : 0.0f; }
   float rate_;
   int64_t sample_size_ = 0;
 };
