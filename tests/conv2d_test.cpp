@@ -108,7 +108,7 @@ TEST_F(Conv2DTest, MatchesADirectConvolutionOnRandomShapes) {
     for (const Pair size : {Pair{1, 1}, Pair{5, 7}, Pair{9, 4}, Pair{12, 12}})
       for (const Pair k : {Pair{1, 1}, Pair{3, 3}, Pair{2, 5}})
         for (const auto& [s, d] : {std::pair<Pair, Pair>{{1, 1}, {1, 1}}, {{2, 2}, {1, 1}}, {{1, 3}, {1, 1}},
-                                   {{1, 1}, {2, 1}}}) {
+                                   {{1, 1}, {2, 1}}, {{1, 1}, {1, 2}}}) {
           const int64_t span0 = (k[0] - 1) * d[0] + 1, span1 = (k[1] - 1) * d[1] + 1;
           if (!same && (span0 > size[0] || span1 > size[1])) continue;  // no output (refused; below)
           // Batches of 3 and of 40 (the product's row count past the small-row kernels).
@@ -116,7 +116,8 @@ TEST_F(Conv2DTest, MatchesADirectConvolutionOnRandomShapes) {
           const int64_t batch = cases % 2 ? 3 : 40;
           SCOPED_TRACE(std::string(same ? "same" : "valid") + " size " + std::to_string(size[0]) + "x" +
                        std::to_string(size[1]) + " k " + std::to_string(k[0]) + "x" + std::to_string(k[1]) +
-                       " s " + std::to_string(s[0]) + "," + std::to_string(s[1]) + " d " + std::to_string(d[0]));
+                       " s " + std::to_string(s[0]) + "," + std::to_string(s[1]) + " d " + std::to_string(d[0]) +
+                       "," + std::to_string(d[1]));
           std::vector<float> x(batch * size[0] * size[1] * channels), w(k[0] * k[1] * channels * filters);
           std::vector<float> bias(filters);
           for (float& v : x) v = u(gen);
@@ -131,7 +132,7 @@ TEST_F(Conv2DTest, MatchesADirectConvolutionOnRandomShapes) {
           for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << i;
           ++cases;
         }
-  EXPECT_GT(cases, 70);
+  EXPECT_GT(cases, 85);
 }
 
 TEST_F(Conv2DTest, GradientsMatchFiniteDifferences) {
