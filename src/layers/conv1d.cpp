@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/activations.hpp"
+#include "layers/conv_config.hpp"
 
 namespace attn::layers {
 
@@ -164,15 +165,7 @@ nlohmann::json Conv1DLayer::get_config() const {
   c["data_format"] = "channels_last";
   c["dilation_rate"] = nlohmann::json::array({options_.dilation_rate});
   c["groups"] = 1;
-  c["activation"] = activation_name_;
-  c["use_bias"] = options_.use_bias;
-  c["kernel_initializer"] = initializer_config(options_.kernel_initializer);
-  c["bias_initializer"] = initializer_config(options_.bias_initializer);
-  c["kernel_regularizer"] = nullptr;
-  c["bias_regularizer"] = nullptr;
-  c["activity_regularizer"] = nullptr;
-  c["kernel_constraint"] = nullptr;
-  c["bias_constraint"] = nullptr;
+  add_conv_weight_config(c, activation_name_, options_);
   return c;
 }
 

@@ -1,8 +1,8 @@
-// GlobalAveragePooling1D: sums in double, one division per feature; with a mask, over the kept
-// steps only. GlobalMaxPooling1D: the maximum, its gradient shared among the steps that hold it.
+// GlobalAveragePooling1D and GlobalMaxPooling1D: the layout, masks and checks; the reductions
+// (shared with the 2D global poolings) are in kernels/global_pooling.
 #include "attn/layers/pooling.hpp"
 
-#include <limits>
+#include "kernels/global_pooling.hpp"
 
 namespace attn::layers {
 
@@ -49,47 +49,15 @@ std::vector<Shape> GlobalAveragePooling1DLayer::compute_build(const std::vector<
   return {out};
 }
 
-namespace {
-// Steps of sample b that the mask keeps (all without a mask).
-int64_t kept_steps(const float* mask, int64_t b, int64_t steps) {
-  if (!mask) return steps;
-  int64_t kept = 0;
-  for (int64_t t = 0; t < steps; ++t) kept += mask[b * steps + t] != 0.0f;
-  return kept;
-}
-}  // namespace
-
 void GlobalAveragePooling1DLayer::forward(ForwardContext& ctx) {
-  const float* mask = ctx.mask;
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * steps_ * features_;
-    float* y = ctx.outputs[0] + b * features_;
-    const double count = static_cast<double>(kept_steps(mask, b, steps_));
-    for (int64_t f = 0; f < features_; ++f) {
-      double sum = 0.0;
-      for (int64_t t = 0; t < steps_; ++t)
-        if (!mask || mask[b * steps_ + t] != 0.0f) sum += x[t * step_stride_ + f * feature_stride_];
-      // count == 0: 0 / 0, NaN, as Keras' sum / sum(mask).
-      y[f] = count > 0 ? static_cast<float>(sum / count) : std::numeric_limits<float>::quiet_NaN();
-    }
-  }
+  const kernels::PooledLayout layout{steps_, features_, step_stride_, feature_stride_};
+  kernels::global_average_forward(layout, ctx.inputs[0], ctx.outputs[0], ctx.batch, ctx.mask);
 }
 
 void GlobalAveragePooling1DLayer::backward(BackwardContext& ctx) {
-  float* dx = ctx.input_grads[0];
-  const float* dy = ctx.output_grads[0];
-  if (!dx || !dy) return;
-  const float* mask = ctx.mask;
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const int64_t count = kept_steps(mask, b, steps_);
-    if (count == 0) continue;  // the output is NaN whatever the input: no finite gradient to pass
-    const float inv = 1.0f / static_cast<float>(count);
-    for (int64_t t = 0; t < steps_; ++t) {
-      if (mask && mask[b * steps_ + t] == 0.0f) continue;
-      float* dxb = dx + b * steps_ * features_ + t * step_stride_;
-      for (int64_t f = 0; f < features_; ++f) dxb[f * feature_stride_] += dy[b * features_ + f] * inv;
-    }
-  }
+  if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
+  const kernels::PooledLayout layout{steps_, features_, step_stride_, feature_stride_};
+  kernels::global_average_backward(layout, ctx.output_grads[0], ctx.input_grads[0], ctx.batch, ctx.mask);
 }
 
 std::vector<Shape> GlobalMaxPooling1DLayer::compute_build(const std::vector<Shape>& in, const CallOptions& call) {
@@ -99,38 +67,15 @@ std::vector<Shape> GlobalMaxPooling1DLayer::compute_build(const std::vector<Shap
 }
 
 void GlobalMaxPooling1DLayer::forward(ForwardContext& ctx) {
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * steps_ * features_;
-    float* y = ctx.outputs[0] + b * features_;
-    for (int64_t f = 0; f < features_; ++f) {
-      const float* xf = x + f * feature_stride_;
-      float m = xf[0];
-      for (int64_t t = 1; t < steps_; ++t) {
-        const float v = xf[t * step_stride_];
-        if (v > m || v != v) m = v;  // a NaN anywhere makes the maximum NaN, as TensorFlow's reduce_max
-      }
-      y[f] = m;
-    }
-  }
+  const kernels::PooledLayout layout{steps_, features_, step_stride_, feature_stride_};
+  kernels::global_max_forward(layout, ctx.inputs[0], ctx.outputs[0], ctx.batch);
 }
 
 void GlobalMaxPooling1DLayer::backward(BackwardContext& ctx) {
-  float* dx_all = ctx.input_grads[0];
-  const float* dy = ctx.output_grads[0];
-  if (!dx_all || !dy) return;
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * steps_ * features_;
-    float* dx = dx_all + b * steps_ * features_;
-    for (int64_t f = 0; f < features_; ++f) {
-      const float m = ctx.outputs[0][b * features_ + f];
-      int64_t ties = 0;
-      for (int64_t t = 0; t < steps_; ++t) ties += x[t * step_stride_ + f * feature_stride_] == m;
-      if (ties == 0) continue;  // a NaN maximum: no step equals it
-      const float share = dy[b * features_ + f] / static_cast<float>(ties);
-      for (int64_t t = 0; t < steps_; ++t)
-        if (x[t * step_stride_ + f * feature_stride_] == m) dx[t * step_stride_ + f * feature_stride_] += share;
-    }
-  }
+  if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
+  const kernels::PooledLayout layout{steps_, features_, step_stride_, feature_stride_};
+  kernels::global_max_backward(layout, ctx.inputs[0], ctx.outputs[0], ctx.output_grads[0], ctx.input_grads[0],
+                               ctx.batch);
 }
 
 }  // namespace attn::layers

@@ -1,12 +1,14 @@
 // MaxPooling2D and AveragePooling2D: each output cell reduces its window channel by channel.
-// GlobalAveragePooling2D and GlobalMaxPooling2D: the mean (summed in double) or the maximum over
-// every cell, the maximum's gradient shared among the cells that hold it.
+// GlobalAveragePooling2D and GlobalMaxPooling2D: the reductions of kernels/global_pooling over
+// every cell, as the 1D global poolings run them over the steps.
 #include "attn/layers/pooling2d.hpp"
 
 #include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <limits>
+
+#include "kernels/global_pooling.hpp"
 
 namespace attn::layers {
 
@@ -211,65 +213,26 @@ nlohmann::json GlobalPooling2DLayer::get_config() const {
 }
 
 void GlobalAveragePooling2DLayer::forward(ForwardContext& ctx) {
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * cells_ * channels_;
-    float* y = ctx.outputs[0] + b * channels_;
-    for (int64_t c = 0; c < channels_; ++c) {
-      double sum = 0.0;
-      for (int64_t p = 0; p < cells_; ++p) sum += x[p * cell_stride_ + c * channel_stride_];
-      y[c] = static_cast<float>(sum / static_cast<double>(cells_));
-    }
-  }
+  const kernels::PooledLayout layout{cells_, channels_, cell_stride_, channel_stride_};
+  kernels::global_average_forward(layout, ctx.inputs[0], ctx.outputs[0], ctx.batch, nullptr);
 }
 
 void GlobalAveragePooling2DLayer::backward(BackwardContext& ctx) {
-  float* dx = ctx.input_grads[0];
-  const float* dy = ctx.output_grads[0];
-  if (!dx || !dy) return;
-  const float inv = 1.0f / static_cast<float>(cells_);
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    float* dxb = dx + b * cells_ * channels_;
-    for (int64_t c = 0; c < channels_; ++c) {
-      const float g = dy[b * channels_ + c] * inv;
-      for (int64_t p = 0; p < cells_; ++p) dxb[p * cell_stride_ + c * channel_stride_] += g;
-    }
-  }
+  if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
+  const kernels::PooledLayout layout{cells_, channels_, cell_stride_, channel_stride_};
+  kernels::global_average_backward(layout, ctx.output_grads[0], ctx.input_grads[0], ctx.batch, nullptr);
 }
 
 void GlobalMaxPooling2DLayer::forward(ForwardContext& ctx) {
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * cells_ * channels_;
-    float* y = ctx.outputs[0] + b * channels_;
-    for (int64_t c = 0; c < channels_; ++c) {
-      const float* xc = x + c * channel_stride_;
-      float m = xc[0];
-      for (int64_t p = 1; p < cells_; ++p) {
-        const float v = xc[p * cell_stride_];
-        if (v > m || v != v) m = v;  // a NaN anywhere makes the maximum NaN, as TensorFlow's reduce_max
-      }
-      y[c] = m;
-    }
-  }
+  const kernels::PooledLayout layout{cells_, channels_, cell_stride_, channel_stride_};
+  kernels::global_max_forward(layout, ctx.inputs[0], ctx.outputs[0], ctx.batch);
 }
 
 void GlobalMaxPooling2DLayer::backward(BackwardContext& ctx) {
-  float* dx_all = ctx.input_grads[0];
-  const float* dy = ctx.output_grads[0];
-  if (!dx_all || !dy) return;
-  for (int64_t b = 0; b < ctx.batch; ++b) {
-    const float* x = ctx.inputs[0] + b * cells_ * channels_;
-    float* dx = dx_all + b * cells_ * channels_;
-    for (int64_t c = 0; c < channels_; ++c) {
-      const float m = ctx.outputs[0][b * channels_ + c];
-      const float* xc = x + c * channel_stride_;
-      int64_t ties = 0;
-      for (int64_t p = 0; p < cells_; ++p) ties += xc[p * cell_stride_] == m;
-      if (ties == 0) continue;  // a NaN maximum: no cell equals it
-      const float share = dy[b * channels_ + c] / static_cast<float>(ties);
-      for (int64_t p = 0; p < cells_; ++p)
-        if (xc[p * cell_stride_] == m) dx[p * cell_stride_ + c * channel_stride_] += share;
-    }
-  }
+  if (!ctx.input_grads[0] || !ctx.output_grads[0]) return;
+  const kernels::PooledLayout layout{cells_, channels_, cell_stride_, channel_stride_};
+  kernels::global_max_backward(layout, ctx.inputs[0], ctx.outputs[0], ctx.output_grads[0], ctx.input_grads[0],
+                               ctx.batch);
 }
 
 }  // namespace attn::layers
