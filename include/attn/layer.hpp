@@ -158,7 +158,11 @@ struct Team {
   // Set when this site alone contributes to its input gradients (and the layer's
   // team_writes_input_grads()): they were not cleared, the team writes every element of them.
   bool write_input_grads = false;
-  float* shared = nullptr;       // [team_floats(batch)], one buffer for the whole team
+  // [team_floats(batch)], one buffer for the whole team, for this forward or backward only: write
+  // it, meet at a barrier, read it. Consecutive team phases get different buffers, so a thread may
+  // write before its first barrier while another still reads the previous phase's; every team
+  // forward and backward must therefore meet at least one barrier after writing here.
+  float* shared = nullptr;
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
   // Set in training when the step may be fused (no gradient clipping, the layer called at this
   // site only): the layer calls update->apply on each parameter range it has finished, once no

@@ -108,6 +108,7 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
       std::fill(team_param.begin() + w.offset, team_param.begin() + w.offset + shape_size(w.shape), true);
   }
   team_ranges_ = runs_of(team_param, true);
+  for (size_t i = 0; i < sites.size(); ++i) team_order_.push_back(site_team_[i] ? team_count_++ : -1);
   // Backward runs the sites in reverse, so the last site to read a tensor (through any view of
   // it) is the first to add to its gradient. Where that is a team site reading it once, the site
   // writes the gradient instead and the buffer is not cleared first (clearing would only move
@@ -188,7 +189,7 @@ void Executor::plan(int64_t max_batch) {
   int64_t team_floats = 0;
   for (size_t i = 0; i < sites.size(); ++i)
     if (site_team_[i]) team_floats = std::max(team_floats, sites[i]->layer->team_floats(rows, n_threads));
-  team_shared_ = allocate_floats(std::max<int64_t>(team_floats, 1));
+  for (auto& buffer : team_shared_) buffer = allocate_floats(std::max<int64_t>(team_floats, 1));
   saved_.assign(sites.size(), nullptr);
   saved_per_sample_.assign(sites.size(), 0);
   for (size_t i = 0; i < sites.size(); ++i) {
@@ -227,7 +228,7 @@ void Executor::plan(int64_t max_batch) {
       team.index = thread;
       team.size = n_threads;
       team.barrier = &barrier_;
-      team.shared = team_shared_.get();
+      team.shared = nullptr;  // set per phase (forward_context, run_slice)
       team.work = team_work_.get();
       team.param_grads = states_[0]->param_grads.get();
       f.scratch = b.scratch = s.scratch.get();
@@ -483,6 +484,7 @@ ForwardContext& Executor::forward_context(ThreadState& s, size_t i, int64_t begi
   f.saved = saved_[i].get() + begin * saved_per_sample_[i];
   f.team = team_active_ && site_team_[i] ? &s.teams[i] : nullptr;
   s.teams[i].batch = batch_;
+  if (site_team_[i]) s.teams[i].shared = team_shared_[team_order_[i] % 2].get();  // phase k of the step
   s.teams[i].slice_begin = s.begin;
   s.teams[i].update = fused_ && site_fusable_[i] ? &update_ : nullptr;
   s.teams[i].inputs_ready = team_active_ && i == balanced_prefix_ && balanced_prefix_ > 0;
@@ -556,6 +558,7 @@ void Executor::run_slice(int t) {
     if (needs_grad_[t2] && static_cast<int>(t2) != output_tensor_ && buffer_of_[t2] == static_cast<int>(t2) &&
         !(team_active_ && grad_written_by_team_[t2]))
       std::memset(slice_of(grad_[t2], static_cast<int>(t2)), 0, count * tensor_size_[t2] * sizeof(float));
+  int team_phase = team_count_;  // the backward phases follow the forward ones
   for (size_t i = sites.size(); i-- > 0;) {
     if (!site_backward_[i] || is_view_site(i)) continue;
     BackwardContext& b = s.bwd[i];
@@ -573,6 +576,7 @@ void Executor::run_slice(int t) {
     for (size_t m = 0; m < site_masks_[i].size(); ++m)
       if (const int tensor = site_masks_[i][m]; tensor >= 0) *b.masks()[m] = slice_of(act_[tensor], tensor);
     b.team = s.fwd[i].team;
+    if (b.team) b.team->shared = team_shared_[team_phase++ % 2].get();  // after every forward phase
     b.saved = s.fwd[i].saved;
     b.batch = count;
     b.sample_offset = s.begin;

@@ -124,7 +124,13 @@ class Executor {
   std::vector<std::shared_ptr<float[]>> grad_;  // per tensor, null when no gradient
   std::vector<std::shared_ptr<float[]>> saved_;  // per call site [planned_, saved floats per sample]
   std::vector<int64_t> saved_per_sample_;
-  std::shared_ptr<float[]> team_shared_;
+  // Two buffers for the teams' shared memory, used in turn by the team phases of a step (each
+  // team site's forward, then their backwards in reverse): a layer may write its buffer before
+  // its first barrier while a slower thread still reads what the previous team phase left in
+  // its buffer after that phase's last barrier. Any earlier phase is separated by a barrier.
+  std::shared_ptr<float[]> team_shared_[2];
+  std::vector<int> team_order_;  // per site: its place among the team sites (forward order), or -1
+  int team_count_ = 0;
   std::unique_ptr<TeamWork[]> team_work_;  // one per thread
   std::vector<bool> site_team_;                  // runs as a team when team_active_
   // With teams: gradient buffers that one team site alone writes (not cleared first), and the
