@@ -24,6 +24,7 @@ namespace {
 // in long pieces; single items only end the step, where a thread that is done takes them from
 // another: 16 rows (about 5k cycles here) rather than 32 halved the wait at the last barrier.
 constexpr int64_t kBackwardBlockRows = 16;
+constexpr int64_t kBackwardSgemmBlockRows = 64;
 
 // Below this many weights a thread's share of W is too small to pay for the team's barriers.
 constexpr int64_t kTeamMinWeights = 16384;
@@ -177,9 +178,15 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   const int64_t rows = ctx.batch * rows_per_sample_;
   float* dz_all = team.shared + team.size * all_rows * units_;
   std::memcpy(dz_all + team.slice_begin * rows_per_sample_ * units_, dz, rows * units_ * sizeof(float));
+  // sgemm's rounding depends on the product's shape (its small-matrix path, its tiles), and the
+  // pieces a thread takes depend on timing: there each block is a product of its own, so a block
+  // of rows gets the same bits in every run, and blocks are larger, as each product repacks
+  // d(pre-activation). The small-row kernels' results do not depend on the shape.
+  const bool one_block_per_product = all_rows > kernels::kDenseSmallRows;
+  const int64_t block = one_block_per_product ? kBackwardSgemmBlockRows : kBackwardBlockRows;
   const auto blocks_in = [&](int t) {
     const auto [r0, r1] = share(in_features_, t, team.size);
-    return (r1 - r0 + kBackwardBlockRows - 1) / kBackwardBlockRows;
+    return (r1 - r0 + block - 1) / block;
   };
   // Block b's rows of W: blocks are numbered thread share by thread share.
   const auto block_rows = [&](int64_t b) {
@@ -187,8 +194,8 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
       const int64_t n = blocks_in(t);
       if (b < n || t + 1 == team.size) {
         const auto [r0, r1] = share(in_features_, t, team.size);
-        const int64_t first = r0 + b * kBackwardBlockRows;
-        return std::pair<int64_t, int64_t>{first, std::min(r1, first + kBackwardBlockRows)};
+        const int64_t first = r0 + b * block;
+        return std::pair<int64_t, int64_t>{first, std::min(r1, first + block)};
       }
       b -= n;
     }
@@ -226,7 +233,11 @@ void DenseLayer::backward_team(BackwardContext& ctx, const float* dz) {
   // not depend on the thread, and each block's rows are read, differentiated and updated by the
   // thread that took it.
   take_team_work(team.work, team.index, team.size, [&](int64_t first, int64_t count) {
-    rows_of_w(block_rows(first).first, block_rows(first + count - 1).second);  // blocks of one share
+    if (one_block_per_product) {
+      for (int64_t b = first; b < first + count; ++b) rows_of_w(block_rows(b).first, block_rows(b).second);
+    } else {
+      rows_of_w(block_rows(first).first, block_rows(first + count - 1).second);  // blocks of one share
+    }
   });
   team.barrier->wait();  // input gradients and parameter gradients are complete
 }
