@@ -528,7 +528,7 @@ TEST_F(Cli, BadArraysAreNamed) {
 }
 
 // The example configs the README trains stay readable and trainable: the Vision Transformer over
-// MNIST patches and the two convnets (on a tiny IDX set here), and the token classifier (on
+// MNIST patches and the three convnets (on a tiny IDX set here), and the token classifier (on
 // --arrays).
 TEST_F(Cli, ExampleConfigsTrain) {
   write_idx_set(dir_ / "data", 40, 20);
@@ -541,11 +541,16 @@ TEST_F(Cli, ExampleConfigsTrain) {
   ASSERT_EQ(map.status, 0) << map.err;
   EXPECT_NE(map.out.find("16 queries x 16 keys"), std::string::npos) << map.out;  // 16 patches of 7x7
 
-  // Keras' MNIST convnet, and a convnet whose 5x5 feature map attends to itself.
+  // Keras' MNIST convnet, the same with BatchNormalization, and a convnet whose 5x5 feature map
+  // attends to itself.
   CliRun cnn = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
                     "mnist_cnn.json' --epochs 1 --batch-size 8 --verbose 2");
   ASSERT_EQ(cnn.status, 0) << cnn.err;
   EXPECT_NE(cnn.out.find("val_accuracy"), std::string::npos) << cnn.out;
+  CliRun normalized = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
+                           "mnist_cnn_bn.json' --epochs 1 --batch-size 8 --verbose 2");
+  ASSERT_EQ(normalized.status, 0) << normalized.err;
+  EXPECT_NE(normalized.out.find("val_accuracy"), std::string::npos) << normalized.out;
   CliRun cells = attn("train --data '" + (dir_ / "data").string() + "' --model '" + examples +
                       "mnist_cnn_attention.json' --epochs 1 --batch-size 8 --verbose 0 --save '" +
                       file("cells.keras") + "'");

@@ -1,7 +1,8 @@
 // One generic gradient check for any attn::Layer: builds it on symbolic inputs, runs
 // forward through a ForwardContext, takes L = sum(r * out) for a random r, runs backward
 // and compares every input and weight gradient with central finite differences (FD
-// accumulated in double, the float forward perturbed by a small step). It also checks the
+// accumulated in double, the float forward perturbed by a small step; non-trainable weights must
+// get none, as Keras differentiates only trainable variables). It also checks the
 // layer contract that backward ADDS: a second backward into the same buffers doubles them.
 #pragma once
 
@@ -37,6 +38,9 @@ struct GradCheck {
   uint32_t data_seed = 7;
   double step = 5e-3;  // FD step (absolute: inputs and weights are O(1))
   double tolerance = 1e-2;  // on ||analytic - fd|| / ||fd||, and per element against max|fd|
+  // Called on each weight after its random fill, for weights that need other values (a moving
+  // variance must be positive).
+  std::function<void(Weight&)> set_weight;
   // Keeps random inputs at least this far from 0 (kinks of relu at the input).
   float min_abs_input = 0.0f;
   // Gradient terms that Keras' autodiff produces but finite differences of the float forward
@@ -129,6 +133,7 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
     n_params += shape_size(w.shape);
     // Scalars (Attention's scale, concat_score_weight) stay positive and O(1).
     for (int64_t i = 0; i < w.value.size(); ++i) w.value[i] = w.value.size() == 1 ? 0.75f + 0.5f * uni(gen) : uni(gen);
+    if (spec.set_weight) spec.set_weight(w);
   }
 
   std::vector<std::vector<float>> out_buf;
@@ -234,6 +239,14 @@ inline GradCheckResult check_layer_gradients(GradCheck spec) {
   }
   for (size_t wi = 0; wi < layer.weights().size(); ++wi) {
     Weight& w = layer.weights()[wi];
+    if (!w.trainable) {  // Keras differentiates trainable variables only (moving statistics)
+      for (int64_t i = 0; i < w.value.size(); ++i)
+        if (param_grad_once[w.offset + i] != 0.0f) {
+          ADD_FAILURE() << "non-trainable weight '" << w.name << "' got a gradient";
+          break;
+        }
+      continue;
+    }
     std::vector<double> fd = fd_of(w.value.data(), w.value.size());
     for (size_t i = 0; i < fd.size(); ++i) fd[i] += extra_w[wi][i];
     std::vector<double> an(param_grad_once.begin() + w.offset, param_grad_once.begin() + w.offset + w.value.size());

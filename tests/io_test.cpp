@@ -16,6 +16,7 @@
 #include "attn/io.hpp"
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"
 #include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"
@@ -855,11 +856,14 @@ TEST(KerasFile, PythonLayoutCheck) {
     c.build_optimizer();
     save_model(c, dir.file("series.keras"));
   }
-  // An image: Conv2D with and without bias, 2D poolings.
+  // An image: Conv2D with and without bias, 2D poolings, BatchNormalization (the moving
+  // statistics have no Adam slots).
   {
     auto image = Input({9, 8, 2});
     auto x = layers::Conv2D(4, {3, 2}, {.padding = "same", .activation = "relu"})(image);
+    x = layers::BatchNormalization({.center = false})(x);  // gamma, moving mean and variance
     x = layers::Conv2D(3, 1, {.use_bias = false})(layers::MaxPooling2D(2)(x));
+    x = layers::BatchNormalization({.axis = 1})(x);
     Model c(image, layers::Dense(2)(layers::GlobalAveragePooling2D()(x)));
     c.compile(optimizers::Adam(), losses::MeanSquaredError());
     c.build_optimizer();

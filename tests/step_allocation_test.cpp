@@ -243,7 +243,7 @@ TEST(StepAllocation, EmbeddingTrainStepAllocatesNothing) {
 }
 
 // A convnet: Conv2D's patch products (through sgemm and the small-row kernels), the 2D
-// poolings, Dropout.
+// poolings, Dropout, BatchNormalization (a team on 2 threads: its batch statistics).
 TEST(StepAllocation, ConvnetTrainStepAllocatesNothing) {
   namespace L = attn::layers;
   for (int threads : {1, 2}) {
@@ -251,6 +251,7 @@ TEST(StepAllocation, ConvnetTrainStepAllocatesNothing) {
     attn::set_random_seed(6);
     auto in = attn::Input({10, 9, 2});
     auto x = L::MaxPooling2D(2)(L::Conv2D(4, 3, {.padding = "same", .activation = "relu"})(in));
+    x = L::BatchNormalization()(x);
     x = L::AveragePooling2D(2, {.padding = "same"})(L::Conv2D(6, {2, 2}, {.activation = "tanh"})(x));
     x = L::Concatenate()({L::GlobalMaxPooling2D()(x), L::GlobalAveragePooling2D()(x)});
     attn::Model model(in, L::Dense(3)(L::Dropout(0.2f)(x)));

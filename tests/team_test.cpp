@@ -7,7 +7,9 @@
 // layers updated after the run, a team Dense writing its input gradient (alone, as in the
 // reference model, or before another site adds to it) or adding to one another site wrote, a
 // softmax output whose logits feed the loss, the clipping optimizer path, and Attention with
-// masks, causal, concat scores, dropout, a key input and returned scores. Summation order differs between thread counts, so the comparison has a
+// masks, causal, concat scores, dropout, a key input and returned scores, and BatchNormalization
+// (its batch statistics summed over the team; moving statistics compared as weights). Summation
+// order differs between thread counts, so the comparison has a
 // float32 tolerance; the same thread count must reproduce bit for bit.
 #include <gtest/gtest.h>
 
@@ -118,6 +120,25 @@ std::vector<Case> cases() {
          return Model(in, L::Dense(3)(h));
        },
        {{784}}, 3, sparse_logits},
+      {"batch normalization after a team Dense and on slices' outputs",
+       [] {
+         auto in = attn::Input({200});
+         auto h = L::Dense(100, {.activation = "relu"})(in);  // 20,000 weights: a team
+         h = L::BatchNormalization({.momentum = 0.5})(h);      // statistics of the whole batch
+         h = L::Dense(12, {.activation = "tanh"})(h);
+         h = L::BatchNormalization({.center = false})(h);
+         return Model(in, L::Dense(5)(h));
+       },
+       {{200}}, 5, sparse_logits},
+      {"batch normalization of feature maps: first layer, channels first, inference pinned",
+       [] {
+         auto in = attn::Input({6, 5, 4});
+         auto h = L::BatchNormalization()(in);
+         h = L::BatchNormalization({.axis = 1, .scale = false})(h);
+         h = L::BatchNormalization()(h, {.training = false});  // moving statistics, gamma and beta train
+         return Model(in, L::Dense(3)(L::Flatten()(h)));
+       },
+       {{6, 5, 4}}, 3, sparse_logits},
       {"softmax output, logits to the loss, clipping",
        [] {
          auto in = attn::Input({100});

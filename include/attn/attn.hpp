@@ -7,6 +7,7 @@
 #include "attn/layer.hpp"
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"
 #include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"

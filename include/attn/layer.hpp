@@ -161,7 +161,8 @@ struct Team {
   // [team_floats(batch)], one buffer for the whole team, for this forward or backward only: write
   // it, meet at a barrier, read it. Consecutive team phases get different buffers, so a thread may
   // write before its first barrier while another still reads the previous phase's; every team
-  // forward and backward must therefore meet at least one barrier after writing here.
+  // forward and backward must therefore meet at least one barrier, after writing here if it does
+  // (a phase without one would let the next phase write into what the one before still reads).
   float* shared = nullptr;
   float* param_grads = nullptr;  // one buffer for the whole team; ADD at weight.offset
   // Set in training when the step may be fused (no gradient clipping, the layer called at this
@@ -251,6 +252,11 @@ class Layer : public std::enable_shared_from_this<Layer> {
   // must call the team's barrier the same number of times on every thread.
   virtual bool runs_as_team() const { return false; }
   virtual int64_t team_floats(int64_t /*batch*/, int /*threads*/) const { return 0; }
+  // True when the training forward reads statistics of the whole batch (BatchNormalization): on
+  // several threads the layer then runs as a team (runs_as_team() must be true too), and a
+  // training batch of fewer samples than threads runs on one thread. Such a layer cannot be
+  // called with training=True pinned: a forward pass alone runs on slices.
+  virtual bool uses_batch_statistics() const { return false; }
   // True when, as a team, the layer can write its input gradients (every element, for the whole
   // batch, once) instead of adding to them: the executor then need not clear them first when no
   // other site adds to them (Team::write_input_grads).

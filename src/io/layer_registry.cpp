@@ -2,12 +2,14 @@
 // config (Keras 3 and tf.keras 2 spellings). Anything the layers do not implement
 // (regularizers, constraints, other dtypes, unknown activations) is refused with a
 // FileError naming the file, the layer and the option rather than silently ignored.
+#include <cmath>
 #include <functional>
 #include <map>
 #include <stdexcept>
 
 #include "attn/layers/activation.hpp"
 #include "attn/layers/attention.hpp"
+#include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"
 #include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"
@@ -310,6 +312,38 @@ std::shared_ptr<Layer> layer_normalization(const LayerConfig& c) {
   }
 }
 
+std::shared_ptr<Layer> batch_normalization(const LayerConfig& c) {
+  for (const char* k : {"beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"})
+    if (c.has(k)) c.require_null(k);
+  // tf.keras' options beyond Keras 3's; `fused` only picks a kernel.
+  if (c.boolean("renorm", false)) c.fail("renorm", "batch renormalization is not supported");
+  for (const char* k : {"virtual_batch_size", "adjustment"})
+    if (c.has(k)) c.require_null(k);
+  layers::BatchNormalizationOptions o;
+  o.name = c.layer_name();
+  if (c.has("axis")) {
+    // An int (Keras 3), or a list of one (tf.keras once built).
+    const auto& v = c.config.at("axis");
+    const bool one = v.is_array() && v.size() == 1 && v[0].is_number_integer();
+    if (!one && !v.is_number_integer()) c.fail("axis", "only a single axis is supported, got " + v.dump());
+    o.axis = one ? v[0].get<int64_t>() : v.get<int64_t>();
+  }
+  o.momentum = c.number("momentum", 0.99);
+  o.epsilon = c.number("epsilon", 1e-3);
+  o.center = c.boolean("center", true);
+  o.scale = c.boolean("scale", true);
+  o.beta_initializer = c.initializer("beta_initializer", "zeros");
+  o.gamma_initializer = c.initializer("gamma_initializer", "ones");
+  o.moving_mean_initializer = c.initializer("moving_mean_initializer", "zeros");
+  o.moving_variance_initializer = c.initializer("moving_variance_initializer", "ones");
+  o.synchronized = c.boolean("synchronized", false);
+  try {
+    return std::make_shared<layers::BatchNormalizationLayer>(o);
+  } catch (const std::invalid_argument& e) {
+    c.fail(std::isfinite(o.momentum) ? "epsilon" : "momentum", e.what());
+  }
+}
+
 std::shared_ptr<Layer> add(const LayerConfig& c) { return std::make_shared<layers::AddLayer>(c.layer_name()); }
 
 // GlobalAveragePooling1D and GlobalMaxPooling1D.
@@ -489,6 +523,7 @@ const std::map<std::string, Factory>& registry() {
       {"Dropout", dropout}, {"Activation", activation}, {"Attention", attention},
       {"MultiHeadAttention", multi_head_attention},
       {"LayerNormalization", layer_normalization},
+      {"BatchNormalization", batch_normalization},
       {"Add", add},
       {"GlobalAveragePooling1D", global_pooling_1d<layers::GlobalAveragePooling1DLayer>},
       {"Conv1D", conv1d},

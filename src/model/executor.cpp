@@ -101,6 +101,8 @@ Executor::Executor(Model& model, int threads) : model_(&model), pool_(threads) {
   // (into every thread's buffer, then reduced).
   std::vector<bool> team_param(model_->param_floats_, false);
   for (const auto& site : sites) {
+    site_batch_statistics_.push_back(site->layer->uses_batch_statistics());
+    batch_statistics_ = batch_statistics_ || site_batch_statistics_.back();
     const bool team = pool_.size() > 1 && site->layer->runs_as_team();
     site_team_.push_back(team);
     if (!team) continue;
@@ -168,6 +170,13 @@ void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
 
 Executor::~Executor() = default;
 
+bool Executor::plan_is_current() const {
+  const auto& sites = model_->sites_;
+  for (size_t i = 0; i < sites.size(); ++i)
+    if (sites[i]->layer->uses_batch_statistics() != site_batch_statistics_[i]) return false;
+  return true;
+}
+
 int64_t Executor::output_size() const { return tensor_size_[output_tensor_]; }
 
 bool Executor::computes(const SymbolicTensor* node) const { return tensor_id_.count(node) != 0; }
@@ -175,7 +184,10 @@ bool Executor::computes(const SymbolicTensor* node) const { return tensor_id_.co
 void Executor::plan(int64_t max_batch) {
   if (max_batch <= planned_) return;
   const int n_threads = pool_.size();
-  const int64_t slice = (max_batch + n_threads - 1) / n_threads;
+  int64_t slice = (max_batch + n_threads - 1) / n_threads;
+  // A training batch of fewer samples than threads runs on one thread when a layer needs the
+  // whole batch's statistics (see run()).
+  if (batch_statistics_) slice = std::max(slice, std::min<int64_t>(max_batch, n_threads - 1));
   const auto& sites = model_->sites_;
   const int64_t label_size = 64;  // generous per-sample label room (class ids or one-hot rows)
   const int64_t rows = slice * n_threads;
@@ -260,9 +272,12 @@ Executor::BatchResult Executor::run(const std::vector<Tensor>& xs, const Tensor*
   prefetch_count_ = std::exchange(prefetch_batch_, 0);
   grad_scale_ = model_->loss_ ? static_cast<float>(1.0 / model_->loss_->reduction_divisor(batch * output_rows_)) : 0.0f;
   const int n = pool_.size();
+  // A layer that normalizes with the batch's statistics sees the whole batch: as a team, or,
+  // when the batch is too small for one, on thread 0 alone.
+  const bool one_thread = train && batch_statistics_ && batch < n;
   for (int t = 0; t < n; ++t) {
-    states_[t]->begin = batch * t / n;
-    states_[t]->count = batch * (t + 1) / n - states_[t]->begin;
+    states_[t]->begin = one_thread ? (t == 0 ? 0 : batch) : batch * t / n;
+    states_[t]->count = one_thread ? (t == 0 ? batch : 0) : batch * (t + 1) / n - states_[t]->begin;
     states_[t]->index_shift = 0;
   }
   // Teams need every thread to hold samples (each meets the others at barriers). They pay off in

@@ -7,7 +7,8 @@
 // buffer, which then needs no reduction for them; the layers before the first team layer
 // then run on balanced shares of the batch (TeamWork), where a split cannot change a result.
 // Forward passes alone run every layer on slices, or (run_forward_batches) whole batches per
-// thread.
+// thread. A training batch smaller than the thread count runs on one thread when a layer needs
+// the whole batch's statistics (BatchNormalization), as it cannot form a team.
 #pragma once
 
 #include <array>
@@ -70,6 +71,9 @@ class Executor {
   int threads() const { return pool_.size(); }
   // The model object this executor runs (a moved Model hands its executor along).
   void rebind(Model& model) { model_ = &model; }
+  // False once a layer's uses_batch_statistics() differs from the plan's (a BatchNormalization
+  // frozen or unfrozen since): its batch statistics must see the whole batch, so a new plan is due.
+  bool plan_is_current() const;
   int64_t output_size() const;  // floats per sample of the model output
   // The loss and the accuracy see the output as rows of its last axis, as Keras reduces them
   // (a (T, C) output per sample: T rows of C classes, the loss averaged over batch x T).
@@ -156,6 +160,8 @@ class Executor {
   int64_t batch_ = 0;
   bool train_ = false;
   bool training_mode_ = false;
+  bool batch_statistics_ = false;          // a layer uses_batch_statistics()
+  std::vector<bool> site_batch_statistics_;  // per site, as planned
   uint64_t seed_ = 0;
   int64_t sample_base_ = 0;     // index of this run's first sample among the call's (dropout keys)
   float grad_scale_ = 0.0f;

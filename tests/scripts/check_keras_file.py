@@ -90,6 +90,13 @@ def expected_vars(layer):
             if cfg.get(flag, True):
                 out[f"vars/{i}"] = (d,)
                 i += 1
+    elif cls == "BatchNormalization":  # gamma, beta, then the moving mean and variance
+        shape = build["input_shape"]
+        shape = shape[0] if shape and isinstance(shape[0], list) else shape
+        d = shape[cfg.get("axis", -1)]
+        flags = [cfg.get("scale", True), cfg.get("center", True), True, True]
+        for i in range(sum(flags)):
+            out[f"vars/{i}"] = (d,)
     elif cls == "Conv1D":  # kernel (kernel_size, channels, filters)
         k = cfg["kernel_size"]
         k = k[0] if isinstance(k, list) else k
@@ -229,7 +236,9 @@ def main(path):
         if extra:
             problem(f"layers/{gname} has unexpected datasets {extra}")
         if l["config"].get("trainable", True):
-            trainable.extend(shape for _, shape in sorted(want.items(), key=lambda kv: order_key(kv[0])))
+            frozen = non_trainable_vars(l)
+            trainable.extend(shape for rel, shape in sorted(want.items(), key=lambda kv: order_key(kv[0]))
+                             if rel not in frozen)
     extra_groups = sorted(set(h5["layers"]) - expected_groups)
     if extra_groups:
         problem(f"unexpected layer groups {extra_groups}")
@@ -251,6 +260,15 @@ def main(path):
                 got = [tuple(ov[str(i)].shape) for i in range(2, n) if str(i) in ov]
                 if got != [tuple(s) for s in per]:
                     problem(f"optimizer slot shapes {got} differ from Keras' order {[tuple(s) for s in per]}")
+
+
+def non_trainable_vars(layer):
+    """Relative paths of a layer's variables that have no optimizer slots."""
+    if layer["class_name"] == "BatchNormalization":  # the moving statistics come last
+        cfg = layer["config"]
+        n = sum([cfg.get("scale", True), cfg.get("center", True)])
+        return {f"vars/{n}", f"vars/{n + 1}"}
+    return set()
 
 
 def order_key(rel):
