@@ -45,7 +45,9 @@ TEST_P(LayerGradientDense, TwoDimensionalInputNoBias) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, LayerGradientDense,
-                         ::testing::Values("linear", "relu", "sigmoid", "tanh", "softmax", "gelu"));
+                         ::testing::Values("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu",
+                                           "softplus", "softsign", "silu", "leaky_relu", "relu6", "hard_sigmoid",
+                                           "hard_silu", "exponential", "mish", "log_softmax"));
 
 TEST_F(LayerGradient, DenseContractsOnlyTheLastAxis) {
   // A (batch, T, F) input is T independent rows: row t of the output depends on row t only.
@@ -123,7 +125,9 @@ TEST_P(LayerGradientActivation, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Each, LayerGradientActivation,
-                         ::testing::Values("linear", "relu", "sigmoid", "tanh", "softmax", "gelu"));
+                         ::testing::Values("linear", "relu", "sigmoid", "tanh", "softmax", "gelu", "elu", "selu",
+                                           "softplus", "softsign", "silu", "leaky_relu", "relu6", "hard_sigmoid",
+                                           "hard_silu", "exponential", "mish", "log_softmax"));
 
 // ---- Attention ----
 

@@ -101,9 +101,9 @@ void Conv1DLayer::forward(ForwardContext& ctx) {
     }
   }
   if (act == Activation::kLinear) return;
-  const bool softmax = act == Activation::kSoftmax;
-  kernels::activation_forward(act, z, y, softmax ? ctx.batch * steps_out_ : 1,
-                              softmax ? filters_ : ctx.batch * out_floats);
+  const bool row_wise = kernels::is_row_wise(act);
+  kernels::activation_forward(act, z, y, row_wise ? ctx.batch * steps_out_ : 1,
+                              row_wise ? filters_ : ctx.batch * out_floats);
 }
 
 void Conv1DLayer::backward(BackwardContext& ctx) {
@@ -114,9 +114,9 @@ void Conv1DLayer::backward(BackwardContext& ctx) {
   if (act != Activation::kLinear && !ctx.output_grad_is_logits) {
     float* buf = ctx.scratch;
     std::memset(buf, 0, ctx.batch * out_floats * sizeof(float));
-    const bool softmax = act == Activation::kSoftmax;
-    kernels::activation_backward(act, ctx.saved, ctx.outputs[0], dz, buf, softmax ? ctx.batch * steps_out_ : 1,
-                                 softmax ? filters_ : ctx.batch * out_floats);
+    const bool row_wise = kernels::is_row_wise(act);
+    kernels::activation_backward(act, ctx.saved, ctx.outputs[0], dz, buf, row_wise ? ctx.batch * steps_out_ : 1,
+                                 row_wise ? filters_ : ctx.batch * out_floats);
     dz = buf;
   }
   const float* kernel = weights_[0].value.data();

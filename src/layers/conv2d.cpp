@@ -171,15 +171,15 @@ void Conv2DLayer::forward(ForwardContext& ctx) {
     kernels::matmul(patches, depth, kernel, bias, z + s0 * out_floats, n * positions, depth, filters_);
   }
   if (act == Activation::kLinear) return;
-  const bool softmax = act == Activation::kSoftmax;
-  kernels::activation_forward(act, z, y, softmax ? ctx.batch * positions : 1,
-                              softmax ? filters_ : ctx.batch * out_floats);
+  const bool row_wise = kernels::is_row_wise(act);
+  kernels::activation_forward(act, z, y, row_wise ? ctx.batch * positions : 1,
+                              row_wise ? filters_ : ctx.batch * out_floats);
 }
 
 void Conv2DLayer::backward(BackwardContext& ctx) {
   if (ctx.batch == 0 || !ctx.output_grads[0]) return;
   const auto act = static_cast<Activation>(activation_);
-  const bool softmax = act == Activation::kSoftmax;
+  const bool row_wise = kernels::is_row_wise(act);
   const bool through_activation = act != Activation::kLinear && !ctx.output_grad_is_logits;
   const int64_t positions = rows_.out * cols_.out, depth = kernel_size_[0] * kernel_size_[1] * channels_;
   const int64_t in_floats = rows_.in * cols_.in * channels_, out_floats = positions * filters_;
@@ -198,7 +198,7 @@ void Conv2DLayer::backward(BackwardContext& ctx) {
     if (through_activation) {
       std::memset(dz_buffer, 0, n * out_floats * sizeof(float));
       kernels::activation_backward(act, ctx.saved + s0 * out_floats, ctx.outputs[0] + s0 * out_floats, dz, dz_buffer,
-                                   softmax ? rows : 1, softmax ? filters_ : n * out_floats);
+                                   row_wise ? rows : 1, row_wise ? filters_ : n * out_floats);
       dz = dz_buffer;
     }
     const float* x = ctx.inputs[0] + s0 * in_floats;

@@ -92,8 +92,8 @@ void DenseLayer::forward(ForwardContext& ctx) {
            in_features_, units_);
   if (act != Activation::kLinear) {
     if (ctx.logits) std::memcpy(ctx.logits, z, rows * units_ * sizeof(float));
-    kernels::activation_forward(act, z, y, act == Activation::kSoftmax ? rows : 1,
-                                act == Activation::kSoftmax ? units_ : rows * units_);
+    kernels::activation_forward(act, z, y, kernels::is_row_wise(act) ? rows : 1,
+                                kernels::is_row_wise(act) ? units_ : rows * units_);
   } else if (ctx.logits) {
     std::memcpy(ctx.logits, y, rows * units_ * sizeof(float));
   }
@@ -108,8 +108,8 @@ void DenseLayer::backward(BackwardContext& ctx) {
   if (act != Activation::kLinear && !ctx.output_grad_is_logits) {
     float* buf = ctx.scratch;
     std::memset(buf, 0, rows * units_ * sizeof(float));
-    kernels::activation_backward(act, ctx.saved, ctx.outputs[0], dy, buf, act == Activation::kSoftmax ? rows : 1,
-                                 act == Activation::kSoftmax ? units_ : rows * units_);
+    kernels::activation_backward(act, ctx.saved, ctx.outputs[0], dy, buf, kernels::is_row_wise(act) ? rows : 1,
+                                 kernels::is_row_wise(act) ? units_ : rows * units_);
     dz = buf;
   }
   if (ctx.team) return backward_team(ctx, dz);
