@@ -11,6 +11,7 @@
 #include "attn/layers/conv1d.hpp"
 #include "attn/layers/conv2d.hpp"
 #include "attn/layers/dense.hpp"
+#include "attn/layers/dot.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
 #include "attn/layers/input.hpp"

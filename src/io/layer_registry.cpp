@@ -12,6 +12,7 @@
 #include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"
 #include "attn/layers/conv2d.hpp"
+#include "attn/layers/dot.hpp"
 #include "attn/layers/dense.hpp"
 #include "attn/layers/dropout.hpp"
 #include "attn/layers/embedding.hpp"
@@ -346,6 +347,26 @@ std::shared_ptr<Layer> batch_normalization(const LayerConfig& c) {
 
 std::shared_ptr<Layer> add(const LayerConfig& c) { return std::make_shared<layers::AddLayer>(c.layer_name()); }
 
+template <layers::MergeOp kOp>
+std::shared_ptr<Layer> elementwise_merge(const LayerConfig& c) {
+  return std::make_shared<layers::ElementwiseMergeLayer>(kOp, c.layer_name());
+}
+
+std::shared_ptr<Layer> dot(const LayerConfig& c) {
+  if (c.boolean("normalize", false)) c.fail("normalize", "normalize=True (cosine proximity) is not supported");
+  if (!c.has("axes")) c.fail("axes", "missing");
+  const auto& v = c.config.at("axes");
+  std::vector<int64_t> axes;
+  if (v.is_number_integer()) {
+    axes.push_back(v.get<int64_t>());
+  } else if (v.is_array() && v.size() == 2 && v[0].is_number_integer() && v[1].is_number_integer()) {
+    axes = {v[0].get<int64_t>(), v[1].get<int64_t>()};
+  } else {
+    c.fail("axes", "expected an integer or a list of two, got " + v.dump());
+  }
+  return std::make_shared<layers::DotLayer>(axes, c.layer_name());
+}
+
 // GlobalAveragePooling1D and GlobalMaxPooling1D.
 template <class PoolingLayer>
 std::shared_ptr<Layer> global_pooling_1d(const LayerConfig& c) {
@@ -525,6 +546,12 @@ const std::map<std::string, Factory>& registry() {
       {"LayerNormalization", layer_normalization},
       {"BatchNormalization", batch_normalization},
       {"Add", add},
+      {"Subtract", elementwise_merge<layers::MergeOp::kSubtract>},
+      {"Multiply", elementwise_merge<layers::MergeOp::kMultiply>},
+      {"Average", elementwise_merge<layers::MergeOp::kAverage>},
+      {"Maximum", elementwise_merge<layers::MergeOp::kMaximum>},
+      {"Minimum", elementwise_merge<layers::MergeOp::kMinimum>},
+      {"Dot", dot},
       {"GlobalAveragePooling1D", global_pooling_1d<layers::GlobalAveragePooling1DLayer>},
       {"Conv1D", conv1d},
       {"Conv2D", conv2d},

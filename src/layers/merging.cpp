@@ -1,7 +1,10 @@
 // Add: forward sums the inputs; backward hands the output's gradient to each of them.
+// The other element-wise merges: each element on its own, the gradient of each input by hand.
 // Concatenate: forward copies each input's block into its place; backward adds it back out.
 #include "attn/layers/merging.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace attn::layers {
@@ -55,6 +58,109 @@ void AddLayer::backward(BackwardContext& ctx) {
   for (float* dx : ctx.input_grads)
     if (dx)
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
+}
+
+namespace {
+// Keras' names and layer-name prefixes, in MergeOp order.
+constexpr const char* kMergeClass[] = {"Subtract", "Multiply", "Average", "Maximum", "Minimum"};
+constexpr const char* kMergePrefix[] = {"subtract", "multiply", "average", "maximum", "minimum"};
+}  // namespace
+
+ElementwiseMergeLayer::ElementwiseMergeLayer(MergeOp op, std::string name)
+    : Layer(kMergePrefix[static_cast<int>(op)], std::move(name)), op_(op) {}
+
+std::string ElementwiseMergeLayer::class_name() const { return kMergeClass[static_cast<int>(op_)]; }
+
+std::vector<Shape> ElementwiseMergeLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+  if (op_ == MergeOp::kSubtract && in.size() != 2)
+    fail("expects exactly 2 inputs, got " + std::to_string(in.size()));
+  if (in.size() < 2) fail("expects a list of at least 2 inputs, got " + std::to_string(in.size()));
+  for (const Shape& s : in)
+    if (s != in[0])
+      fail("inputs must all have one shape, got " + shape_to_string(in[0]) + " and " + shape_to_string(s) +
+           " (broadcasting is not supported)");
+  sample_size_ = shape_size(in[0]);
+  return {in[0]};
+}
+
+Node ElementwiseMergeLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+  Node mask;
+  if (!single_mask(inputs, mask)) fail(kTwoMasks);
+  return mask;
+}
+
+void ElementwiseMergeLayer::forward(ForwardContext& ctx) {
+  const int64_t n = ctx.batch * sample_size_;
+  float* y = ctx.outputs[0];
+  const float* first = ctx.inputs[0];
+  std::copy(first, first + n, y);
+  for (size_t k = 1; k < ctx.inputs.size(); ++k) {
+    const float* x = ctx.inputs[k];
+    switch (op_) {
+      case MergeOp::kSubtract:
+        for (int64_t i = 0; i < n; ++i) y[i] -= x[i];
+        break;
+      case MergeOp::kMultiply:
+        for (int64_t i = 0; i < n; ++i) y[i] *= x[i];
+        break;
+      case MergeOp::kAverage:  // summed here, divided below, as Keras' Average
+        for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+        break;
+      case MergeOp::kMaximum:  // a NaN wins, so it shows
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] > y[i] || std::isnan(x[i]) ? x[i] : y[i];
+        break;
+      case MergeOp::kMinimum:
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] < y[i] || std::isnan(x[i]) ? x[i] : y[i];
+        break;
+    }
+  }
+  if (op_ == MergeOp::kAverage) {
+    const auto count = static_cast<float>(ctx.inputs.size());
+    for (int64_t i = 0; i < n; ++i) y[i] /= count;
+  }
+}
+
+void ElementwiseMergeLayer::backward(BackwardContext& ctx) {
+  const float* dy = ctx.output_grads[0];
+  if (!dy) return;
+  const int64_t n = ctx.batch * sample_size_;
+  const size_t inputs = ctx.inputs.size();
+  for (size_t k = 0; k < inputs; ++k) {
+    float* dx = ctx.input_grads[k];
+    if (!dx) continue;
+    switch (op_) {
+      case MergeOp::kSubtract:
+        if (k == 0)
+          for (int64_t i = 0; i < n; ++i) dx[i] += dy[i];
+        else
+          for (int64_t i = 0; i < n; ++i) dx[i] -= dy[i];
+        break;
+      case MergeOp::kMultiply:  // the product of the other inputs
+        for (int64_t i = 0; i < n; ++i) {
+          float g = dy[i];
+          for (size_t j = 0; j < inputs; ++j)
+            if (j != k) g *= ctx.inputs[j][i];
+          dx[i] += g;
+        }
+        break;
+      case MergeOp::kAverage: {
+        const auto count = static_cast<float>(inputs);
+        for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] / count;
+        break;
+      }
+      case MergeOp::kMaximum:
+      case MergeOp::kMinimum: {
+        // The output's element came from the first input holding its value.
+        const float* y = ctx.outputs[0];
+        for (int64_t i = 0; i < n; ++i) {
+          size_t first = 0;
+          while (first < inputs && !(ctx.inputs[first][i] == y[i])) ++first;
+          if (first == k) dx[i] += dy[i];
+        }
+        break;
+      }
+    }
+  }
 }
 
 std::vector<Shape> ConcatenateLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {

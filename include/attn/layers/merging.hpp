@@ -6,6 +6,11 @@
 // counts the batch axis, -1 the last), every other axis equal. Masks: as for Add, one mask among
 // the inputs, and only when joining the last axis (features), where Keras' concatenated mask
 // reduces to it; a mask joined along the steps is refused.
+// Subtract, Multiply, Average, Maximum, Minimum: Keras' other element-wise merges
+// (keras/src/layers/merging/{subtract,multiply,average,maximum,minimum}.py), inputs of one shape
+// and masks as for Add. Subtract takes exactly 2 inputs. Maximum and Minimum fold the inputs left
+// to right, and where inputs tie the gradient goes to the first of them (TensorFlow's
+// Maximum/Minimum gradients give a tie to their first operand).
 #pragma once
 
 #include "attn/layer.hpp"
@@ -32,6 +37,38 @@ class Add : public LayerHandle<AddLayer> {
  public:
   explicit Add(std::string name = "") : LayerHandle(std::make_shared<AddLayer>(std::move(name))) {}
 };
+
+enum class MergeOp { kSubtract, kMultiply, kAverage, kMaximum, kMinimum };
+
+class ElementwiseMergeLayer : public Layer {
+ public:
+  explicit ElementwiseMergeLayer(MergeOp op, std::string name = "");
+  std::string class_name() const override;
+  MergeOp op() const { return op_; }
+  bool forward_is_per_sample() const override { return true; }
+  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
+
+ protected:
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+
+ private:
+  MergeOp op_;
+  int64_t sample_size_ = 0;
+};
+
+template <MergeOp kOp>
+class ElementwiseMerge : public LayerHandle<ElementwiseMergeLayer> {
+ public:
+  explicit ElementwiseMerge(std::string name = "")
+      : LayerHandle(std::make_shared<ElementwiseMergeLayer>(kOp, std::move(name))) {}
+};
+using Subtract = ElementwiseMerge<MergeOp::kSubtract>;
+using Multiply = ElementwiseMerge<MergeOp::kMultiply>;
+using Average = ElementwiseMerge<MergeOp::kAverage>;
+using Maximum = ElementwiseMerge<MergeOp::kMaximum>;
+using Minimum = ElementwiseMerge<MergeOp::kMinimum>;
 
 class ConcatenateLayer : public Layer {
  public:
