@@ -6,6 +6,7 @@
 #include "attn/io.hpp"
 #include "attn/layer.hpp"
 #include "attn/layers/activation.hpp"
+#include "attn/layers/activation_layers.hpp"
 #include "attn/layers/attention.hpp"
 #include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "attn/layers/activation.hpp"
+#include "attn/layers/activation_layers.hpp"
 #include "attn/layers/attention.hpp"
 #include "attn/layers/batch_normalization.hpp"
 #include "attn/layers/conv1d.hpp"
@@ -230,6 +231,52 @@ std::shared_ptr<Layer> activation(const LayerConfig& c) {
   } catch (const std::invalid_argument& e) {
     c.fail("activation", e.what());
   }
+}
+
+std::shared_ptr<Layer> relu_layer(const LayerConfig& c) {
+  layers::ReLUOptions o;
+  o.name = c.layer_name();
+  if (c.has("max_value") && !c.config.at("max_value").is_null()) o.max_value = c.number("max_value", 0.0);
+  o.negative_slope = c.number("negative_slope", 0.0);
+  o.threshold = c.number("threshold", 0.0);
+  try {
+    return std::make_shared<layers::ReLULayer>(o);
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    c.fail(what.find("max_value") != std::string::npos ? "max_value"
+           : what.find("threshold") != std::string::npos ? "threshold"
+                                                         : "negative_slope",
+           what);
+  }
+}
+
+std::shared_ptr<Layer> leaky_relu_layer(const LayerConfig& c) {
+  // Keras 3 writes negative_slope; tf.keras 2 wrote alpha.
+  const char* key = c.has("negative_slope") ? "negative_slope" : "alpha";
+  try {
+    return std::make_shared<layers::LeakyReLULayer>(c.number(key, 0.3), c.layer_name());
+  } catch (const std::invalid_argument& e) {
+    c.fail(key, e.what());
+  }
+}
+
+std::shared_ptr<Layer> elu_layer(const LayerConfig& c) {
+  try {
+    return std::make_shared<layers::ELULayer>(c.number("alpha", 1.0), c.layer_name());
+  } catch (const std::invalid_argument& e) {
+    c.fail("alpha", e.what());
+  }
+}
+
+std::shared_ptr<Layer> softmax_layer(const LayerConfig& c) {
+  int64_t axis = -1;
+  if (c.has("axis")) {
+    const auto& v = c.config.at("axis");
+    const bool one = v.is_array() && v.size() == 1 && v[0].is_number_integer();
+    if (!one && !v.is_number_integer()) c.fail("axis", "only a single axis is supported, got " + v.dump());
+    axis = one ? v[0].get<int64_t>() : v.get<int64_t>();
+  }
+  return std::make_shared<layers::SoftmaxLayer>(axis, c.layer_name());
 }
 
 std::shared_ptr<Layer> attention(const LayerConfig& c) {
@@ -552,6 +599,10 @@ const std::map<std::string, Factory>& registry() {
       {"Maximum", elementwise_merge<layers::MergeOp::kMaximum>},
       {"Minimum", elementwise_merge<layers::MergeOp::kMinimum>},
       {"Dot", dot},
+      {"ReLU", relu_layer},
+      {"LeakyReLU", leaky_relu_layer},
+      {"ELU", elu_layer},
+      {"Softmax", softmax_layer},
       {"GlobalAveragePooling1D", global_pooling_1d<layers::GlobalAveragePooling1DLayer>},
       {"Conv1D", conv1d},
       {"Conv2D", conv2d},
