@@ -9,16 +9,6 @@
 
 namespace attn::layers {
 
-std::vector<Shape> AddLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
-  if (in.empty()) fail("expects a list of at least 1 input");
-  for (const Shape& s : in)
-    if (s != in[0])
-      fail("inputs must all have one shape, got " + shape_to_string(in[0]) + " and " + shape_to_string(s) +
-           " (broadcasting is not supported)");
-  sample_size_ = shape_size(in[0]);
-  return {in[0]};
-}
-
 namespace {
 // The one Keras mask among the inputs (Merge.compute_mask ANDs them; attn takes one), or null.
 // Returns false when two inputs carry different masks.
@@ -34,7 +24,19 @@ bool single_mask(const std::vector<Node>& inputs, Node& mask) {
 constexpr const char* kTwoMasks = "inputs carry different Keras masks; attn does not combine masks (give them one mask)";
 }  // namespace
 
-Node AddLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
+std::vector<Shape> SameShapeMergeLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+  if (in.size() < min_inputs_)
+    fail("expects a list of at least " + std::to_string(min_inputs_) + (min_inputs_ == 1 ? " input" : " inputs") +
+         ", got " + std::to_string(in.size()));
+  for (const Shape& s : in)
+    if (s != in[0])
+      fail("inputs must all have one shape, got " + shape_to_string(in[0]) + " and " + shape_to_string(s) +
+           " (broadcasting is not supported)");
+  sample_size_ = shape_size(in[0]);
+  return {in[0]};
+}
+
+Node SameShapeMergeLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
   Node mask;
   if (!single_mask(inputs, mask)) fail(kTwoMasks);
   return mask;
@@ -67,26 +69,14 @@ constexpr const char* kMergePrefix[] = {"subtract", "multiply", "average", "maxi
 }  // namespace
 
 ElementwiseMergeLayer::ElementwiseMergeLayer(MergeOp op, std::string name)
-    : Layer(kMergePrefix[static_cast<int>(op)], std::move(name)), op_(op) {}
+    : SameShapeMergeLayer(kMergePrefix[static_cast<int>(op)], std::move(name), 2), op_(op) {}
 
 std::string ElementwiseMergeLayer::class_name() const { return kMergeClass[static_cast<int>(op_)]; }
 
-std::vector<Shape> ElementwiseMergeLayer::compute_build(const std::vector<Shape>& in, const CallOptions&) {
+std::vector<Shape> ElementwiseMergeLayer::compute_build(const std::vector<Shape>& in, const CallOptions& options) {
   if (op_ == MergeOp::kSubtract && in.size() != 2)
     fail("expects exactly 2 inputs, got " + std::to_string(in.size()));
-  if (in.size() < 2) fail("expects a list of at least 2 inputs, got " + std::to_string(in.size()));
-  for (const Shape& s : in)
-    if (s != in[0])
-      fail("inputs must all have one shape, got " + shape_to_string(in[0]) + " and " + shape_to_string(s) +
-           " (broadcasting is not supported)");
-  sample_size_ = shape_size(in[0]);
-  return {in[0]};
-}
-
-Node ElementwiseMergeLayer::compute_mask(const std::vector<Node>& inputs, const CallOptions&) const {
-  Node mask;
-  if (!single_mask(inputs, mask)) fail(kTwoMasks);
-  return mask;
+  return SameShapeMergeLayer::compute_build(in, options);
 }
 
 void ElementwiseMergeLayer::forward(ForwardContext& ctx) {

@@ -170,8 +170,8 @@ void Executor::PoolUpdate::apply(int64_t begin, int64_t end) {
 
 Executor::~Executor() = default;
 
-bool Executor::plan_is_current() const {
-  const auto& sites = model_->sites_;
+bool Executor::plan_is_current(const Model& model) const {
+  const auto& sites = model.sites_;
   for (size_t i = 0; i < sites.size(); ++i)
     if (sites[i]->layer->uses_batch_statistics() != site_batch_statistics_[i]) return false;
   return true;

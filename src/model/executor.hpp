@@ -73,7 +73,7 @@ class Executor {
   void rebind(Model& model) { model_ = &model; }
   // False once a layer's uses_batch_statistics() differs from the plan's (a BatchNormalization
   // frozen or unfrozen since): its batch statistics must see the whole batch, so a new plan is due.
-  bool plan_is_current() const;
+  bool plan_is_current(const Model& model) const;
   int64_t output_size() const;  // floats per sample of the model output
   // The loss and the accuracy see the output as rows of its last axis, as Keras reduces them
   // (a (T, C) output per sample: T rows of C classes, the loss averaged over batch x T).

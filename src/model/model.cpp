@@ -229,8 +229,7 @@ void Model::check_not_moved_from(const char* what) const {
 Executor& Model::executor() {
   check_not_moved_from("Model");
   claim_weights();  // the executor's plan reads each weight's offset
-  if (executor_) executor_->rebind(*this);
-  if (executor_ && !executor_->plan_is_current()) executor_.reset();
+  if (executor_ && !executor_->plan_is_current(*this)) executor_.reset();
   if (!executor_) {
     int n = threads_ > 0 ? threads_ : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     executor_ = std::make_unique<Executor>(*this, n);

@@ -17,20 +17,29 @@
 
 namespace attn::layers {
 
-class AddLayer : public Layer {
+// What Add and the other element-wise merges share: inputs of one shape (at least min_inputs of
+// them) and Keras' mask rule.
+class SameShapeMergeLayer : public Layer {
  public:
-  explicit AddLayer(std::string name = "") : Layer("add", std::move(name)) {}
-  std::string class_name() const override { return "Add"; }
+  SameShapeMergeLayer(std::string name_prefix, std::string name, size_t min_inputs)
+      : Layer(std::move(name_prefix), std::move(name)), min_inputs_(min_inputs) {}
   bool forward_is_per_sample() const override { return true; }
   Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
-  void forward(ForwardContext& ctx) override;
-  void backward(BackwardContext& ctx) override;
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+  int64_t sample_size_ = 0;
 
  private:
-  int64_t sample_size_ = 0;
+  size_t min_inputs_;
+};
+
+class AddLayer : public SameShapeMergeLayer {
+ public:
+  explicit AddLayer(std::string name = "") : SameShapeMergeLayer("add", std::move(name), 1) {}
+  std::string class_name() const override { return "Add"; }
+  void forward(ForwardContext& ctx) override;
+  void backward(BackwardContext& ctx) override;
 };
 
 class Add : public LayerHandle<AddLayer> {
@@ -40,22 +49,19 @@ class Add : public LayerHandle<AddLayer> {
 
 enum class MergeOp { kSubtract, kMultiply, kAverage, kMaximum, kMinimum };
 
-class ElementwiseMergeLayer : public Layer {
+class ElementwiseMergeLayer : public SameShapeMergeLayer {
  public:
   explicit ElementwiseMergeLayer(MergeOp op, std::string name = "");
   std::string class_name() const override;
   MergeOp op() const { return op_; }
-  bool forward_is_per_sample() const override { return true; }
-  Node compute_mask(const std::vector<Node>& inputs, const CallOptions& options) const override;
   void forward(ForwardContext& ctx) override;
   void backward(BackwardContext& ctx) override;
 
  protected:
-  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
+  std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions& options) override;
 
  private:
   MergeOp op_;
-  int64_t sample_size_ = 0;
 };
 
 template <MergeOp kOp>
