@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "attn/attn.hpp"
 #include "temp_dir.hpp"
@@ -23,6 +24,20 @@ inline void expect_same_predictions_after_reload(Model& model, const Tensor& x,
     Model back = load_model(dir.file(name));
     if (change) change(back);
     const Tensor got = back.predict(x);
+    ASSERT_EQ(got.size(), want.size());
+    for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got.data()[i], want.data()[i]) << i;
+  }
+}
+
+// The same for a model of several inputs (one output).
+inline void expect_same_predictions_after_reload(Model& model, const std::vector<Tensor>& xs) {
+  TempDir dir;
+  const Tensor want = model.predict(xs).at(0);
+  for (const std::string name : {"model.keras", "model.h5"}) {
+    SCOPED_TRACE(name);
+    io::save_model(model, dir.file(name));
+    Model back = load_model(dir.file(name));
+    const Tensor got = back.predict(xs).at(0);
     ASSERT_EQ(got.size(), want.size());
     for (int64_t i = 0; i < want.size(); ++i) ASSERT_EQ(got.data()[i], want.data()[i]) << i;
   }

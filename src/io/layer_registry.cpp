@@ -400,7 +400,6 @@ std::shared_ptr<Layer> elementwise_merge(const LayerConfig& c) {
 }
 
 std::shared_ptr<Layer> dot(const LayerConfig& c) {
-  if (c.boolean("normalize", false)) c.fail("normalize", "normalize=True (cosine proximity) is not supported");
   if (!c.has("axes")) c.fail("axes", "missing");
   const auto& v = c.config.at("axes");
   std::vector<int64_t> axes;
@@ -411,7 +410,8 @@ std::shared_ptr<Layer> dot(const LayerConfig& c) {
   } else {
     c.fail("axes", "expected an integer or a list of two, got " + v.dump());
   }
-  return std::make_shared<layers::DotLayer>(axes, c.layer_name());
+  return std::make_shared<layers::DotLayer>(axes, layers::DotOptions{.normalize = c.boolean("normalize", false),
+                                                                       .name = c.layer_name()});
 }
 
 // GlobalAveragePooling1D and GlobalMaxPooling1D.
