@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,68 @@ TEST_F(ActivationLayers, MatchKerasDefinitions) {
   expect_matches(
       *elu, [](double x) { return x > 0 ? x : 0.5 * (std::exp(x) - 1); },
       [](double x) { return x > 0 ? 1.0 : 0.5 * std::exp(x); });
+}
+
+// The layers run their element rule in loops the compiler vectorizes: against the rule applied
+// one element at a time (value(), derivative()), bit for bit, on random values mixed with the
+// kinks, signed zeros, infinities, NaN and subnormals, over sizes that leave vector remainders.
+TEST_F(ActivationLayers, BufferLoopsMatchTheScalarRuleOnEveryElement) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> specials = {0.0f, -0.0f, 0.5f, 2.0f, inf, -inf, nan, 1e-40f, -1e-40f, 6.0f, -6.0f};
+  std::mt19937 gen(17);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || (a == b && std::signbit(a) == std::signbit(b));
+  };
+  const auto check = [&](const auto& make) {
+    for (int64_t width : {1, 3, 7, 17, 64, 1001}) {
+      attn::clear_session();
+      const auto layer_ptr = make();
+      auto& layer = *layer_ptr;
+      const auto& concrete = *layer_ptr;
+      SCOPED_TRACE(layer.class_name() + " over " + std::to_string(width));
+      layer.call({attn::Input({width})});
+      const int64_t batch = 3;
+      std::vector<float> x(batch * width), dy(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = gen() % 4 == 0 ? specials[gen() % specials.size()] : normal(gen);
+        dy[i] = normal(gen);
+      }
+      const auto r = attn::testing::run_layer_once(layer, x, batch, x.size(), dy);
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_TRUE(same(r.y[i], concrete.value(x[i]))) << "value(" << x[i] << ") = " << r.y[i];
+        ASSERT_TRUE(same(r.dx[i], 0.0f + dy[i] * concrete.derivative(x[i]))) << "derivative at " << x[i];
+      }
+    }
+  };
+  // Each layer is built anew per width (clear_session), so each check gets a fresh one.
+  const auto plain_layer = [] { return std::make_shared<L::ReLULayer>(); };
+  const auto capped_layer = [] {
+    return std::make_shared<L::ReLULayer>(L::ReLUOptions{.max_value = 2.0, .negative_slope = 0.1, .threshold = 0.5});
+  };
+  const auto leaky_layer = [] { return std::make_shared<L::LeakyReLULayer>(0.1); };
+  const auto elu_layer = [] { return std::make_shared<L::ELULayer>(0.5); };
+  check(plain_layer);
+  check(capped_layer);
+  check(leaky_layer);
+  check(elu_layer);
+  const auto plain_kept = plain_layer(), capped_kept = capped_layer();
+  const auto leaky_kept = leaky_layer();
+  const auto elu_kept = elu_layer();
+  const L::ReLULayer &plain = *plain_kept, &capped = *capped_kept;
+  const L::LeakyReLULayer& leaky = *leaky_kept;
+  const L::ELULayer& elu = *elu_kept;
+  // The special values themselves, from Keras' definitions: relu(-inf) = 0, relu(inf) = inf, NaN
+  // stays NaN; leaky_relu(-inf) = -inf.
+  EXPECT_EQ(plain.value(-inf), 0.0f);
+  EXPECT_EQ(plain.value(inf), inf);
+  EXPECT_TRUE(std::isnan(plain.value(nan)));
+  EXPECT_EQ(capped.value(inf), 2.0f);
+  EXPECT_EQ(capped.value(-inf), -inf);
+  EXPECT_EQ(capped.value(0.5f), 0.0f);
+  EXPECT_EQ(leaky.value(-inf), -inf);
+  EXPECT_TRUE(std::isnan(leaky.value(nan)));
+  EXPECT_EQ(elu.value(-inf), -0.5f);
 }
 
 TEST_F(ActivationLayers, GradientsByFiniteDifferences) {

@@ -1,5 +1,5 @@
-// Keras' activation layers with arguments: element-wise loops through value() and derivative(),
-// and Softmax through the row kernel.
+// Keras' activation layers with arguments: element-wise loops over each layer's value() and
+// derivative(), inlined into the loop, and Softmax through the row kernel.
 #include "attn/layers/activation_layers.hpp"
 
 #include <cmath>
@@ -15,17 +15,79 @@ std::vector<Shape> ElementwiseActivationLayer::compute_build(const std::vector<S
 }
 
 void ElementwiseActivationLayer::forward(ForwardContext& ctx) {
-  const float* x = ctx.inputs[0];
-  float* y = ctx.outputs[0];
-  for (int64_t i = 0; i < ctx.batch * sample_size_; ++i) y[i] = value(x[i]);
+  forward_elements(ctx.inputs[0], ctx.outputs[0], ctx.batch * sample_size_);
 }
 
 void ElementwiseActivationLayer::backward(BackwardContext& ctx) {
   const float* dy = ctx.output_grads[0];
   float* dx = ctx.input_grads[0];
   if (!dy || !dx) return;
-  const float* x = ctx.inputs[0];
-  for (int64_t i = 0; i < ctx.batch * sample_size_; ++i) dx[i] += dy[i] * derivative(x[i]);
+  backward_elements(ctx.inputs[0], dy, dx, ctx.batch * sample_size_);
+}
+
+namespace {
+// Each rule is a function of the element and the layer's parameters, passed by value: a loop that
+// read the parameters through `this` would reload them per element (the output could alias
+// them). This file is compiled with -fno-trapping-math (CMakeLists.txt), which lets the compiler
+// turn the choices into vector blends: it then need not avoid an arithmetic operation the scalar
+// code does on one branch only. The values are the same; no floating-point flags are read.
+
+// As Keras' relu op: x where x > threshold (at most max_value), negative_slope * (x - threshold)
+// below it (0 without a slope, also at -inf); a NaN stays NaN.
+inline float relu_value(float x, float threshold, float slope, float max) {
+  if (x < threshold) return slope == 0.0f ? 0.0f : slope * (x - threshold);
+  if (x == threshold) return 0.0f;
+  return x > max ? max : x;
+}
+inline float relu_derivative(float x, float threshold, float slope, float max) {
+  if (x < threshold) return slope;
+  return x > threshold && x < max ? 1.0f : 0.0f;
+}
+
+inline float leaky_relu_value(float x, float slope) { return x < 0.0f ? slope * x : x; }
+inline float leaky_relu_derivative(float x, float slope) { return x < 0.0f ? slope : 1.0f; }
+
+// libm's expm1 and exp: these loops stay scalar.
+inline float elu_value(float x, float alpha) { return x > 0.0f ? x : alpha * std::expm1(x); }
+inline float elu_derivative(float x, float alpha) { return x > 0.0f ? 1.0f : alpha * std::exp(x); }
+
+template <class Rule>
+void map_values(const float* x, float* y, int64_t n, Rule rule) {
+  for (int64_t i = 0; i < n; ++i) y[i] = rule(x[i]);
+}
+
+template <class Rule>
+void add_derivative_products(const float* x, const float* dy, float* dx, int64_t n, Rule derivative) {
+  for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * derivative(x[i]);
+}
+}  // namespace
+
+float ReLULayer::value(float x) const { return relu_value(x, threshold_, slope_, max_); }
+float ReLULayer::derivative(float x) const { return relu_derivative(x, threshold_, slope_, max_); }
+void ReLULayer::forward_elements(const float* x, float* y, int64_t n) const {
+  map_values(x, y, n, [t = threshold_, s = slope_, m = max_](float v) { return relu_value(v, t, s, m); });
+}
+void ReLULayer::backward_elements(const float* x, const float* dy, float* dx, int64_t n) const {
+  add_derivative_products(x, dy, dx, n,
+                          [t = threshold_, s = slope_, m = max_](float v) { return relu_derivative(v, t, s, m); });
+}
+
+float LeakyReLULayer::value(float x) const { return leaky_relu_value(x, slope_); }
+float LeakyReLULayer::derivative(float x) const { return leaky_relu_derivative(x, slope_); }
+void LeakyReLULayer::forward_elements(const float* x, float* y, int64_t n) const {
+  map_values(x, y, n, [s = slope_](float v) { return leaky_relu_value(v, s); });
+}
+void LeakyReLULayer::backward_elements(const float* x, const float* dy, float* dx, int64_t n) const {
+  add_derivative_products(x, dy, dx, n, [s = slope_](float v) { return leaky_relu_derivative(v, s); });
+}
+
+float ELULayer::value(float x) const { return elu_value(x, a_); }
+float ELULayer::derivative(float x) const { return elu_derivative(x, a_); }
+void ELULayer::forward_elements(const float* x, float* y, int64_t n) const {
+  map_values(x, y, n, [a = a_](float v) { return elu_value(v, a); });
+}
+void ELULayer::backward_elements(const float* x, const float* dy, float* dx, int64_t n) const {
+  add_derivative_products(x, dy, dx, n, [a = a_](float v) { return elu_derivative(v, a); });
 }
 
 ReLULayer::ReLULayer(ReLUOptions options) : ElementwiseActivationLayer("re_lu", options.name), options_(options) {
@@ -37,19 +99,6 @@ ReLULayer::ReLULayer(ReLUOptions options) : ElementwiseActivationLayer("re_lu", 
   max_ = options_.max_value ? static_cast<float>(*options_.max_value) : INFINITY;
   slope_ = static_cast<float>(options_.negative_slope);
   threshold_ = static_cast<float>(options_.threshold);
-}
-
-// As Keras' relu op: x where x > threshold (at most max_value), negative_slope * (x - threshold)
-// below it; a NaN stays NaN.
-float ReLULayer::value(float x) const {
-  if (x < threshold_) return slope_ * (x - threshold_);
-  if (x == threshold_) return 0.0f;
-  return x > max_ ? max_ : x;
-}
-
-float ReLULayer::derivative(float x) const {
-  if (x < threshold_) return slope_;
-  return x > threshold_ && x < max_ ? 1.0f : 0.0f;
 }
 
 nlohmann::json ReLULayer::get_config() const {
@@ -76,9 +125,6 @@ ELULayer::ELULayer(double alpha, std::string name) : ElementwiseActivationLayer(
   if (!std::isfinite(alpha)) fail("alpha must be a finite number");
   a_ = static_cast<float>(alpha);
 }
-
-float ELULayer::value(float x) const { return x > 0.0f ? x : a_ * std::expm1(x); }
-float ELULayer::derivative(float x) const { return x > 0.0f ? 1.0f : a_ * std::exp(x); }
 
 nlohmann::json ELULayer::get_config() const {
   nlohmann::json c = Layer::get_config();

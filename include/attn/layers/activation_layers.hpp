@@ -12,7 +12,8 @@
 
 namespace attn::layers {
 
-// The element-wise ones: value and derivative per element.
+// The element-wise ones. Each subclass has value(x) and derivative(x), its rule for one element,
+// and runs the same rule over whole buffers in loops that vectorize.
 class ElementwiseActivationLayer : public Layer {
  public:
   using Layer::Layer;
@@ -23,8 +24,9 @@ class ElementwiseActivationLayer : public Layer {
 
  protected:
   std::vector<Shape> compute_build(const std::vector<Shape>& in, const CallOptions&) override;
-  virtual float value(float x) const = 0;
-  virtual float derivative(float x) const = 0;
+  // y[i] = value(x[i]) and dx[i] += dy[i] * derivative(x[i]) for i < n.
+  virtual void forward_elements(const float* x, float* y, int64_t n) const = 0;
+  virtual void backward_elements(const float* x, const float* dy, float* dx, int64_t n) const = 0;
 
  private:
   int64_t sample_size_ = 0;
@@ -42,10 +44,12 @@ class ReLULayer : public ElementwiseActivationLayer {
   explicit ReLULayer(ReLUOptions options = {});
   std::string class_name() const override { return "ReLU"; }
   nlohmann::json get_config() const override;
+  float value(float x) const;
+  float derivative(float x) const;
 
  protected:
-  float value(float x) const override;
-  float derivative(float x) const override;
+  void forward_elements(const float* x, float* y, int64_t n) const override;
+  void backward_elements(const float* x, const float* dy, float* dx, int64_t n) const override;
 
  private:
   ReLUOptions options_;
@@ -57,10 +61,12 @@ class LeakyReLULayer : public ElementwiseActivationLayer {
   explicit LeakyReLULayer(double negative_slope = 0.3, std::string name = "");
   std::string class_name() const override { return "LeakyReLU"; }
   nlohmann::json get_config() const override;
+  float value(float x) const;
+  float derivative(float x) const;
 
  protected:
-  float value(float x) const override { return x < 0.0f ? slope_ * x : x; }
-  float derivative(float x) const override { return x < 0.0f ? slope_ : 1.0f; }
+  void forward_elements(const float* x, float* y, int64_t n) const override;
+  void backward_elements(const float* x, const float* dy, float* dx, int64_t n) const override;
 
  private:
   double negative_slope_;
@@ -72,10 +78,12 @@ class ELULayer : public ElementwiseActivationLayer {
   explicit ELULayer(double alpha = 1.0, std::string name = "");
   std::string class_name() const override { return "ELU"; }
   nlohmann::json get_config() const override;
+  float value(float x) const;
+  float derivative(float x) const;
 
  protected:
-  float value(float x) const override;
-  float derivative(float x) const override;
+  void forward_elements(const float* x, float* y, int64_t n) const override;
+  void backward_elements(const float* x, const float* dy, float* dx, int64_t n) const override;
 
  private:
   double alpha_;
