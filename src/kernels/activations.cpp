@@ -1,11 +1,13 @@
-// Activation kernels. Plain loops: at the reference model's sizes (20 x 100) the
-// compiler's auto-vectorisation is enough; the expensive exp lives in attention. The less common
-// activations call libm per element: correct first, fast where a model needs it.
+// Activation kernels. The piecewise-linear ones are plain loops the compiler vectorises; those
+// that need exp, log or erf run in transcendental_activations.cpp (Highway); softmax and
+// log_softmax, row by row, stay here.
 #include "kernels/activations.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+
+#include "kernels/transcendental_activations.hpp"
 
 namespace attn::kernels {
 
@@ -47,15 +49,10 @@ std::string to_string(Activation a) {
 }
 
 namespace {
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr float kLeakySlope = 0.2f;                  // Keras' leaky_relu default negative_slope
 constexpr float kSeluAlpha = 1.67326324235437728481f;  // Klambauer et al., as Keras and TensorFlow
 constexpr float kSeluScale = 1.05070098735548049342f;
 
-// log(1 + exp(x)) without overflow: max(x, 0) + log1p(exp(-|x|)).
-float softplus(float x) { return std::max(x, 0.0f) + std::log1p(std::exp(-std::fabs(x))); }
-float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 float hard_sigmoid(float x) { return std::clamp(x / 6.0f + 0.5f, 0.0f, 1.0f); }
 
 // One row of log_softmax: x - max - log(sum exp(x - max)).
@@ -79,14 +76,13 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
       return;
     case Activation::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      sigmoid_forward(x, y, n);
       return;
     case Activation::kTanh:
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      tanh_forward(x, y, n);
       return;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i)
-        y[i] = static_cast<float>(0.5 * x[i] * (1.0 + std::erf(x[i] * kInvSqrt2)));
+      gelu_forward(x, y, n);
       return;
     case Activation::kSoftmax:
       for (int64_t r = 0; r < rows; ++r) {
@@ -103,19 +99,19 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
       return;
     // The comparisons below are written so that NaN takes the branch that keeps it.
     case Activation::kElu:
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : std::expm1(x[i]);
+      elu_forward(x, y, n, 1.0f, 1.0f);
       return;
     case Activation::kSelu:
-      for (int64_t i = 0; i < n; ++i) y[i] = kSeluScale * (x[i] > 0.0f ? x[i] : kSeluAlpha * std::expm1(x[i]));
+      elu_forward(x, y, n, kSeluAlpha, kSeluScale);
       return;
     case Activation::kSoftplus:
-      for (int64_t i = 0; i < n; ++i) y[i] = softplus(x[i]);
+      softplus_forward(x, y, n);
       return;
     case Activation::kSoftsign:
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (std::fabs(x[i]) + 1.0f);
       return;
     case Activation::kSilu:
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
+      silu_forward(x, y, n);
       return;
     case Activation::kLeakyRelu:
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] < 0.0f ? kLeakySlope * x[i] : x[i];
@@ -130,10 +126,10 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] * hard_sigmoid(x[i]);
       return;
     case Activation::kExponential:
-      for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
+      exp_forward(x, y, n);
       return;
     case Activation::kMish:
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * std::tanh(softplus(x[i]));
+      mish_forward(x, y, n);
       return;
   }
 }
@@ -158,12 +154,7 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
       return;
     case Activation::kGelu:
-      for (int64_t i = 0; i < n; ++i) {
-        double v = x[i];
-        double cdf = 0.5 * (1.0 + std::erf(v * kInvSqrt2));
-        double pdf = kInvSqrt2Pi * std::exp(-0.5 * v * v);
-        dx[i] += static_cast<float>(dy[i] * (cdf + v * pdf));
-      }
+      gelu_backward(x, dy, dx, n);
       return;
     case Activation::kSoftmax:
       for (int64_t r = 0; r < rows; ++r) {
@@ -185,14 +176,14 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
         for (int64_t j = 0; j < width; ++j) dxr[j] += dyr[j] - std::exp(yr[j]) * sum;
       }
       return;
-    case Activation::kElu:  // exp(x) = y + 1 below zero
-      for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (x[i] > 0.0f ? 1.0f : y[i] + 1.0f);
+    case Activation::kElu:
+      elu_backward(x, dy, dx, n, 1.0f, 1.0f);
       return;
-    case Activation::kSelu:  // scale * alpha * exp(x) = y + scale * alpha below zero
-      for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * (x[i] > 0.0f ? kSeluScale : y[i] + kSeluScale * kSeluAlpha);
+    case Activation::kSelu:
+      elu_backward(x, dy, dx, n, kSeluAlpha, kSeluScale);
       return;
     case Activation::kSoftplus:
-      for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * sigmoid(x[i]);
+      softplus_backward(x, dy, dx, n);
       return;
     case Activation::kSoftsign:
       for (int64_t i = 0; i < n; ++i) {
@@ -201,10 +192,7 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
       }
       return;
     case Activation::kSilu:
-      for (int64_t i = 0; i < n; ++i) {
-        const float s = sigmoid(x[i]);
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-      }
+      silu_backward(x, dy, dx, n);
       return;
     case Activation::kLeakyRelu:
       for (int64_t i = 0; i < n; ++i) {
@@ -233,11 +221,8 @@ void activation_backward(Activation a, const float* x, const float* y, const flo
     case Activation::kExponential:
       for (int64_t i = 0; i < n; ++i) dx[i] += dy[i] * y[i];
       return;
-    case Activation::kMish:  // tanh(sp) + x (1 - tanh(sp)^2) sigmoid(x), sp = softplus(x)
-      for (int64_t i = 0; i < n; ++i) {
-        const float t = std::tanh(softplus(x[i]));
-        dx[i] += dy[i] * (t + x[i] * (1.0f - t * t) * sigmoid(x[i]));
-      }
+    case Activation::kMish:
+      mish_backward(x, dy, dx, n);
       return;
   }
 }

@@ -1,10 +1,12 @@
 // Keras' activation layers with arguments: element-wise loops over each layer's value() and
-// derivative(), inlined into the loop, and Softmax through the row kernel.
+// derivative(), inlined into the loop (ELU's through its vectorised kernel), and Softmax through
+// the row kernel.
 #include "attn/layers/activation_layers.hpp"
 
 #include <cmath>
 
 #include "kernels/activations.hpp"
+#include "kernels/transcendental_activations.hpp"
 
 namespace attn::layers {
 
@@ -47,9 +49,6 @@ inline float relu_derivative(float x, float threshold, float slope, float max) {
 inline float leaky_relu_value(float x, float slope) { return x < 0.0f ? slope * x : x; }
 inline float leaky_relu_derivative(float x, float slope) { return x < 0.0f ? slope : 1.0f; }
 
-// libm's expm1 and exp: these loops stay scalar.
-inline float elu_value(float x, float alpha) { return x > 0.0f ? x : alpha * std::expm1(x); }
-inline float elu_derivative(float x, float alpha) { return x > 0.0f ? 1.0f : alpha * std::exp(x); }
 
 template <class Rule>
 void map_values(const float* x, float* y, int64_t n, Rule rule) {
@@ -81,13 +80,21 @@ void LeakyReLULayer::backward_elements(const float* x, const float* dy, float* d
   add_derivative_products(x, dy, dx, n, [s = slope_](float v) { return leaky_relu_derivative(v, s); });
 }
 
-float ELULayer::value(float x) const { return elu_value(x, a_); }
-float ELULayer::derivative(float x) const { return elu_derivative(x, a_); }
-void ELULayer::forward_elements(const float* x, float* y, int64_t n) const {
-  map_values(x, y, n, [a = a_](float v) { return elu_value(v, a); });
+// ELU's rule needs exp: the vectorised kernel is the rule, one element or a buffer.
+float ELULayer::value(float x) const {
+  float y = 0.0f;
+  kernels::elu_forward(&x, &y, 1, a_, 1.0f);
+  return y;
 }
+float ELULayer::derivative(float x) const {
+  const float one = 1.0f;
+  float slope = 0.0f;
+  kernels::elu_backward(&x, &one, &slope, 1, a_, 1.0f);
+  return slope;
+}
+void ELULayer::forward_elements(const float* x, float* y, int64_t n) const { kernels::elu_forward(x, y, n, a_, 1.0f); }
 void ELULayer::backward_elements(const float* x, const float* dy, float* dx, int64_t n) const {
-  add_derivative_products(x, dy, dx, n, [a = a_](float v) { return elu_derivative(v, a); });
+  kernels::elu_backward(x, dy, dx, n, a_, 1.0f);
 }
 
 ReLULayer::ReLULayer(ReLUOptions options) : ElementwiseActivationLayer("re_lu", options.name), options_(options) {
