@@ -97,7 +97,6 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
     case Activation::kLogSoftmax:
       for (int64_t r = 0; r < rows; ++r) log_softmax_row(x + r * width, y + r * width, width);
       return;
-    // The comparisons below are written so that NaN takes the branch that keeps it.
     case Activation::kElu:
       elu_forward(x, y, n, 1.0f, 1.0f);
       return;
@@ -107,6 +106,7 @@ void activation_forward(Activation a, const float* x, float* y, int64_t rows, in
     case Activation::kSoftplus:
       softplus_forward(x, y, n);
       return;
+    // The comparisons below are written so that NaN takes the branch that keeps it.
     case Activation::kSoftsign:
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] / (std::fabs(x[i]) + 1.0f);
       return;

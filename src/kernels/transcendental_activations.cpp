@@ -19,6 +19,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 using D = hn::ScalableTag<float>;
 using V = decltype(hn::Zero(D()));
 
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // the normal density's factor
+
 // Upper bound on the lanes of any target: the tail goes through a buffer of this many floats.
 constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
 
@@ -120,7 +122,6 @@ HWY_INLINE Normal NormalOf(V x) {
   // Near 0 the tail's few ulp of rounding would sit on top of Phi ~ 1/2; there Phi is
   // 1/2 + x R(x^2), R the Taylor series of the integral of the density, its terms
   // (-1)^n x^2n / (2^n n! (2n + 1)) / sqrt(2 pi); to n = 7, truncation below 3e-11 for |x| < 3/4.
-  constexpr double kInvSqrt2Pi = 0.39894228040143267794;
   const V x2 = hn::Mul(x, x);
   V r = hn::Set(d, static_cast<float>(-kInvSqrt2Pi / (128.0 * 5040.0 * 15.0)));
   r = hn::MulAdd(r, x2, hn::Set(d, static_cast<float>(kInvSqrt2Pi / (64.0 * 720.0 * 13.0))));
@@ -149,7 +150,7 @@ void GeluForward(const float* x, float* y, int64_t n) {
 void GeluBackward(const float* x, const float* dy, float* dx, int64_t n) {
   AddDerivativeProducts(x, dy, dx, n, [](V v) {
     const Normal normal = NormalOf(v);
-    return hn::MulAdd(hn::Mul(v, hn::Set(D(), 0.39894228040143267794f)), normal.density, normal.phi);
+    return hn::MulAdd(hn::Mul(v, hn::Set(D(), static_cast<float>(kInvSqrt2Pi))), normal.density, normal.phi);
   });
 }
 
