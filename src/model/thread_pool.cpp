@@ -5,6 +5,8 @@
 // threads that actually sleep.
 #include "model/thread_pool.hpp"
 
+#include "model/flush_denormals.hpp"
+
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -51,6 +53,8 @@ void ThreadPool::stop_workers() {
 ThreadPool::~ThreadPool() { stop_workers(); }
 
 void ThreadPool::run_erased(void (*call)(void*, int), void* fn) {
+  // The caller computes as the workers do, and gets its own mode back afterwards.
+  ScopedFlushDenormals flush;
   if (size_ == 1) {
     call(fn, 0);
     return;
@@ -102,6 +106,7 @@ void ThreadPool::barrier() {
 }
 
 void ThreadPool::worker(int index) {
+  ScopedFlushDenormals flush;
   uint64_t seen = 0;
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);

@@ -1,6 +1,7 @@
 // A fixed set of worker threads that run one function on every thread index and
 // wait for all of them. Built for steps of ~0.1 ms: workers spin briefly, then
-// sleep on an atomic; run() allocates nothing.
+// sleep on an atomic; run() allocates nothing. Every thread computes with subnormals flushed to
+// zero (model/flush_denormals.hpp), the caller only inside run().
 #pragma once
 
 #include <atomic>
