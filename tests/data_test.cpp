@@ -174,6 +174,22 @@ TEST(Idx, RawImagesAndLabels) {
   EXPECT_EQ(load_idx_labels(dir.file("lab")).to_vector(), (std::vector<float>{7, 5, 9}));
 }
 
+// Raw files are read in pieces straight into the tensor: 150 images are 117,600 bytes, one
+// full 64 KiB piece and a partial one; gzip gives the same values.
+TEST(Idx, LargerThanOneReadPieceRawAndGzip) {
+  TempDir dir;
+  const Bytes p = pixels(150 * 784);
+  write_raw(dir.file("raw"), idx(2051, {150, 28, 28}, p));
+  write_gz(dir.file("gz"), idx(2051, {150, 28, 28}, p));
+  for (const char* name : {"raw", "gz"}) {
+    Tensor x = load_idx_images(dir.file(name));
+    ASSERT_EQ(x.shape(), (Shape{150, 28, 28})) << name;
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < x.size(); ++i) wrong += x[i] != static_cast<float>(p[static_cast<size_t>(i)]);
+    EXPECT_EQ(wrong, 0) << name;
+  }
+}
+
 TEST(Idx, GzipIsDetectedByContentNotName) {
   TempDir dir;
   write_gz(dir.file("images-no-suffix"), idx(2051, {3, 2, 4}, pixels(24)));

@@ -143,14 +143,14 @@ class ByteSource {
   uint64_t raw_size_ = 0;
 };
 
-struct IdxContent {
-  std::vector<uint64_t> dims;
-  std::vector<unsigned char> data;
-};
-
 const char* kind_name(uint32_t magic) { return magic == kImageMagic ? "an IDX image file" : "an IDX label file"; }
 
-IdxContent read_idx(const std::string& path, uint32_t expected_magic) {
+void bytes_to_floats(const unsigned char* bytes, size_t n, float* out) {
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(bytes[i]);
+}
+
+// The payload's bytes as floats, in a tensor of the header's shape.
+Tensor read_idx(const std::string& path, uint32_t expected_magic) {
   const uint32_t ndims = expected_magic & 0xff;
   ByteSource src(path);
 
@@ -174,7 +174,7 @@ IdxContent read_idx(const std::string& path, uint32_t expected_magic) {
     fail(path, "truncated: header needs " + std::to_string(4 + dim_bytes.size()) + " bytes but the " +
                    (src.gzip() ? "decompressed stream" : "file") + " has " + std::to_string(4 + got));
 
-  IdxContent out;
+  std::vector<uint64_t> dims;
   // Products of up to three 32-bit dimensions fit in 96 bits; cap at 2^40 bytes so the
   // arithmetic stays exact in 64 bits and absurd headers are rejected without allocating.
   constexpr uint64_t kMaxBytes = uint64_t{1} << 40;
@@ -182,7 +182,7 @@ IdxContent read_idx(const std::string& path, uint32_t expected_magic) {
   bool too_big = false;
   for (uint32_t i = 0; i < ndims; ++i) {
     uint64_t d = big_endian_u32(dim_bytes.data() + 4 * i);
-    out.dims.push_back(d);
+    dims.push_back(d);
     if (d != 0 && payload > kMaxBytes / d) too_big = true;
     payload = too_big ? payload : payload * d;
   }
@@ -190,13 +190,15 @@ IdxContent read_idx(const std::string& path, uint32_t expected_magic) {
 
   std::string claim;
   if (ndims == 3)
-    claim = std::to_string(out.dims[0]) + " images of " + std::to_string(out.dims[1]) + "x" +
-            std::to_string(out.dims[2]);
+    claim = std::to_string(dims[0]) + " images of " + std::to_string(dims[1]) + "x" + std::to_string(dims[2]);
   else
-    claim = std::to_string(out.dims[0]) + " labels";
+    claim = std::to_string(dims[0]) + " labels";
   if (too_big) fail(path, "header says " + claim + ", which is implausibly large");
-  if (ndims == 3 && (out.dims[1] == 0 || out.dims[2] == 0)) fail(path, "header says " + claim + " (empty images)");
+  if (ndims == 3 && (dims[1] == 0 || dims[2] == 0)) fail(path, "header says " + claim + " (empty images)");
   const std::string expected = "header says " + claim + " (" + std::to_string(header + payload) + " bytes)";
+
+  Shape shape;
+  for (uint64_t d : dims) shape.push_back(static_cast<int64_t>(d));
 
   if (!src.gzip()) {
     // Raw: the file size is known, so check it before allocating anything.
@@ -204,38 +206,37 @@ IdxContent read_idx(const std::string& path, uint32_t expected_magic) {
       fail(path, "truncated: " + expected + " but the file has " + std::to_string(src.raw_size()) + " bytes");
     if (src.raw_size() > header + payload)
       fail(path, "trailing data: " + expected + " but the file has " + std::to_string(src.raw_size()) + " bytes");
-    out.data.resize(payload);
-    if (src.read(out.data.data(), payload) != payload) fail(path, "file shrank while being read");
-    return out;
+    // From the file into the tensor through a small buffer: a payload-sized copy of the bytes
+    // would be 47 MB of fresh pages for MNIST's training images, and on these virtual machines
+    // the first touch of a page costs more than reading it.
+    Tensor t(shape);
+    std::vector<unsigned char> chunk(size_t{1} << 16);
+    for (uint64_t done = 0; done < payload;) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk.size(), payload - done));
+      if (src.read(chunk.data(), want) != want) fail(path, "file shrank while being read");
+      bytes_to_floats(chunk.data(), want, t.data() + done);
+      done += want;
+    }
+    return t;
   }
 
-  // Gzip: inflate at most one byte past the claim, to detect both short and long streams.
-  out.data = src.read_rest(payload + 1);
-  const uint64_t have = header + out.data.size();
-  if (out.data.size() < payload)
+  // Gzip: inflate at most one byte past the claim, to detect both short and long streams, into
+  // memory that grows with the data really present (a lying header allocates nothing big).
+  const std::vector<unsigned char> bytes = src.read_rest(payload + 1);
+  const uint64_t have = header + bytes.size();
+  if (bytes.size() < payload)
     fail(path, "truncated: " + expected + " but the decompressed stream has " + std::to_string(have) + " bytes");
-  if (out.data.size() > payload)
+  if (bytes.size() > payload)
     fail(path, "trailing data: " + expected + " but the decompressed stream is longer");
-  return out;
+  Tensor t(shape);
+  bytes_to_floats(bytes.data(), bytes.size(), t.data());
+  return t;
 }
 
 }  // namespace
 
-Tensor load_idx_images(const std::string& path) {
-  IdxContent idx = read_idx(path, kImageMagic);
-  Tensor t({static_cast<int64_t>(idx.dims[0]), static_cast<int64_t>(idx.dims[1]),
-            static_cast<int64_t>(idx.dims[2])});
-  float* out = t.data();
-  for (size_t i = 0; i < idx.data.size(); ++i) out[i] = static_cast<float>(idx.data[i]);
-  return t;
-}
+Tensor load_idx_images(const std::string& path) { return read_idx(path, kImageMagic); }
 
-Tensor load_idx_labels(const std::string& path) {
-  IdxContent idx = read_idx(path, kLabelMagic);
-  Tensor t({static_cast<int64_t>(idx.dims[0])});
-  float* out = t.data();
-  for (size_t i = 0; i < idx.data.size(); ++i) out[i] = static_cast<float>(idx.data[i]);
-  return t;
-}
+Tensor load_idx_labels(const std::string& path) { return read_idx(path, kLabelMagic); }
 
 }  // namespace attn::data
