@@ -4,7 +4,8 @@
 #                 examples/mnist_cnn.json),
 #                 build/bench_attention and build/bench_mha
 #                 (Google Benchmark)
-#   torch-best    Debian's PyTorch with tcmalloc preloaded and the OpenMP build of OpenBLAS
+#   torch-best    Debian's PyTorch with tcmalloc preloaded, the OpenMP build of OpenBLAS and
+#                 subnormals flushed to zero (torch.set_flush_denormal, as attn and TensorFlow do)
 #   torch-shipped Debian's PyTorch as installed (plain /usr/bin/python3, default environment)
 # and the ratios torch/attn.  Missing attn binaries are reported, not fatal.
 #
@@ -102,7 +103,7 @@ torch_run() {
   local side=$1 case=$2 t=$3; shift 3
   local line="" err="$work/err.txt" status=0
   if [[ $side == best ]]; then
-    line=$(env "${best_env[@]}" "$py" "$peer" --threads "$t" --label "$side" "$@" 2>"$err" | tail -n 1) || status=$?
+    line=$(env "${best_env[@]}" "$py" "$peer" --threads "$t" --label "$side" --flush-denormal "$@" 2>"$err" | tail -n 1) || status=$?
   else
     line=$("$py" "$peer" --threads "$t" --label "$side" "$@" 2>"$err" | tail -n 1) || status=$?
   fi
