@@ -122,18 +122,19 @@ attn_bench="$build/bench_attention"
 attn_mha="$build/bench_mha"
 
 # attn_train CASE THREADS BATCH LIMIT [CLI ARGS...]: ms per training step over one epoch of
-# LIMIT images (no validation), from the epoch time in the history file.
+# LIMIT images (no validation; fewer where the training set is smaller), from the epoch time in
+# the history file and the step count on attn's epoch line ("469/469 - ...").
 attn_train() {
   local case=$1 t=$2 batch=$3 limit=$4; shift 4
   if [[ ! -x "$attn_cli" ]]; then
     record attn "$case" "$t" "" "attn: build/attn not found"; echo "  attn: build/attn not found" >&2; return
   fi
-  local hist="$work/history-$t.json" err="$work/attn-err.txt" status=0
+  local hist="$work/history-$t.json" err="$work/attn-err.txt" out="$work/attn-out.txt" status=0
   rm -f "$hist"
   local t0 t1
   t0=$(date +%s.%N)
-  "$attn_cli" train --limit-train "$limit" --epochs 1 --no-validation --verbose 0 --batch-size "$batch" \
-      --threads "$t" --history "$hist" "$@" >/dev/null 2>"$err" || status=$?
+  "$attn_cli" train --limit-train "$limit" --epochs 1 --no-validation --verbose 2 --batch-size "$batch" \
+      --threads "$t" --history "$hist" "$@" >"$out" 2>"$err" || status=$?
   t1=$(date +%s.%N)
   if [[ $status -ne 0 || ! -s "$hist" ]]; then
     record attn "$case" "$t" "" "attn: build/attn train failed or wrote no history (rc $status): $(tail -c 200 "$err" | tr '\n' ' ')"
@@ -141,12 +142,15 @@ attn_train() {
     return
   fi
   local payload
-  payload=$("$py" - "$hist" "$limit" "$batch" "$t0" "$t1" <<'EOF'
-import json, math, sys
-hist, limit, batch, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+  payload=$("$py" - "$hist" "$out" "$t0" "$t1" <<'EOF'
+import json, re, sys
+hist, out, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 h = json.load(open(hist))
 e = h["epochs"][0]
-steps = math.ceil(limit / batch)
+m = re.search(r"^(\d+)/(\d+) - ", open(out).read(), re.M)
+if not m or m.group(1) != m.group(2):
+    sys.exit("attn's epoch line (steps/steps - ...) not found in its output")
+steps = int(m.group(1))
 print(json.dumps({"ms_per_step": 1000.0 * e["seconds"] / steps, "steps": steps,
                   "epoch_seconds": e["seconds"], "process_seconds": t1 - t0,
                   "loss": e.get("loss"), "accuracy": e.get("accuracy")}))
