@@ -1,6 +1,7 @@
-// Edge cases of the flash attention kernel's block products (register tiles of 6 rows x 2
-// vectors with 1..5-row remainders, 1-vector and scalar column strips, outputs narrower than a
-// vector, transposed-A products for dV and dK, blocks whose live width is less than the block):
+// Edge cases of the flash attention kernel's block products (register tiles of 6 rows x 4
+// vectors with 32 vector registers, x 2 otherwise, with 1..5-row remainders, 2-vector, 1-vector
+// and scalar column strips, outputs narrower than a vector, transposed-A products for dV and dK,
+// blocks whose live width is less than the block), on every SIMD target the CPU runs:
 // the fast kernel against the scalar reference at lengths around the block size and feature
 // sizes around multiples of the vector width, with masks, causal, dropout and dv != d.
 #include <gtest/gtest.h>
@@ -12,6 +13,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <hwy/targets.h>
 
 #include "kernels/attention.hpp"
 
@@ -110,22 +113,38 @@ void check(int64_t batch, int64_t tq, int64_t tv, int64_t d, int64_t dv, Opts o,
   expect_close(dv_only, dv_only_r, 1e-4, "dv only");
 }
 
+// Tile shapes and strip widths depend on the vector width: each case on each target.
+template <class Fn>
+void on_every_target(Fn fn) {
+  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    SCOPED_TRACE(hwy::TargetName(target));
+    hwy::SetSupportedTargetsForTest(target);
+    fn();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
+
 TEST(AttentionFlash, LengthsAroundBlockEdges) {
-  uint32_t seed = 1;
-  for (int64_t t : {1, 2, 5, 7, 33, 63, 64, 65, 100, 129})
-    for (int64_t d : {8, 64}) check(2, t, t, d, d, {}, seed++);
-  check(1, 785, 785, 64, 64, {}, seed++);
-  check(1, 785, 7, 24, 8, {}, seed++);
-  check(1, 7, 785, 8, 24, {}, seed++);
+  on_every_target([] {
+    uint32_t seed = 1;
+    for (int64_t t : {1, 2, 5, 7, 33, 63, 64, 65, 100, 129})
+      for (int64_t d : {8, 64}) check(2, t, t, d, d, {}, seed++);
+    check(1, 785, 785, 64, 64, {}, seed++);
+    check(1, 785, 7, 24, 8, {}, seed++);
+    check(1, 7, 785, 8, 24, {}, seed++);
+  });
 }
 
 TEST(AttentionFlash, FeatureSizesAroundVectorWidths) {
-  uint32_t seed = 100;
-  for (int64_t d : {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 64, 65, 72})
-    for (int64_t t : {7, 100}) {
-      check(1, t, t + 3, d, d, {}, seed++);
-      check(1, t + 3, t, d, d == 64 ? 24 : 64, {}, seed++);  // dv != d
-    }
+  on_every_target([] {
+    uint32_t seed = 100;
+    // 48 and 115: 4-, 2- and 1-vector strips and a scalar tail together at 16 lanes.
+    for (int64_t d : {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 48, 64, 65, 72, 115})
+      for (int64_t t : {7, 100}) {
+        check(1, t, t + 3, d, d, {}, seed++);
+        check(1, t + 3, t, d, d == 64 ? 24 : 64, {}, seed++);  // dv != d
+      }
+  });
 }
 
 TEST(AttentionFlash, MasksCausalDropout) {

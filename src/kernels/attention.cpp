@@ -42,7 +42,8 @@ HWY_INLINE const float* a_at(const float* a, int64_t lda, int64_t r, int64_t k) 
 
 // Register tile: R rows x NV vectors of z, accumulated over all of kdim in registers (6 x 2 on
 // AVX2: 12 accumulators, enough independent FMA chains to cover FMA latency on two pipes, plus
-// 2 loads of y and 1 broadcast register = 15 of the 16 ymm registers).
+// 2 loads of y and 1 broadcast register = 15 of the 16 ymm registers; 6 x 4 with AVX-512's 32
+// registers: 24 + 4 + 1).
 template <int R, int NV, bool kTransA, bool kAcc>
 HWY_INLINE void gemm_tile(const float* HWY_RESTRICT a, int64_t lda, int64_t kdim, const float* HWY_RESTRICT y,
                           int64_t ldy, float* HWY_RESTRICT z, int64_t ldz) {
@@ -140,8 +141,16 @@ void gemm(const float* HWY_RESTRICT a, int64_t lda, int64_t rows, int64_t kdim, 
     }
     return;
   }
+  // With 32 vector registers, strips of 4 vectors: each broadcast of A then feeds 4 multiply-adds
+  // instead of 2 (AVX-512 at d = 64: one strip covers a whole block row).
+  constexpr int kWide = HWY_MAX_BYTES >= 64 ? 4 : 2;
   int64_t e = 0;
-  for (; e + 2 * n <= ncols; e += 2 * n) gemm_rows<2, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
+  for (; e + kWide * n <= ncols; e += kWide * n)
+    gemm_rows<kWide, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
+  if (kWide == 4 && e + 2 * n <= ncols) {  // at most one
+    gemm_rows<2, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
+    e += 2 * n;
+  }
   if (e + n <= ncols) {  // at most one (fewer than 2 n columns are left)
     gemm_rows<1, kTransA, kAcc>(a, lda, rows, kdim, y + e, ldy, z + e, ldz);
     e += n;
