@@ -459,9 +459,9 @@ void Executor::zero_param_grads(int t) {
 
 void Executor::prefetch_inputs(int t) const {
   // Called as each thread's last work in a run, so the lines arrive while the next run starts
-  // instead of being pushed out again by this run's backward pass and optimizer step. (Software
-  // prefetches that miss the TLB are dropped: the training arrays get huge pages, see
-  // allocate_floats.)
+  // instead of being pushed out again by this run's backward pass and optimizer step. (Some CPUs
+  // drop software prefetches that miss the TLB; the training arrays are on small pages all the
+  // same, whose first touch costs far less here, see allocate_floats.)
   if (prefetch_ == nullptr) return;
   const int n = pool_.size();
   const int64_t begin = prefetch_count_ * t / n, end = prefetch_count_ * (t + 1) / n;
