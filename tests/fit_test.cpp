@@ -276,6 +276,15 @@ TEST_F(Fit, NonFiniteInputIsRefusedNamingTheSample) {
   }
   EXPECT_EQ(m.get_weights_flat(), before);
   EXPECT_NO_THROW(m.predict(d.x));  // and the clean data still passes the same check
+  // The check reads exponent bits: the largest, smallest and signed finite values all pass, and
+  // a NaN with its sign bit set is still refused.
+  Tensor edge = d.x.clone();
+  const float finite[] = {std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+                          std::numeric_limits<float>::denorm_min(), -0.0f, std::numeric_limits<float>::min()};
+  for (int i = 0; i < 5; ++i) edge[3 * 8 + i] = finite[i];
+  EXPECT_NO_THROW(m.predict(edge));
+  edge[11 * 8 + 7] = -std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(m.predict(edge), std::invalid_argument);
 }
 
 // No samples: fit and evaluate say so (there is no loss to report); predict returns no rows.

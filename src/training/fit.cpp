@@ -61,12 +61,19 @@ void check_inputs(const std::vector<Tensor>& xs, const std::vector<Node>& inputs
       throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has shape " +
                                   shape_to_string(x.shape()) + " but the model expects " +
                                   batch_shape_to_string(inputs[i]->shape));
-    // x * 0 is NaN exactly for infinities and NaNs: one vectorisable pass, then find the culprit.
+    // A float is infinite or NaN exactly when its exponent bits are all ones: an integer test
+    // the compiler vectorises, then a second pass finds the culprit. (A float sum of x * 0, NaN
+    // exactly for those, is one serial chain of adds: 25 us for a batch of 20 images, 70 ms for
+    // MNIST's training set.)
     const float* data = x.data();
     const int64_t size = x.size();
-    float poison = 0.0f;
-    for (int64_t k = 0; k < size; ++k) poison += data[k] * 0.0f;
-    if (poison == 0.0f) continue;
+    uint32_t non_finite = 0;
+    for (int64_t k = 0; k < size; ++k) {
+      uint32_t bits;
+      std::memcpy(&bits, data + k, sizeof bits);
+      non_finite |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    if (non_finite == 0) continue;
     for (int64_t k = 0; k < size; ++k)
       if (!std::isfinite(data[k]))
         throw std::invalid_argument(std::string(what) + ": input " + std::to_string(i) + " has a non-finite value (" +
