@@ -14,9 +14,8 @@
 #include <string>
 #include <vector>
 
-#include <hwy/targets.h>
-
 #include "kernels/attention.hpp"
+#include "simd_targets.hpp"
 
 namespace attn::kernels {
 namespace {
@@ -113,19 +112,8 @@ void check(int64_t batch, int64_t tq, int64_t tv, int64_t d, int64_t dv, Opts o,
   expect_close(dv_only, dv_only_r, 1e-4, "dv only");
 }
 
-// Tile shapes and strip widths depend on the vector width: each case on each target.
-template <class Fn>
-void on_every_target(Fn fn) {
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(target));
-    hwy::SetSupportedTargetsForTest(target);
-    fn();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
-
 TEST(AttentionFlash, LengthsAroundBlockEdges) {
-  on_every_target([] {
+  attn::testing::on_every_simd_target([] {
     uint32_t seed = 1;
     for (int64_t t : {1, 2, 5, 7, 33, 63, 64, 65, 100, 129})
       for (int64_t d : {8, 64}) check(2, t, t, d, d, {}, seed++);
@@ -136,7 +124,7 @@ TEST(AttentionFlash, LengthsAroundBlockEdges) {
 }
 
 TEST(AttentionFlash, FeatureSizesAroundVectorWidths) {
-  on_every_target([] {
+  attn::testing::on_every_simd_target([] {
     uint32_t seed = 100;
     // 48 and 115: 4-, 2- and 1-vector strips and a scalar tail together at 16 lanes.
     for (int64_t d : {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 48, 64, 65, 72, 115})

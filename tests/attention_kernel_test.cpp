@@ -3,7 +3,6 @@
 // central finite differences of a double-precision copy of the formula, and hand-derived
 // values (fully masked rows, zero queries, a two-key softmax). Speed is bench/'s job.
 #include <gtest/gtest.h>
-#include <hwy/targets.h>
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +17,7 @@
 #include "kernels/attention_d1_series.hpp"
 #include "kernels/attention_layout.hpp"
 #include "kernels/dropout_hash.hpp"
+#include "simd_targets.hpp"
 
 namespace attn::kernels {
 namespace {
@@ -528,9 +528,7 @@ TEST(AttentionKernel, LongSequenceBuffersAreLinear) {
 // Every SIMD target this binary dispatches to (SSE4 / AVX2 / AVX-512 where the CPU has them)
 // gets a few mixed cases: tails and tile remainders differ with the vector width.
 TEST(AttentionKernel, EverySupportedSimdTarget) {
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(target));
-    hwy::SetSupportedTargetsForTest(target);
+  attn::testing::on_every_simd_target([] {
     Case c;
     c.cfg.batch = 2;
     c.cfg.tq = 17;
@@ -571,8 +569,7 @@ TEST(AttentionKernel, EverySupportedSimdTarget) {
       run_case(c, 34);
     }
     c.d1_direct = false;
-  }
-  hwy::SetSupportedTargetsForTest(0);
+  });
 }
 
 // ---------------------------------------------------------------- hand-derived values

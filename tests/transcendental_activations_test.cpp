@@ -16,9 +16,8 @@
 #include <string>
 #include <vector>
 
-#include <hwy/targets.h>
-
 #include "kernels/transcendental_activations.hpp"
+#include "simd_targets.hpp"
 
 namespace {
 namespace k = attn::kernels;
@@ -167,18 +166,8 @@ void check_backward(const Backward& b, const std::vector<float>& x, std::mt19937
   for (size_t i = x.size(); i < dx.size(); ++i) ASSERT_EQ(dx[i], before[i]) << b.name << " wrote past " << n;
 }
 
-// Runs `body` once per SIMD target this binary has code for and the processor supports.
-void on_every_target(const std::function<void()>& body) {
-  for (const int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    SCOPED_TRACE(hwy::TargetName(target));
-    hwy::SetSupportedTargetsForTest(target);
-    body();
-  }
-  hwy::SetSupportedTargetsForTest(0);
-}
-
 TEST(TranscendentalActivations, ForwardWithinAFewUlpOnEveryLengthAndTarget) {
-  on_every_target([] {
+  attn::testing::on_every_simd_target([] {
     std::mt19937 gen(5);
     for (const Forward& f : forwards()) {
       for (int64_t n = 0; n <= 70; ++n) check_forward(f, random_inputs(gen, n));
@@ -189,7 +178,7 @@ TEST(TranscendentalActivations, ForwardWithinAFewUlpOnEveryLengthAndTarget) {
 }
 
 TEST(TranscendentalActivations, DerivativesAddedWithinAFewUlpOnEveryLengthAndTarget) {
-  on_every_target([] {
+  attn::testing::on_every_simd_target([] {
     std::mt19937 gen(6);
     for (const Backward& b : backwards()) {
       for (int64_t n = 0; n <= 70; ++n) check_backward(b, random_inputs(gen, n), gen);
@@ -220,7 +209,7 @@ TEST(TranscendentalActivations, InfinitiesAndNaN) {
       {"elu", {kInf, -1.0f, nan}},    {"softplus", {kInf, 0.0f, nan}}, {"silu", {kInf, nan, nan}},
       {"mish", {kInf, nan, nan}},     {"exponential", {kInf, 0.0f, nan}},
   };
-  on_every_target([&] {
+  attn::testing::on_every_simd_target([&] {
     for (const auto& [name, values] : want) {
       const std::vector<float> y = forward(name);
       for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(is(y[i], values[i])) << name << "(" << x[i] << ") = " << y[i];

@@ -5,11 +5,11 @@
 // threads that actually sleep.
 #include "model/thread_pool.hpp"
 
-#include "model/flush_denormals.hpp"
-
 #include <stdexcept>
 #include <string>
 #include <system_error>
+
+#include "model/flush_denormals.hpp"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
